@@ -1,0 +1,175 @@
+"""The composition root: builds every service from Settings and runs them until a signal.
+
+Runs on the main thread's asyncio loop. Services are async context managers entered into one
+AsyncExitStack in dependency order, so shutdown runs in reverse by construction:
+store -> certificates -> janitor (reconcile) -> FTP listeners -> control socket -> web -> hot folder.
+
+Thread map (see docs/architecture.md):
+- main thread: asyncio loop (Store via aiosqlite's own thread, admin API, web, janitor timer)
+- ftp-ftp / ftp-ftps_implicit: pyftpdlib acceptor loops; one thread per camera session
+- watchdog observer + hot-folder worker thread (when configured)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__, credentials
+from appliance.bridge import Bridge
+from appliance.config import Settings
+from appliance.control.api import make_admin_app
+from appliance.control.httpserver import HttpServer
+from appliance.control.web import make_web_app
+from appliance.ftp import FtpService
+from appliance.ftp.server import local_address
+from appliance.ingest.hotfolder import HotFolder
+from appliance.ingest.janitor import Janitor
+from appliance.ingest.landing import Lander
+from appliance.layout import Layout
+from appliance.pki import CertPaths, ensure_certificates
+from appliance.store import Store, UploadKey
+
+logger = logging.getLogger(__name__)
+
+
+class Box:
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.store: Store = Store(layout.database)
+        self.ftp: FtpService | None = None
+        self.certs: CertPaths | None = None
+        self.web_port: int | None = None
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self.layout.create()
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.store)
+            bridge = Bridge(loop)
+            self.certs = await asyncio.to_thread(self._certificates)
+            lander = Lander(
+                self.layout, self.store, bridge,
+                reserve_mb=self.settings.storage.reserve_mb,
+                max_file_size_mb=self.settings.ftp.max_file_size_mb,
+            )
+            await stack.enter_async_context(Janitor(self.layout, self.store, self.settings.storage))
+            self.ftp = await stack.enter_async_context(
+                FtpService(
+                    self.settings.ftp, store=self.store, bridge=bridge, lander=lander,
+                    jails=self.layout.ftp, cert_file=self.certs.cert, key_file=self.certs.key,
+                )
+            )
+            await stack.enter_async_context(
+                HttpServer(make_admin_app(self), uds=self.layout.control_socket)
+            )
+            web = await stack.enter_async_context(
+                HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
+            )
+            self.web_port = web.port
+            if self.settings.hotfolder.path is not None:
+                await stack.enter_async_context(HotFolder(self.settings.hotfolder, self.store, lander, bridge))
+            stack.callback(self.layout.box_json.unlink, missing_ok=True)
+            self._write_box_json()
+            await self._first_start()
+            logger.info("shutterbox %s ready (data in %s)", __version__, self.layout.root)
+            await self.stopping.wait()
+            logger.info("shutting down")
+        return 0
+
+    def _certificates(self) -> CertPaths:
+        tls = self.settings.tls
+        own = ensure_certificates(self.layout.tls, tls.hostnames)
+        if tls.cert_file is not None:
+            return CertPaths(own.ca_cert, tls.cert_file, tls.key_file or tls.cert_file)
+        return own
+
+    def _write_box_json(self) -> None:
+        assert self.ftp is not None  # noqa: S101
+        data = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "ftp_port": self.ftp.ports.get("ftp"),
+            "ftps_implicit_port": self.ftp.ports.get("ftps_implicit"),
+            "web_port": self.web_port,
+            "passive_ports": self.settings.ftp.passive_ports,
+        }
+        tmp = self.layout.box_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(self.layout.box_json)
+
+    async def _first_start(self) -> None:
+        if await self.store.list_events():
+            return
+        event = await self.store.create_event("Demo event", demo=True)
+        key, secret = await self.create_key(event.code, "main", "demo camera")
+        info = self.connect_info()
+        lines = [
+            "",
+            "=" * 64,
+            f"First start: created demo event {event.code} with one camera key.",
+            f"  Camera FTP settings: host {info['host']}  port {info['port']}  passive mode",
+            f"  user {key.username}  password {secret}",
+            f"  passive ports {info['passive_ports']}; FTPS: explicit (AUTH TLS) on the same port",
+            f"  CA certificate for FTPS (Sony: import as root): {self.layout.tls / 'ca.crt'}",
+            "  This password is shown once. Create real events with `shutterbox event create`.",
+            "=" * 64,
+        ]
+        # Printed to the operator's terminal, not to the log: the secret never enters a log line.
+        print("\n".join(lines), flush=True)  # noqa: T201
+
+    async def create_key(self, event: str, function: str, camera: str) -> tuple[UploadKey, str]:
+        secret = credentials.new_secret()
+        digest = await asyncio.to_thread(credentials.hash_secret, secret)
+        key = await self.store.create_key(event=event, function=function, camera=camera, secret_hash=digest)
+        return key, secret
+
+    def connect_info(self) -> dict[str, Any]:
+        ftp = self.settings.ftp
+        host = ftp.masquerade_address or (ftp.host if ftp.host not in ("0.0.0.0", "::") else local_address())  # noqa: S104
+        ports = self.ftp.ports if self.ftp else {}
+        return {
+            "host": host,
+            "port": ports.get("ftp", ftp.port),
+            "implicit_tls_port": ports.get("ftps_implicit"),
+            "passive_ports": ftp.passive_ports,
+            "tls": "explicit (AUTH TLS) on the same port" + (", implicit on its own port" if ftp.implicit_tls_port else ""),
+        }
+
+    def ca_certificate_pem(self) -> str:
+        return (self.layout.tls / "ca.crt").read_text(encoding="ascii")
+
+    async def status(self) -> dict[str, Any]:
+        disk = shutil.disk_usage(self.layout.root)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "data": str(self.layout.root),
+            "queue": await self.store.counts(),
+            "ftp": self.ftp.status() if self.ftp else None,
+            "web_port": self.web_port,
+            "disk": {
+                "free_bytes": disk.free,
+                "total_bytes": disk.total,
+                "reserve_bytes": self.settings.storage.reserve_mb << 20,
+                "accepting_uploads": disk.free >= self.settings.storage.reserve_mb << 20,
+            },
+        }
+
+
+def run_box(settings: Settings, data_dir: Path) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(Box(settings, Layout(data_dir.resolve())).run())
+    return 0

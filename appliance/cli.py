@@ -1,0 +1,183 @@
+"""The ``shutterbox`` command. Commands that change state talk to the running box over its
+control socket (never to its database behind its back); read-only ``photos`` and ``status``
+fall back to reading the database when the box is not running.
+
+Exit codes: 0 ok, 1 the box refused the request, 2 usage, 3 box not running, 4 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import load_settings
+from appliance.control.client import ApiError, ControlClient
+from appliance.errors import ConfigError, NotRunningError
+from appliance.layout import Layout
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    default_data = Path(os.environ.get("SHUTTERBOX_DATA", "./var"))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=default_data, help="data folder (default: %(default)s)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(prog="shutterbox", description="Live event-photo box.")
+    parser.add_argument("--version", action="version", version=f"shutterbox {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", parents=[common], help="run the box")
+    sub.add_parser("check-config", parents=[common], help="validate shutterbox.toml and SHUTTERBOX_* variables")
+
+    event = sub.add_parser("event", help="events").add_subparsers(dest="action", required=True)
+    create = event.add_parser("create", parents=[common], help="create an event")
+    create.add_argument("name")
+    create.add_argument("--function", action="append", dest="functions", help="a part of the event (repeatable)")
+    event.add_parser("list", parents=[common], help="list events")
+
+    key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
+    kc = key.add_parser("create", parents=[common], help="create a key; prints the password once")
+    kc.add_argument("--event", required=True)
+    kc.add_argument("--camera", required=True, help="a label for the body or transmitter")
+    kc.add_argument("--function", default="main")
+    kr = key.add_parser("revoke", parents=[common], help="revoke a key and cut its sessions")
+    kr.add_argument("username")
+    kl = key.add_parser("list", parents=[common], help="list keys")
+    kl.add_argument("--event")
+
+    photos = sub.add_parser("photos", parents=[common], help="list queued photos")
+    photos.add_argument("--event")
+    sub.add_parser("status", parents=[common], help="queue, FTP and disk status")
+    sub.add_parser("rejections", parents=[common], help="rejected (truncated or corrupt) uploads")
+    sub.add_parser("ca-cert", parents=[common], help="print the box's CA certificate (PEM) for cameras")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    data: Path = args.data
+    try:
+        if args.command == "up":
+            return _up(data)
+        if args.command == "check-config":
+            settings = load_settings(data)
+            _emit(args, settings.model_dump(mode="json"), "configuration OK")
+            return EXIT_OK
+        return _remote(args, data)
+    except ConfigError as exc:
+        print(f"shutterbox: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    except NotRunningError as exc:
+        print(f"shutterbox: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_NOT_RUNNING
+    except ApiError as exc:
+        print(f"shutterbox: {exc} (HTTP {exc.status})", file=sys.stderr)  # noqa: T201
+        return EXIT_REFUSED
+
+
+def _up(data: Path) -> int:
+    from appliance.box import run_box
+
+    settings = load_settings(data)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return run_box(settings, data)
+
+
+def _remote(args: argparse.Namespace, data: Path) -> int:
+    with ControlClient(data) as box:
+        command = (args.command, getattr(args, "action", None))
+        if command == ("event", "create"):
+            result = box.request("POST", "/api/events", json={"name": args.name, "functions": args.functions or ["main"]})
+            _emit(args, result, f"created event {result['code']} ({result['name']})")
+        elif command == ("event", "list"):
+            result = box.request("GET", "/api/events")
+            _emit(args, result, "\n".join(f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result))
+        elif command == ("key", "create"):
+            result = box.request(
+                "POST", "/api/keys", json={"event": args.event, "camera": args.camera, "function": args.function}
+            )
+            c = result["connect"]
+            _emit(
+                args, result,
+                f"key for {result['camera']} ({result['event']}/{result['function']})\n"
+                f"  host {c['host']}  port {c['port']}  passive ports {c['passive_ports']}\n"
+                f"  user {result['username']}\n  password {result['password']}   (shown once)",
+            )
+        elif command == ("key", "revoke"):
+            result = box.request("DELETE", f"/api/keys/{args.username}")
+            _emit(args, result, f"revoked {result['username']} ({result['sessions_cut']} live sessions cut)")
+        elif command == ("key", "list"):
+            result = box.request("GET", "/api/keys", params={"event": args.event} if args.event else None)
+            _emit(args, result, "\n".join(
+                f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
+                + ("  REVOKED" if k["revoked_at"] else "") for k in result
+            ))
+        elif args.command == "photos":
+            result = _photos(box, args.event)
+            _emit_lines(args, result, lambda p: f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}  {p['size']} B  {p['sha256'][:12]}")
+        elif args.command == "status":
+            result = _status(box)
+            q = result["queue"]
+            _emit(args, result, f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}  rejections: {q['rejections']}")
+        elif args.command == "rejections":
+            result = box.request("GET", "/api/rejections")
+            _emit_lines(args, result, lambda r: f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}")
+        elif args.command == "ca-cert":
+            result = box.request("GET", "/api/tls/ca.crt")
+            print(result, end="")  # noqa: T201
+        else:  # pragma: no cover - argparse guarantees the commands
+            return EXIT_USAGE
+    return EXIT_OK
+
+
+def _photos(box: ControlClient, event: str | None) -> Any:
+    try:
+        return box.request("GET", "/api/photos", params={"event": event} if event else None)
+    except NotRunningError:
+        return asyncio.run(_offline(box.data_dir, lambda s: s.list_photos(event)))
+
+
+def _status(box: ControlClient) -> Any:
+    try:
+        return {"running": True, **box.request("GET", "/api/status")}
+    except NotRunningError:
+        return {"running": False, "queue": asyncio.run(_offline(box.data_dir, lambda s: s.counts()))}
+
+
+async def _offline(data: Path, read: Any) -> Any:
+    from appliance.store import Store
+
+    path = Layout(data.resolve()).database
+    if not path.exists():
+        raise NotRunningError(f"no shutterbox data in {data}")
+    async with Store(path, readonly=True) as store:
+        result = await read(store)
+    return [r.to_json() for r in result] if isinstance(result, list) else result
+
+
+def _emit(args: argparse.Namespace, result: Any, text: str) -> None:
+    print(json.dumps(result, indent=2) if args.json else text)  # noqa: T201
+
+
+def _emit_lines(args: argparse.Namespace, rows: list[dict[str, Any]], line: Any) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))  # noqa: T201
+    else:
+        for row in rows:
+            print(line(row))  # noqa: T201
+
+
+if __name__ == "__main__":
+    sys.exit(main())

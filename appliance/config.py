@@ -1,0 +1,193 @@
+"""Settings of the box: TOML file ``DATA/shutterbox.toml`` overlaid by environment variables.
+
+Pure data; built once by the composition root (``appliance.box``) or the CLI and handed down.
+Environment variables are ``SHUTTERBOX_<SECTION>__<KEY>``, e.g. ``SHUTTERBOX_FTP__PORT=2121``.
+Unknown keys anywhere are an error that names the key. Every field is documented in
+``docs/configuration.md`` (a test fails when one is missing there).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from appliance.errors import ConfigError
+
+CONFIG_FILE_NAME = "shutterbox.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FtpSettings(_Section):
+    """The camera-facing FTP/FTPS server."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - cameras reach the box over the venue LAN
+    """Address the FTP listeners bind to."""
+    port: int = Field(2121, ge=0, le=65535)
+    """Plain FTP + explicit FTPS (AUTH TLS) port; 21 on the appliance image. 0 picks a free port."""
+    implicit_tls_port: int | None = Field(None, ge=0, le=65535)
+    """Implicit FTPS listener (TLS from the first byte); 990 on the appliance image. Unset: off."""
+    passive_ports: str = "60000-60099"
+    """Inclusive range for passive data connections, ``LOW-HIGH``. When every port in it is busy
+    the server answers 425 instead of binding outside it. Size it to at least 2x the cameras."""
+    masquerade_address: str | None = None
+    """IPv4 address announced in PASV replies when the box sits behind NAT. Unset: the local one."""
+    permit_foreign_addresses: bool = False
+    """Accept a data connection from an IP other than the control connection's (FXP, odd NAT)."""
+    tls_required: bool = False
+    """Refuse USER/PASS before AUTH TLS (plain FTP off). Sony bodies always use FTPS."""
+    max_connections: int = Field(256, ge=1)
+    """Maximum simultaneous control connections."""
+    max_connections_per_ip: int = Field(16, ge=1)
+    """Maximum simultaneous control connections from one IP address."""
+    max_sessions_per_key: int = Field(8, ge=1)
+    """Maximum simultaneous logged-in sessions per upload key."""
+    idle_timeout: int = Field(600, ge=10)
+    """Seconds a control connection may sit idle before it is closed."""
+    data_timeout: int = Field(60, ge=5)
+    """Seconds a data transfer may stall with no bytes before it is aborted."""
+    max_file_size_mb: int = Field(4096, ge=1)
+    """Largest single upload accepted, in MB; a larger one is refused with 552."""
+    ban_threshold: int = Field(10, ge=1)
+    """Failed-login score at which an IP address is banned (a failed login scores 1,
+    a login with an unknown user 2)."""
+    ban_window: int = Field(300, ge=1)
+    """Seconds over which failed-login scores add up."""
+    ban_time: int = Field(60, ge=1)
+    """First ban duration in seconds; each further ban of the same IP doubles it."""
+    ban_time_max: int = Field(86400, ge=1)
+    """Longest ban in seconds."""
+
+    @field_validator("passive_ports")
+    @classmethod
+    def _check_range(cls, value: str) -> str:
+        parse_port_range(value)
+        return value
+
+    @field_validator("masquerade_address")
+    @classmethod
+    def _check_ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.IPv4Address(value)
+        return value
+
+    @property
+    def passive_range(self) -> range:
+        return parse_port_range(self.passive_ports)
+
+
+class TlsSettings(_Section):
+    """Certificates for FTPS. By default the box makes its own CA on first start."""
+
+    cert_file: Path | None = None
+    """Operator-supplied server certificate chain (PEM). Unset: the box's own, signed by its CA."""
+    key_file: Path | None = None
+    """Private key (PEM) for ``cert_file``."""
+    hostnames: list[str] = Field(default_factory=lambda: ["shutterbox.local", "shutterbox"])
+    """Names put in the generated server certificate (the box's IP addresses are added)."""
+
+
+class WebSettings(_Section):
+    """The HTTP listener on the venue LAN."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - guests reach the box over the venue LAN
+    """Address the web server binds to."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Web port; 80 on the appliance image. 0 picks a free port."""
+
+
+class StorageSettings(_Section):
+    """Where frames land and how much disk is kept free."""
+
+    reserve_mb: int = Field(512, ge=0)
+    """Free space always kept on the data disk. Below it, new uploads are refused with 452
+    before any byte is accepted."""
+    quarantine_days: int = Field(7, ge=0)
+    """Days a rejected (truncated or corrupt) upload is kept for the operator to inspect."""
+    partial_hours: int = Field(24, ge=0)
+    """Hours an interrupted upload is kept so the camera can resume it (REST/APPE)."""
+
+
+class HotFolderSettings(_Section):
+    """A folder fed by tethering software or a card reader, ingested like an FTP upload."""
+
+    path: Path | None = None
+    """Folder to watch (recursively). Unset: off."""
+    event: str | None = None
+    """Event code the folder's frames belong to (required when ``path`` is set)."""
+    function: str = "main"
+    """Function (part of the event) the frames are filed under."""
+    camera: str = "hotfolder"
+    """Camera label for the frames."""
+    settle_seconds: float = Field(2.0, gt=0)
+    """A file is taken once its size and mtime have not changed for this long."""
+
+
+class Settings(BaseSettings):
+    """All settings of one box."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHUTTERBOX_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    ftp: FtpSettings = Field(default_factory=FtpSettings)
+    """Camera-facing FTP/FTPS server."""
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    """FTPS certificates."""
+    web: WebSettings = Field(default_factory=WebSettings)
+    """HTTP listener."""
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    """Disk use."""
+    hotfolder: HotFolderSettings = Field(default_factory=HotFolderSettings)
+    """Hot-folder ingest."""
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    """Logging level (logs go to stderr, for journald)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the TOML file, which is passed as init values.
+        return (env_settings, init_settings)
+
+
+def parse_port_range(text: str) -> range:
+    """``"60000-60099"`` -> range(60000, 60100); raises ValueError on nonsense."""
+    low_text, sep, high_text = text.partition("-")
+    if not sep:
+        raise ValueError(f"port range {text!r} must look like LOW-HIGH")
+    low, high = int(low_text), int(high_text)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"port range {text!r} must satisfy 1 <= LOW <= HIGH <= 65535")
+    return range(low, high + 1)
+
+
+def load_settings(data_dir: Path) -> Settings:
+    """Read ``DATA/shutterbox.toml`` (optional) and the environment; raise ConfigError on any
+    unknown key or bad value, naming it."""
+    path = data_dir / CONFIG_FILE_NAME
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration ({path} and SHUTTERBOX_* variables): {problems}") from exc

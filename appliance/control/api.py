@@ -1,0 +1,95 @@
+"""Admin API on the unix control socket (the one way in for the CLI). Requests are served on
+the asyncio thread; FTP session changes (revoke) are handed to FtpService, which is thread-safe.
+
+Reachable only through ``DATA/run/control.sock`` (mode 0600, inside a 0700 folder): whoever can
+open it is the box's operator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance import __version__, credentials
+from appliance.errors import NotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventIn(_Body):
+    name: str = Field(min_length=1, max_length=120)
+    functions: list[str] = Field(default_factory=lambda: ["main"], max_length=50)
+
+
+class KeyIn(_Body):
+    event: str = Field(pattern=f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$")
+    camera: str = Field(min_length=1, max_length=64)
+    function: str = Field("main", min_length=1, max_length=64)
+
+
+def make_admin_app(box: Box) -> FastAPI:
+    app = FastAPI(title="shutterbox admin", version=__version__)
+
+    def fail(exc: StoreError) -> HTTPException:
+        return HTTPException(404 if isinstance(exc, NotFoundError) else 409, str(exc))
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        return await box.status()
+
+    @app.get("/api/events")
+    async def list_events() -> list[dict[str, Any]]:
+        return [e.to_json() for e in await box.store.list_events()]
+
+    @app.post("/api/events", status_code=201)
+    async def create_event(body: EventIn) -> dict[str, Any]:
+        event = await box.store.create_event(body.name, functions=body.functions)
+        return event.to_json()
+
+    @app.get("/api/keys")
+    async def list_keys(event: str | None = None) -> list[dict[str, Any]]:
+        return [k.to_json() for k in await box.store.list_keys(event)]
+
+    @app.post("/api/keys", status_code=201)
+    async def create_key(body: KeyIn) -> dict[str, Any]:
+        try:
+            key, secret = await box.create_key(body.event, body.function, body.camera)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        return {**key.to_json(), "password": secret, "connect": box.connect_info()}
+
+    @app.delete("/api/keys/{username}")
+    async def revoke_key(username: str) -> dict[str, Any]:
+        try:
+            key = await box.store.revoke_key(username)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        cut = box.ftp.revoke(username) if box.ftp else 0
+        return {**key.to_json(), "sessions_cut": cut}
+
+    @app.get("/api/photos")
+    async def list_photos(event: str | None = None, limit: int = Query(100_000, ge=1, le=1_000_000)) -> list[dict[str, Any]]:
+        if event is not None:
+            try:
+                await box.store.get_event(event)
+            except StoreError as exc:
+                raise fail(exc) from exc
+        return [p.to_json() for p in await box.store.list_photos(event, limit=limit)]
+
+    @app.get("/api/rejections")
+    async def list_rejections(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        return [r.to_json() for r in await box.store.list_rejections(limit)]
+
+    @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
+    async def ca_certificate() -> str:
+        return box.ca_certificate_pem()
+
+    return app

@@ -1,0 +1,70 @@
+"""uvicorn as an async context manager on the box's own event loop (no signal capture: the box
+owns the signals). Runs on the asyncio thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpServer:
+    def __init__(self, app: Any, *, host: str | None = None, port: int | None = None, uds: Path | None = None) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host or "127.0.0.1",
+            port=port or 0,
+            uds=str(uds) if uds else None,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            server_header=False,
+        )
+        self._uds = uds
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int | None:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                if isinstance(name, tuple):
+                    return int(name[1])
+        return None
+
+    async def __aenter__(self) -> Self:
+        if self._uds is not None:
+            self._uds.unlink(missing_ok=True)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.02)
+        if self._uds is not None:
+            self._uds.chmod(0o600)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        if self._uds is not None:
+            self._uds.unlink(missing_ok=True)

@@ -1,0 +1,260 @@
+"""pyftpdlib handler subclasses: where stock pyftpdlib is bent to cameras and to "226 means
+durable". Everything here runs on the session's own thread.
+
+- the data channel's close path lands the file (verify, fsync, hash, queue) *before* replying
+  226; a truncated or corrupt upload gets 451 and is kept for resume + quarantined;
+- passive ports come from the configured range only (425 when it is full, never outside it);
+- failed logins feed the Defender; banned IPs get 421 at connect;
+- sessions per key are capped, and a revoked key's live sessions are cut;
+- an implicit-TLS variant speaks TLS from the first byte (port 990).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.exceptions import _FileReadWriteError
+from pyftpdlib.handlers import DTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
+
+from appliance.errors import RejectedUpload
+from appliance.ftp.authorizer import UnknownUser
+from appliance.ftp.defender import Defender
+from appliance.ingest.landing import Destination, StagingFile
+
+if TYPE_CHECKING:
+    from appliance.ftp.sessions import Sessions
+    from appliance.ingest.landing import Lander
+    from appliance.ftp.authorizer import KeyAuthorizer
+
+logger = logging.getLogger(__name__)
+
+
+class _NoPassivePort(OSError):
+    pass
+
+
+class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
+    """pyftpdlib falls back to a random port outside the range when it is full; we refuse."""
+
+    def bind(self, addr: tuple[str, int]) -> None:
+        if addr[1] == 0 and self.cmd_channel.passive_ports is not None:
+            self.close()
+            raise _NoPassivePort(errno.EADDRINUSE, "passive port range exhausted")
+        super().bind(addr)
+
+
+class _LandingMixin:
+    """Replaces 'close the socket, reply 226, then tell the app' with 'land, then reply'."""
+
+    cmd_channel: BoxHandler
+    file_obj: Any
+    receive: bool
+    transfer_finished: bool
+    _closed: bool
+    _resp: tuple[str, Any]
+
+    def close(self) -> None:
+        upload = self.file_obj
+        if not self._closed and self.receive and isinstance(upload, StagingFile) and not upload.sealed:
+            lander = self.cmd_channel.lander
+            if self.transfer_finished and self._resp and self._resp[0].startswith("226"):
+                try:
+                    photo = lander.land(upload)
+                except RejectedUpload as exc:
+                    self._resp = (exc.reply, logger.warning)
+                    self.transfer_finished = False
+                    self.cmd_channel.server_stats("rejected")
+                except Exception:
+                    logger.exception("landing %s failed", upload.original_name)
+                    self._resp = ("451 Local error while storing the file; please send it again.", logger.error)
+                    self.transfer_finished = False
+                    self._keep(upload, "internal error while storing")
+                else:
+                    self._resp = (f"226 Transfer complete; stored as photo {photo.id}.", logger.debug)
+                    self.cmd_channel.server_stats("received")
+            else:
+                reply = self._resp[0] if self._resp else "aborted (ABOR or connection lost)"
+                self._keep(upload, f"transfer interrupted: {reply}")
+        super().close()  # type: ignore[misc]
+
+    def _keep(self, upload: StagingFile, reason: str) -> None:
+        try:
+            self.cmd_channel.lander.keep_partial(upload, reason)
+        except Exception:
+            logger.exception("could not keep the partial upload %s", upload.original_name)
+
+    def handle_error(self) -> None:
+        exc = sys.exc_info()[1]
+        cause = exc.__cause__ if isinstance(exc, _FileReadWriteError) else exc
+        if isinstance(cause, RejectedUpload):
+            if isinstance(self.file_obj, StagingFile):
+                self._keep(self.file_obj, cause.reason)
+            self._resp = (cause.reply, logger.warning)
+            self.close()
+            return
+        super().handle_error()  # type: ignore[misc]
+
+
+class LandingDTP(_LandingMixin, DTPHandler):  # type: ignore[misc]
+    pass
+
+
+class TLSLandingDTP(_LandingMixin, TLS_DTPHandler):  # type: ignore[misc]
+    pass
+
+
+class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
+    """Configured per server by ``FtpService`` (pyftpdlib configures handlers by class attribute)."""
+
+    dtp_handler = TLSLandingDTP
+    passive_dtp = StrictPassiveDTP
+    banner = "shutterbox ready."
+    auth_failed_timeout = 1
+    max_login_attempts = 5
+    use_sendfile = False
+
+    lander: ClassVar[Lander]
+    defender: ClassVar[Defender]
+    sessions: ClassVar[Sessions]
+    max_sessions_per_key: ClassVar[int]
+    stats: ClassVar[dict[str, int]]
+    authorizer: KeyAuthorizer
+
+    def handle(self) -> None:
+        ban = self.defender.banned_for(self.remote_ip)
+        if ban > 0:
+            self.respond(f"421 Too many failed logins from your address; try again in {int(ban) + 1} s.")
+            self.close_when_done()
+            return
+        super().handle()
+
+    def server_stats(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
+
+    # --- login
+
+    def ftp_PASS(self, line: str) -> None:
+        if self.authenticated:
+            self.respond("503 User already authenticated.")
+            return
+        if not self.username:
+            self.respond("503 Login with USER first.")
+            return
+        username = self.username
+        if self.sessions.count(username) >= self.max_sessions_per_key:
+            self.respond("421 Too many sessions for this upload key; close one and retry.")
+            self.close_when_done()
+            return
+        try:
+            self.authorizer.validate_authentication(username, line, self)
+        except AuthenticationFailed as err:
+            self.server_stats("login_failed")
+            score = Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD
+            ban = self.defender.record_failure(self.remote_ip, score)
+            if ban:
+                self.server_stats("banned")
+                logger.warning("banned %s for %d s after repeated failed logins", self.remote_ip, ban)
+                self.respond(f"421 Too many failed logins; this address is banned for {int(ban)} s.")
+                self.close_when_done()
+                return
+            self.handle_auth_failed(str(err), line)
+            return
+        self.server_stats("login_ok")
+        self.defender.record_success(self.remote_ip)
+        self.handle_auth_success(
+            self.authorizer.get_home_dir(username), line, self.authorizer.get_msg_login(username)
+        )
+
+    def on_login(self, username: str) -> None:
+        self.sessions.add(username, self)
+        login = self.authorizer.login(username)
+        self.destination = Destination(login.key.event, login.key.function, login.key.camera, username)
+
+    def close(self) -> None:
+        if getattr(self, "username", None):
+            self.sessions.remove(self.username, self)
+        super().close()
+
+    # --- uploads
+
+    def open_upload(self, filename: str, mode: str) -> StagingFile:
+        return self.lander.open(self.destination, Path(filename), self.fs.fs2ftp(filename), mode)
+
+    def _refused(self) -> bool:
+        try:
+            self.lander.check_space()
+        except RejectedUpload as exc:
+            self.server_stats("refused_disk_full")
+            self.respond(exc.reply)
+            return True
+        return False
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        if self._refused():
+            self._restart_position = 0
+            return None
+        return super().ftp_STOR(file, mode)
+
+    def ftp_STOU(self, line: str) -> Any:
+        if self._refused():
+            return None
+        return super().ftp_STOU(line)
+
+    def on_renamed(self, src: str, dst: str) -> None:
+        self.lander.bridge.call(self.lander.store.rename_photo, self.username, src, dst)
+
+    # --- passive mode from the range only
+
+    def _make_epasv(self, extmode: bool = False) -> None:
+        try:
+            super()._make_epasv(extmode)
+        except _NoPassivePort:
+            self._dtp_acceptor = None
+            logger.warning(
+                "passive ports %d-%d all busy; refusing a data connection",
+                self.passive_ports[0],
+                self.passive_ports[-1],
+            )
+            self.respond("425 No free passive port on the box; try again shortly.")
+
+    # --- revocation (called from another thread)
+
+    def cut(self) -> None:
+        """End this session now: shut the socket down; the session's own loop closes the rest."""
+        try:
+            fd = self.socket.fileno()
+            dup = socket.socket(fileno=os.dup(fd))
+        except (OSError, ValueError):
+            return
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            dup.close()
+
+
+class ImplicitTLSHandler(BoxHandler):
+    """TLS from the first byte (implicit FTPS, port 990); data channels protected by default."""
+
+    def handle(self) -> None:
+        if self.defender.banned_for(self.remote_ip) > 0:
+            self.close()
+            return
+        self.secure_connection(self.ssl_context)
+
+    def handle_ssl_established(self) -> None:
+        if not getattr(self, "_greeted", False):
+            self._greeted = True
+            self._pbsz = True
+            self._prot = True
+            BoxHandler.handle(self)
+

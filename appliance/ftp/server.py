@@ -1,0 +1,176 @@
+"""FtpService: builds and runs the FTP listeners, each on its own thread with its own IOLoop.
+
+Entered on the asyncio thread (``async with FtpService(...)``); listener threads are started on
+enter and stopped and joined on exit. Shutdown stops each acceptor loop first, then closes every
+session from the acceptor's own thread (pyftpdlib's IOLoop is not thread-safe); an upload cut
+by shutdown is kept for resume and never acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import ThreadedFTPServer
+
+from appliance.ftp.authorizer import KeyAuthorizer
+from appliance.ftp.defender import Defender
+from appliance.ftp.filesystem import JailFS
+from appliance.ftp.handlers import BoxHandler, ImplicitTLSHandler
+from appliance.ftp.sessions import Sessions
+from appliance.ftp.tls import make_context
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from appliance.bridge import Bridge
+    from appliance.config import FtpSettings
+    from appliance.ingest.landing import Lander
+    from appliance.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(ThreadedFTPServer):  # type: ignore[misc]
+    """ThreadedFTPServer with per-instance exit flag and lock (pyftpdlib shares them per class,
+    so stopping one listener would stop the other)."""
+
+    join_timeout = 10
+
+    def __init__(self, address: tuple[str, int], handler: type[BoxHandler], ioloop: Any) -> None:
+        self._exit = threading.Event()
+        self._lock = threading.Lock()
+        super().__init__(address, handler, ioloop=ioloop, backlog=64)
+
+
+@dataclass
+class _Listener:
+    name: str
+    server: _Server
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.address[1])
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.server.serve_forever(timeout=0.5, blocking=False, handle_exit=False)
+        except Exception:
+            logger.exception("FTP listener %s crashed", self.name)
+        finally:
+            self.server.close_all()
+
+
+class FtpService:
+    def __init__(
+        self,
+        settings: FtpSettings,
+        *,
+        store: Store,
+        bridge: Bridge,
+        lander: Lander,
+        jails: Path,
+        cert_file: Path,
+        key_file: Path,
+    ) -> None:
+        self.settings = settings
+        self.sessions = Sessions()
+        self.stats: dict[str, int] = {}
+        self.defender = Defender(
+            threshold=settings.ban_threshold,
+            window=settings.ban_window,
+            ban_time=settings.ban_time,
+            ban_time_max=settings.ban_time_max,
+        )
+        self.authorizer = KeyAuthorizer(store, bridge, jails)
+        self._lander = lander
+        self._context = make_context(cert_file, key_file)
+        self._listeners: list[_Listener] = []
+
+    def _handler_class(self, base: type[BoxHandler]) -> type[BoxHandler]:
+        s = self.settings
+        attrs: dict[str, Any] = {
+            "authorizer": self.authorizer,
+            "abstracted_fs": JailFS,
+            "lander": self._lander,
+            "defender": self.defender,
+            "sessions": self.sessions,
+            "stats": self.stats,
+            "max_sessions_per_key": s.max_sessions_per_key,
+            "ssl_context": self._context,
+            "tls_control_required": s.tls_required,
+            "passive_ports": s.passive_range,
+            "masquerade_address": s.masquerade_address,
+            "permit_foreign_addresses": s.permit_foreign_addresses,
+            "timeout": s.idle_timeout,
+        }
+        handler = type(f"Configured{base.__name__}", (base,), attrs)
+        handler.dtp_handler = type(
+            "ConfiguredDTP", (handler.dtp_handler,), {"timeout": s.data_timeout}
+        )
+        return handler
+
+    def _listen(self, name: str, port: int, base: type[BoxHandler]) -> _Listener:
+        server = _Server((self.settings.host, port), self._handler_class(base), IOLoop())
+        server.max_cons = self.settings.max_connections
+        server.max_cons_per_ip = self.settings.max_connections_per_ip
+        return _Listener(name, server)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {listener.name: listener.port for listener in self._listeners}
+
+    async def __aenter__(self) -> Self:
+        s = self.settings
+        self._listeners.append(self._listen("ftp", s.port, BoxHandler))
+        if s.implicit_tls_port is not None:
+            self._listeners.append(self._listen("ftps_implicit", s.implicit_tls_port, ImplicitTLSHandler))
+        for listener in self._listeners:
+            listener.thread = threading.Thread(target=listener.run, name=f"ftp-{listener.name}", daemon=True)
+            listener.thread.start()
+            logger.info("FTP listener %s on %s:%d", listener.name, s.host, listener.port)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for listener in self._listeners:
+            listener.stop.set()
+        for listener in self._listeners:
+            if listener.thread is not None:
+                await asyncio.to_thread(listener.thread.join, 30)
+        self._listeners.clear()
+
+    def revoke(self, username: str) -> int:
+        """Forget cached logins of the key and cut its live sessions."""
+        self.authorizer.forget(username)
+        return self.sessions.cut(username)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ports": self.ports,
+            "sessions": self.sessions.snapshot(),
+            "banned_ips": {ip: round(left) for ip, left in self.defender.banned_ips().items()},
+            "counters": dict(self.stats),
+        }
+
+
+def local_address() -> str:
+    """Best guess of the address cameras should use (the interface of the default route)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1; nothing is sent for UDP connect
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()

@@ -1,0 +1,41 @@
+"""Live FTP sessions per upload key: for the per-key cap, for cutting a revoked key's sessions,
+and for the operator's view. Thread-safe (session threads add/remove; asyncio reads/cuts)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, set[Any]] = {}
+
+    def add(self, username: str, handler: Any) -> None:
+        with self._lock:
+            self._by_key.setdefault(username, set()).add(handler)
+
+    def remove(self, username: str, handler: Any) -> None:
+        with self._lock:
+            handlers = self._by_key.get(username)
+            if handlers is not None:
+                handlers.discard(handler)
+                if not handlers:
+                    del self._by_key[username]
+
+    def count(self, username: str) -> int:
+        with self._lock:
+            return len(self._by_key.get(username, ()))
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(handlers) for name, handlers in self._by_key.items()}
+
+    def cut(self, username: str) -> int:
+        """End every live session of ``username``; returns how many were cut."""
+        with self._lock:
+            handlers = list(self._by_key.get(username, ()))
+        for handler in handlers:
+            handler.cut()
+        return len(handlers)

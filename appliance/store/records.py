@@ -1,0 +1,102 @@
+"""Frozen records that cross thread boundaries (FTP threads <-> asyncio). Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    code: str
+    name: str
+    created_at: str
+    demo: bool
+    functions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "functions": list(self.functions)}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadKey:
+    username: str
+    event: str
+    function: str
+    camera: str
+    secret_hash: str
+    created_at: str
+    revoked_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["secret_hash"]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class LandedFrame:
+    """A verified, fsynced file already renamed into the photo store, ready to be queued."""
+
+    event: str
+    function: str
+    camera: str
+    username: str | None
+    original_name: str
+    ftp_path: str | None
+    sha256: str
+    size: int
+    kind: str
+    searchable: bool
+    stored_path: str
+    received_at: str
+    capture_time: str | None
+    body_serial: str | None
+    make: str | None
+    model: str | None
+    orientation: int | None
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    id: int
+    event: str
+    function: str
+    camera: str
+    username: str | None
+    original_name: str
+    ftp_path: str | None
+    sha256: str
+    size: int
+    kind: str
+    searchable: bool
+    state: str
+    stored_path: str
+    received_at: str
+    capture_time: str | None
+    body_serial: str | None
+    make: str | None
+    model: str | None
+    orientation: int | None
+    width: int | None
+    height: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    id: int
+    at: str
+    username: str | None
+    event: str | None
+    original_name: str
+    size: int
+    reason: str
+    quarantine_path: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

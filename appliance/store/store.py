@@ -1,0 +1,356 @@
+"""The Store: every read and write of ``shutterbox.db``.
+
+Runs on the asyncio thread. One writer: every write goes through ``transaction()`` (an asyncio
+lock + ``BEGIN IMMEDIATE``). WAL with ``synchronous=FULL``: a frame acknowledged with 226 is a
+committed row, and a committed row survives a power cut. ``add_photo`` group-commits: frames
+that arrive while a commit is in flight share the next one, so eight cameras cost one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import astuple, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from appliance import credentials
+from appliance.errors import NotFoundError, StoreError
+from appliance.store.records import Event, LandedFrame, Photo, Rejection, UploadKey
+from appliance.store.schema import MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "shutterbox.db"
+_LABEL_RE = re.compile(r"[^a-z0-9]+")
+_PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
+_FRAME_COLUMNS = [f.name for f in fields(LandedFrame)]
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def slug(text: str, limit: int = 24) -> str:
+    """A file- and username-safe form of an operator label ('Ceremony 2' -> 'ceremony-2')."""
+    return _LABEL_RE.sub("-", text.lower()).strip("-")[:limit] or "x"
+
+
+class Store:
+    """Open with ``async with Store(path) as store``."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._pending: list[tuple[LandedFrame, asyncio.Future[tuple[Photo, bool]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        if self.readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = await aiosqlite.connect(uri, uri=True)
+        else:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        await self._db.execute("PRAGMA busy_timeout = 10000")
+        await self._db.execute("PRAGMA foreign_keys = ON")
+        if not self.readonly:
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._migrate()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with self.transaction() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+            logger.info("database migrated to version %d", number)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self.readonly:
+            raise StoreError("store opened read-only")
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    # --- events and functions
+
+    async def create_event(
+        self, name: str, *, code: str | None = None, demo: bool = False, functions: Iterable[str] = ("main",)
+    ) -> Event:
+        for _ in range(20):
+            candidate = code or credentials.new_event_code()
+            try:
+                async with self.transaction() as db:
+                    await db.execute(
+                        "INSERT INTO events (code, name, created_at, demo) VALUES (?, ?, ?, ?)",
+                        (candidate, name, utcnow(), int(demo)),
+                    )
+                    for function in functions:
+                        await db.execute(
+                            "INSERT INTO functions (event, name) VALUES (?, ?)", (candidate, slug(function))
+                        )
+            except sqlite3.IntegrityError as exc:
+                if code is not None:
+                    raise StoreError(f"event {code} already exists") from exc
+                continue
+            return await self.get_event(candidate)
+        raise StoreError("could not find a free event code")
+
+    async def add_function(self, event: str, name: str) -> Event:
+        await self.get_event(event)
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO functions (event, name) VALUES (?, ?)", (event, slug(name))
+            )
+        return await self.get_event(event)
+
+    async def get_event(self, code: str) -> Event:
+        row = await self._one("SELECT * FROM events WHERE code = ?", (code,))
+        if row is None:
+            raise NotFoundError(f"no event with code {code!r}")
+        functions = await self._all("SELECT name FROM functions WHERE event = ? ORDER BY name", (code,))
+        return Event(row["code"], row["name"], row["created_at"], bool(row["demo"]), tuple(r[0] for r in functions))
+
+    async def list_events(self) -> list[Event]:
+        rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
+        return [await self.get_event(row[0]) for row in rows]
+
+    # --- upload keys
+
+    async def create_key(
+        self, *, event: str, function: str, camera: str, secret_hash: str, username: str | None = None
+    ) -> UploadKey:
+        ev = await self.get_event(event)
+        function = slug(function)
+        if function not in ev.functions:
+            await self.add_function(event, function)
+        base = username or f"{event}-{slug(camera, 12)}"
+        async with self.transaction() as db:
+            name = base
+            suffix = 1
+            while await self._one("SELECT 1 FROM upload_keys WHERE username = ?", (name,)):
+                if username is not None:
+                    raise StoreError(f"upload key {username} already exists")
+                suffix += 1
+                name = f"{base}{suffix}"
+            await db.execute(
+                "INSERT INTO upload_keys (username, event, function, camera, secret_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, event, function, camera, secret_hash, utcnow()),
+            )
+        return await self.get_key(name)
+
+    async def get_key(self, username: str) -> UploadKey:
+        row = await self._one("SELECT * FROM upload_keys WHERE username = ?", (username,))
+        if row is None:
+            raise NotFoundError(f"no upload key {username!r}")
+        return UploadKey(**dict(row))
+
+    async def find_key(self, username: str) -> UploadKey | None:
+        try:
+            return await self.get_key(username)
+        except NotFoundError:
+            return None
+
+    async def list_keys(self, event: str | None = None) -> list[UploadKey]:
+        if event is None:
+            rows = await self._all("SELECT * FROM upload_keys ORDER BY created_at")
+        else:
+            rows = await self._all("SELECT * FROM upload_keys WHERE event = ? ORDER BY created_at", (event,))
+        return [UploadKey(**dict(r)) for r in rows]
+
+    async def revoke_key(self, username: str) -> UploadKey:
+        key = await self.get_key(username)
+        if key.revoked_at is None:
+            async with self.transaction() as db:
+                await db.execute(
+                    "UPDATE upload_keys SET revoked_at = ? WHERE username = ?", (utcnow(), username)
+                )
+        return await self.get_key(username)
+
+    # --- photos (the queue)
+
+    async def add_photo(self, frame: LandedFrame) -> tuple[Photo, bool]:
+        """Queue a landed frame; returns (photo, created). Same event + same content is one photo."""
+        future: asyncio.Future[tuple[Photo, bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((frame, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending())
+        return await future
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._insert_frames([frame for frame, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _insert_frames(self, frames: list[LandedFrame]) -> list[tuple[Photo, bool]]:
+        placeholders = ", ".join("?" for _ in _FRAME_COLUMNS)
+        ids: list[tuple[int, bool]] = []
+        async with self.transaction() as db:
+            for frame in frames:
+                cur = await db.execute(
+                    f"INSERT INTO photos ({', '.join(_FRAME_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608
+                    " ON CONFLICT (event, sha256) DO NOTHING",
+                    astuple(frame),
+                )
+                if cur.rowcount == 1 and cur.lastrowid is not None:
+                    ids.append((cur.lastrowid, True))
+                    continue
+                row = await self._one(
+                    "SELECT id, username FROM photos WHERE event = ? AND sha256 = ?", (frame.event, frame.sha256)
+                )
+                assert row is not None  # noqa: S101 - the conflict proves the row exists
+                if row["username"] is None and frame.username is not None:
+                    # A frame recovered after a crash, now re-sent by its camera: attribute it.
+                    await db.execute(
+                        "UPDATE photos SET username = ?, camera = ?, function = ?, original_name = ?,"
+                        " ftp_path = ? WHERE id = ?",
+                        (frame.username, frame.camera, frame.function, frame.original_name, frame.ftp_path, row["id"]),
+                    )
+                ids.append((row["id"], False))
+        return [(await self.get_photo(pid), created) for pid, created in ids]
+
+    async def get_photo(self, photo_id: int) -> Photo:
+        row = await self._one(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
+        if row is None:
+            raise NotFoundError(f"no photo {photo_id}")
+        return _photo(row)
+
+    async def list_photos(self, event: str | None = None, *, limit: int = 100_000) -> list[Photo]:
+        if event is None:
+            rows = await self._all(f"SELECT {_PHOTO_COLUMNS} FROM photos ORDER BY id LIMIT ?", (limit,))  # noqa: S608
+        else:
+            rows = await self._all(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id LIMIT ?",  # noqa: S608
+                (event, limit),
+            )
+        return [_photo(r) for r in rows]
+
+    async def stored_paths(self) -> dict[str, int]:
+        rows = await self._all("SELECT stored_path, id FROM photos")
+        return {r[0]: r[1] for r in rows}
+
+    async def set_state(self, photo_ids: Iterable[int], state: str) -> None:
+        async with self.transaction() as db:
+            await db.executemany("UPDATE photos SET state = ? WHERE id = ?", [(state, i) for i in photo_ids])
+
+    async def rename_photo(self, username: str, old_path: str, new_path: str) -> None:
+        """The camera renamed an uploaded file (RNFR/RNTO): follow it in the catalogue."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE photos SET ftp_path = ?, original_name = ? WHERE username = ? AND ftp_path = ?",
+                (new_path, new_path.rsplit("/", 1)[-1], username, old_path),
+            )
+
+    # --- rejections
+
+    async def add_rejection(
+        self, *, username: str | None, event: str | None, original_name: str, size: int, reason: str,
+        quarantine_path: str | None,
+    ) -> Rejection:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO rejections (at, username, event, original_name, size, reason, quarantine_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (utcnow(), username, event, original_name, size, reason, quarantine_path),
+            )
+            rid = cur.lastrowid
+        row = await self._one("SELECT * FROM rejections WHERE id = ?", (rid,))
+        assert row is not None  # noqa: S101
+        return Rejection(**dict(row))
+
+    async def list_rejections(self, limit: int = 100) -> list[Rejection]:
+        rows = await self._all("SELECT * FROM rejections ORDER BY id DESC LIMIT ?", (limit,))
+        return [Rejection(**dict(r)) for r in rows]
+
+    # --- hot folder
+
+    async def hotfolder_seen(self, path: str) -> tuple[int, int] | None:
+        row = await self._one("SELECT size, mtime_ns FROM hotfolder_seen WHERE path = ?", (path,))
+        return None if row is None else (row[0], row[1])
+
+    async def mark_hotfolder_seen(self, path: str, size: int, mtime_ns: int, outcome: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO hotfolder_seen (path, size, mtime_ns, outcome) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
+                " outcome = excluded.outcome",
+                (path, size, mtime_ns, outcome),
+            )
+
+    # --- status
+
+    async def counts(self) -> dict[str, Any]:
+        by_state = {r[0]: r[1] for r in await self._all("SELECT state, count(*) FROM photos GROUP BY state")}
+        oldest = await self._one("SELECT min(received_at) FROM photos WHERE state = 'queued'")
+        rejected = await self._one("SELECT count(*) FROM rejections")
+        events = await self._one("SELECT count(*) FROM events")
+        keys = await self._one("SELECT count(*) FROM upload_keys WHERE revoked_at IS NULL")
+        return {
+            "photos_by_state": by_state,
+            "photos_total": sum(by_state.values()),
+            "oldest_queued_at": oldest[0] if oldest else None,
+            "rejections": rejected[0] if rejected else 0,
+            "events": events[0] if events else 0,
+            "active_keys": keys[0] if keys else 0,
+        }
+
+
+def _photo(row: sqlite3.Row) -> Photo:
+    data = dict(row)
+    data["searchable"] = bool(data["searchable"])
+    return Photo(**data)
