@@ -50,6 +50,18 @@ class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
             raise _NoPassivePort(errno.EADDRINUSE, "passive port range exhausted")
         super().bind(addr)
 
+    def handle_accepted(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        super().handle_accepted(sock, addr)
+        channel = self.cmd_channel
+        # A data connection reset before we could wrap it leaves pyftpdlib with a queued STOR
+        # and no data channel: the camera would wait forever. Say so instead.
+        if channel.connected and channel.data_channel is None and channel._in_dtp_queue is not None:
+            upload = channel._in_dtp_queue[0]
+            channel._in_dtp_queue = None
+            if isinstance(upload, StagingFile):
+                channel.lander.keep_partial(upload, "data connection reset before any byte arrived")
+            channel.respond("426 Data connection lost; transfer aborted.")
+
 
 class _LandingMixin:
     """Replaces 'close the socket, reply 226, then tell the app' with 'land, then reply'."""
@@ -82,14 +94,38 @@ class _LandingMixin:
                     self.cmd_channel.server_stats("received")
             else:
                 reply = self._resp[0] if self._resp else "aborted (ABOR or connection lost)"
+                self._drain(upload)
                 self._keep(upload, f"transfer interrupted: {reply}")
         super().close()  # type: ignore[misc]
+
+    def _drain(self, upload: StagingFile, limit: int = 64 << 20) -> None:
+        """Keep the bytes that already arrived on a plain data socket (the control connection
+        died first): the camera then resumes from there instead of from an earlier point."""
+        sock = getattr(self, "socket", None)
+        if not isinstance(sock, socket.socket) or self.cmd_channel._current_type is None:
+            return
+        taken = 0
+        try:
+            sock.setblocking(False)
+            while taken < limit:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                upload.write(chunk)
+                taken += len(chunk)
+        except (OSError, RejectedUpload):
+            pass
 
     def _keep(self, upload: StagingFile, reason: str) -> None:
         try:
             self.cmd_channel.lander.keep_partial(upload, reason)
         except Exception:
             logger.exception("could not keep the partial upload %s", upload.original_name)
+
+    def enable_receiving(self, type: str, cmd: str) -> None:  # noqa: A002
+        # Like vsftpd's default: never rewrite line endings of an upload, even in TYPE A.
+        # A camera left in ASCII mode would otherwise deliver corrupt photos.
+        super().enable_receiving("i", cmd)  # type: ignore[misc]
 
     def handle_error(self) -> None:
         exc = sys.exc_info()[1]
@@ -189,6 +225,10 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         return self.lander.open(self.destination, Path(filename), self.fs.fs2ftp(filename), mode)
 
     def _refused(self) -> bool:
+        if self.data_channel is None and self._dtp_acceptor is None and self._dtp_connector is None:
+            # pyftpdlib would answer 150 and wait forever for a data connection that cannot come
+            self.respond("425 Open a data connection first (PASV or EPSV).")
+            return True
         try:
             self.lander.check_space()
         except RejectedUpload as exc:
@@ -207,6 +247,21 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         if self._refused():
             return None
         return super().ftp_STOU(line)
+
+    def _as_binary(self, command: Any, arg: str) -> Any:
+        # pyftpdlib refuses SIZE and REST in ASCII mode; uploads are never translated here, so
+        # sizes and offsets are exact in either mode, and cameras that never send TYPE I work.
+        saved, self._current_type = self._current_type, "i"
+        try:
+            return command(arg)
+        finally:
+            self._current_type = saved
+
+    def ftp_SIZE(self, path: str) -> Any:
+        return self._as_binary(super().ftp_SIZE, path)
+
+    def ftp_REST(self, line: str) -> Any:
+        return self._as_binary(super().ftp_REST, line)
 
     def on_renamed(self, src: str, dst: str) -> None:
         self.lander.bridge.call(self.lander.store.rename_photo, self.username, src, dst)

@@ -1,0 +1,161 @@
+"""A real shutterbox process for tests: ``shutterbox up`` in a subprocess on loopback ports,
+plus helpers that drive it the way an operator and a camera would (CLI, ftplib)."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHUTTERBOX = str(BIN / "shutterbox")
+_ranges = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def passive_range(size: int = 40) -> str:
+    """A fresh, currently free passive range per box, so boxes (and parallel test runs) never
+    share ports: a data connection must reach the box that announced it."""
+    rng = random.Random(os.getpid() * 1000 + next(_ranges))
+    for _ in range(200):
+        low = rng.randrange(20000, 32000 - size)
+        if all(_bindable(port) for port in range(low, low + size)):
+            return f"{low}-{low + size - 1}"
+    raise RuntimeError("no free passive port range found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Box:
+    data: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ftp_port(self) -> int:
+        return int(self.info["ftp_port"])
+
+    @property
+    def log(self) -> str:
+        path = self.data / "box.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, timeout: float = 20.0) -> Box:
+        box_json = self.data / "run" / "box.json"
+        box_json.unlink(missing_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        with (self.data / "box.log").open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [SHUTTERBOX, "up", "--data", str(self.data)], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not box_json.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"box exited with {self.proc.returncode}:\n{self.log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"box did not start:\n{self.log}")
+            time.sleep(0.05)
+        self.info = json.loads(box_json.read_text())
+        return self
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def cli(self, *args: str, check: bool = True) -> Any:
+        """Run a CLI command with --json against this box; returns parsed JSON."""
+        result = self.run_cli(*args, "--json")
+        if check and result.returncode != 0:
+            raise AssertionError(f"shutterbox {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return json.loads(result.stdout) if result.stdout.strip() else None
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603
+            [SHUTTERBOX, *args, "--data", str(self.data)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, **self.env}, check=False,
+        )
+
+    def new_event(self, name: str = "Test event") -> str:
+        return str(self.cli("event", "create", name)["code"])
+
+    def new_key(self, event: str | None = None, camera: str = "cam", function: str = "main") -> tuple[str, str]:
+        event = event or self.new_event()
+        key = self.cli("key", "create", "--event", event, "--camera", camera, "--function", function)
+        return key["username"], key["password"]
+
+    def photos(self, event: str | None = None) -> list[dict[str, Any]]:
+        args = ["photos"] + (["--event", event] if event else [])
+        return list(self.cli(*args))
+
+    def rejections(self) -> list[dict[str, Any]]:
+        return list(self.cli("rejections"))
+
+    def ftp(self, user: str, password: str, *, tls: bool = False, timeout: float = 20) -> ftplib.FTP:
+        client: ftplib.FTP = ftplib.FTP_TLS(timeout=timeout) if tls else ftplib.FTP(timeout=timeout)
+        client.connect("127.0.0.1", self.ftp_port)
+        if isinstance(client, ftplib.FTP_TLS):
+            client.auth()
+            client.login(user, password)
+            client.prot_p()
+        else:
+            client.login(user, password)
+        return client
+
+    def jail(self, user: str) -> Path:
+        return self.data / "ftp" / user
+
+
+def make_box(tmp: Path, **settings: str) -> Box:
+    env = {
+        "SHUTTERBOX_FTP__HOST": "127.0.0.1",
+        "SHUTTERBOX_FTP__PORT": "0",
+        "SHUTTERBOX_FTP__PASSIVE_PORTS": passive_range(),
+        "SHUTTERBOX_WEB__HOST": "127.0.0.1",
+        "SHUTTERBOX_WEB__PORT": "0",
+        "SHUTTERBOX_STORAGE__RESERVE_MB": "64",
+    }
+    env.update({f"SHUTTERBOX_{k.upper()}": v for k, v in settings.items()})
+    return Box(tmp, env)
+
+
+def store(client: ftplib.FTP, name: str, data: bytes) -> str:
+    """STOR and return the final reply (raises ftplib.error_* on a 4xx/5xx)."""
+    return client.storbinary(f"STOR {name}", io.BytesIO(data))

@@ -1,0 +1,62 @@
+"""Shared fixtures: real boxes on loopback, generated camera frames, and a leak check."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.boxproc import Box, make_box
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"test leaked threads: {still}"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    """One running box shared by a test module (tests use their own events and keys)."""
+    running = make_box(tmp_path_factory.mktemp("box") / "data").start()
+    yield running
+    code = running.stop()
+    assert code == 0, f"box exited with {code}:\n{running.log[-4000:]}"
+
+
+@pytest.fixture
+def fresh_box(tmp_path: Path) -> Iterator[Box]:
+    """A box of the test's own (for tests that kill, restart or reconfigure it)."""
+    running = make_box(tmp_path / "data")
+    yield running
+    running.stop()
+
+
+def jpeg_bytes(width: int = 640, height: int = 480, *, seed: int = 0, exif: bool = False, quality: int = 85) -> bytes:
+    """A real, valid JPEG whose content depends on ``seed``."""
+    image = Image.effect_noise((width, height), 40 + seed % 50).convert("RGB")
+    image.putpixel((seed % width, 0), (seed % 256, (seed // 256) % 256, 7))
+    out = io.BytesIO()
+    if exif:
+        data = Image.Exif()
+        data[0x010F] = "Canon"
+        data[0x0110] = "Canon EOS R5"
+        data[0x0112] = 6
+        ifd = data.get_ifd(0x8769)
+        ifd[0x9003] = "2026:06:13 15:42:07"
+        ifd[0xA431] = "012345678901"
+        image.save(out, "JPEG", quality=quality, exif=data)
+    else:
+        image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
