@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 class JailFS(AbstractedFS):  # type: ignore[misc]
     def ftpnorm(self, ftppath: str) -> str:
         # NFC so that a name typed with combining characters is one name, not two look-alikes
-        if "\x00" in ftppath:
-            raise FilesystemError("Invalid path.")
         return str(super().ftpnorm(unicodedata.normalize("NFC", ftppath)))
 
     def validpath(self, path: str) -> bool:

@@ -172,6 +172,12 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             return
         super().handle()
 
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        if "\x00" in line:
+            self.respond("501 Invalid character in command.")
+            return
+        super().pre_process_command(line, cmd, arg)
+
     def server_stats(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
 

@@ -1,0 +1,214 @@
+"""Hostile and unlucky conditions at the FTP door: wrong passwords and bans, path escapes,
+revoked keys, session caps, a full disk, an exhausted passive range, oversize files."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.boxproc import Box, make_box, store
+from tests.conftest import jpeg_bytes
+
+
+def login_fails(box: Box, user: str, password: str) -> str:
+    client = ftplib.FTP(timeout=10)
+    try:
+        client.connect("127.0.0.1", box.ftp_port)
+        client.login(user, password)
+    except (ftplib.error_perm, ftplib.error_temp) as exc:
+        return str(exc)
+    except (EOFError, ConnectionError) as exc:
+        return f"disconnected: {exc!r}"
+    finally:
+        client.close()
+    raise AssertionError("login unexpectedly succeeded")
+
+
+def greeting(box: Box) -> str:
+    with socket.create_connection(("127.0.0.1", box.ftp_port), timeout=10) as sock:
+        return sock.recv(200).decode()
+
+
+def test_wrong_password_is_refused_and_not_logged(box: Box) -> None:
+    user, password = box.new_key(camera="pw")
+    assert login_fails(box, user, password + "x").startswith("530")
+    assert login_fails(box, "nobody-here", "whatever").startswith("530")
+    assert password not in box.log and password + "x" not in box.log
+    with box.ftp(user, password) as ftp:
+        assert ftp.pwd() == "/"
+
+
+def test_repeated_failures_ban_the_ip_for_a_growing_time(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__ban_threshold="3", ftp__ban_time="2").start()
+    try:
+        user, password = box.new_key(camera="ban")
+        replies = [login_fails(box, user, "wrong") for _ in range(3)]
+        assert replies[0].startswith("530") and replies[1].startswith("530")
+        assert replies[2].startswith("421") and "banned" in replies[2]
+        assert greeting(box).startswith("421"), "a banned IP is turned away at connect"
+        assert login_fails(box, user, password).startswith(("421", "disconnected"))
+        time.sleep(2.2)
+        with box.ftp(user, password) as ftp:  # the ban expired
+            assert ftp.pwd() == "/"
+        for _ in range(3):
+            login_fails(box, user, "wrong")
+        time.sleep(2.2)
+        assert greeting(box).startswith("421"), "the second ban lasts twice as long"
+        status = box.cli("status")
+        assert status["ftp"]["counters"]["banned"] == 2
+    finally:
+        box.stop()
+
+
+def test_unknown_users_score_higher_than_wrong_passwords(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__ban_threshold="4").start()
+    try:
+        assert login_fails(box, "ghost1", "x").startswith("530")
+        assert login_fails(box, "ghost2", "x").startswith("421")
+    finally:
+        box.stop()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../escape.jpg", "/../../../escape.jpg", "..%2f..%2fescape.jpg", "a/../../../../escape.jpg", "\u2025/escape.jpg"],
+)
+def test_paths_never_leave_the_jail(box: Box, path: str) -> None:
+    user, password = box.new_key(camera="escaper")
+    jail = box.jail(user).resolve()
+    with box.ftp(user, password) as ftp:
+        ftp.cwd("/../../..")
+        assert ftp.pwd() == "/"
+        try:
+            store(ftp, path, jpeg_bytes(seed=300))
+        except ftplib.error_perm:
+            pass
+    jails = (box.data / "ftp").resolve()
+    found = list(box.data.parent.rglob("escape.jpg"))
+    outside = [p for p in found if p.resolve().parent.parent != jails]
+    assert not outside, f"written outside the jail roots: {outside}"
+    for photo in box.photos():
+        if photo["username"] == user:
+            assert photo["ftp_path"].startswith("/")
+            assert (jail / photo["ftp_path"].lstrip("/")).resolve().is_relative_to(jail)
+
+
+def test_symlink_inside_the_jail_cannot_be_followed_out(box: Box, tmp_path: Path) -> None:
+    user, password = box.new_key(camera="linker")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    box.jail(user).mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, box.jail(user) / "door")
+    with box.ftp(user, password) as ftp:
+        with pytest.raises(ftplib.error_perm):
+            ftp.cwd("door")
+        with pytest.raises(ftplib.error_perm):
+            store(ftp, "door/planted.jpg", jpeg_bytes(seed=301))
+        with pytest.raises(ftplib.error_perm):
+            ftp.size("door/secret.txt")
+        with pytest.raises(ftplib.error_perm):
+            ftp.delete("door/secret.txt")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_nul_and_huge_arguments_are_refused_and_the_session_survives(box: Box) -> None:
+    user, password = box.new_key(camera="fuzz")
+    ftp = box.ftp(user, password)
+    try:
+        for bad in ("MKD a\x00b", "CWD " + "x" * 1500, "SIZE \x00", "MKD " + "\u00e9" * 600):
+            with pytest.raises(ftplib.error_perm, match="^5"):
+                ftp.sendcmd(bad)
+        assert ftp.sendcmd("NOOP").startswith("200")
+        ftp.putcmd("CWD " + "x" * 5000)
+        assert ftp.getline().startswith("500 Command too long"), "a flood line is refused"
+    finally:
+        ftp.close()
+
+
+def test_revoking_a_key_ends_its_sessions_and_logins(box: Box) -> None:
+    user, password = box.new_key(camera="revoked")
+    ftp = box.ftp(user, password)
+    store(ftp, "before.jpg", jpeg_bytes(seed=302))
+    result = box.cli("key", "revoke", user)
+    assert result["sessions_cut"] == 1 and result["revoked_at"]
+    with pytest.raises((EOFError, OSError, ftplib.Error)):
+        ftp.sendcmd("NOOP")
+    ftp.close()
+    assert login_fails(box, user, password).startswith("530")
+    assert [p["original_name"] for p in box.photos() if p["username"] == user] == ["before.jpg"]
+
+
+def test_sessions_per_key_are_capped(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__max_sessions_per_key="2").start()
+    try:
+        user, password = box.new_key(camera="greedy")
+        first, second = box.ftp(user, password), box.ftp(user, password)
+        assert login_fails(box, user, password).startswith("421")
+        first.quit()
+        with box.ftp(user, password) as third:
+            assert third.pwd() == "/"
+        second.quit()
+    finally:
+        box.stop()
+
+
+def test_disk_reserve_refuses_before_any_byte(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", storage__reserve_mb=str(10**9)).start()
+    try:
+        user, password = box.new_key(camera="full")
+        with box.ftp(user, password) as ftp:
+            ftp.voidcmd("TYPE I")
+            with pytest.raises(ftplib.error_temp, match="^452"):
+                ftp.storbinary("STOR full.jpg", __import__("io").BytesIO(jpeg_bytes(seed=303)))
+            assert ftp.sendcmd("NOOP").startswith("200")
+        assert box.photos() == [] or all(p["username"] != user for p in box.photos())
+        assert not list((box.data / "tmp").iterdir())
+        assert box.cli("status")["disk"]["accepting_uploads"] is False
+    finally:
+        box.stop()
+
+
+def test_oversize_file_is_refused_with_552(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__max_file_size_mb="1").start()
+    try:
+        user, password = box.new_key(camera="big")
+        big = jpeg_bytes(2400, 1800, seed=304, quality=98)
+        assert len(big) > 1 << 20
+        with box.ftp(user, password) as ftp:
+            ftp.voidcmd("TYPE I")
+            conn = ftp.transfercmd("STOR big.jpg")
+            try:
+                conn.sendall(big)  # the box may cut the data connection at the limit
+            except OSError:
+                pass
+            conn.close()
+            with pytest.raises(ftplib.error_perm, match="^552"):
+                ftp.voidresp()
+        assert all(p["username"] != user for p in box.photos())
+    finally:
+        box.stop()
+
+
+def test_passive_range_exhausted_answers_425_never_a_port_outside(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data")
+    low = int(box.env["SHUTTERBOX_FTP__PASSIVE_PORTS"].split("-")[0])
+    box.env["SHUTTERBOX_FTP__PASSIVE_PORTS"] = f"{low}-{low}"
+    box.start()
+    try:
+        user, password = box.new_key(camera="pasv")
+        with box.ftp(user, password) as a, box.ftp(user, password) as b:
+            _, port = ftplib.parse227(a.sendcmd("PASV"))
+            assert port == low
+            with pytest.raises(ftplib.error_temp, match="^425"):
+                b.sendcmd("PASV")
+            with pytest.raises(ftplib.error_temp, match="^425"):
+                b.sendcmd("EPSV")
+            assert b.sendcmd("NOOP").startswith("200")
+    finally:
+        box.stop()
