@@ -61,26 +61,33 @@ class Box:
             bridge = Bridge(loop)
             self.certs = await asyncio.to_thread(self._certificates)
             lander = Lander(
-                self.layout, self.store, bridge,
+                self.layout,
+                self.store,
+                bridge,
                 reserve_mb=self.settings.storage.reserve_mb,
                 max_file_size_mb=self.settings.ftp.max_file_size_mb,
             )
             await stack.enter_async_context(Janitor(self.layout, self.store, self.settings.storage))
             self.ftp = await stack.enter_async_context(
                 FtpService(
-                    self.settings.ftp, store=self.store, bridge=bridge, lander=lander,
-                    jails=self.layout.ftp, cert_file=self.certs.cert, key_file=self.certs.key,
+                    self.settings.ftp,
+                    store=self.store,
+                    bridge=bridge,
+                    lander=lander,
+                    jails=self.layout.ftp,
+                    cert_file=self.certs.cert,
+                    key_file=self.certs.key,
                 )
             )
-            await stack.enter_async_context(
-                HttpServer(make_admin_app(self), uds=self.layout.control_socket)
-            )
+            await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
             web = await stack.enter_async_context(
                 HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
             )
             self.web_port = web.port
             if self.settings.hotfolder.path is not None:
-                await stack.enter_async_context(HotFolder(self.settings.hotfolder, self.store, lander, bridge))
+                await stack.enter_async_context(
+                    HotFolder(self.settings.hotfolder, self.store, lander, bridge)
+                )
             stack.callback(self.layout.box_json.unlink, missing_ok=True)
             self._write_box_json()
             await self._first_start()
@@ -97,7 +104,7 @@ class Box:
         return own
 
     def _write_box_json(self) -> None:
-        assert self.ftp is not None  # noqa: S101
+        assert self.ftp is not None
         data = {
             "pid": os.getpid(),
             "version": __version__,
@@ -145,7 +152,8 @@ class Box:
             "port": ports.get("ftp", ftp.port),
             "implicit_tls_port": ports.get("ftps_implicit"),
             "passive_ports": ftp.passive_ports,
-            "tls": "explicit (AUTH TLS) on the same port" + (", implicit on its own port" if ftp.implicit_tls_port else ""),
+            "tls": "explicit (AUTH TLS) on the same port"
+            + (", implicit on its own port" if ftp.implicit_tls_port else ""),
         }
 
     def ca_certificate_pem(self) -> str:

@@ -37,12 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", parents=[common], help="run the box")
-    sub.add_parser("check-config", parents=[common], help="validate shutterbox.toml and SHUTTERBOX_* variables")
+    sub.add_parser(
+        "check-config", parents=[common], help="validate shutterbox.toml and SHUTTERBOX_* variables"
+    )
 
     event = sub.add_parser("event", help="events").add_subparsers(dest="action", required=True)
     create = event.add_parser("create", parents=[common], help="create an event")
     create.add_argument("name")
-    create.add_argument("--function", action="append", dest="functions", help="a part of the event (repeatable)")
+    create.add_argument(
+        "--function", action="append", dest="functions", help="a part of the event (repeatable)"
+    )
     event.add_parser("list", parents=[common], help="list events")
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
@@ -99,18 +103,29 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
     with ControlClient(data) as box:
         command = (args.command, getattr(args, "action", None))
         if command == ("event", "create"):
-            result = box.request("POST", "/api/events", json={"name": args.name, "functions": args.functions or ["main"]})
+            result = box.request(
+                "POST", "/api/events", json={"name": args.name, "functions": args.functions or ["main"]}
+            )
             _emit(args, result, f"created event {result['code']} ({result['name']})")
         elif command == ("event", "list"):
             result = box.request("GET", "/api/events")
-            _emit(args, result, "\n".join(f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result))
+            _emit(
+                args,
+                result,
+                "\n".join(
+                    f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result
+                ),
+            )
         elif command == ("key", "create"):
             result = box.request(
-                "POST", "/api/keys", json={"event": args.event, "camera": args.camera, "function": args.function}
+                "POST",
+                "/api/keys",
+                json={"event": args.event, "camera": args.camera, "function": args.function},
             )
             c = result["connect"]
             _emit(
-                args, result,
+                args,
+                result,
                 f"key for {result['camera']} ({result['event']}/{result['function']})\n"
                 f"  host {c['host']}  port {c['port']}  passive ports {c['passive_ports']}\n"
                 f"  user {result['username']}\n  password {result['password']}   (shown once)",
@@ -120,20 +135,39 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
             _emit(args, result, f"revoked {result['username']} ({result['sessions_cut']} live sessions cut)")
         elif command == ("key", "list"):
             result = box.request("GET", "/api/keys", params={"event": args.event} if args.event else None)
-            _emit(args, result, "\n".join(
-                f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
-                + ("  REVOKED" if k["revoked_at"] else "") for k in result
-            ))
+            _emit(
+                args,
+                result,
+                "\n".join(
+                    f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
+                    + ("  REVOKED" if k["revoked_at"] else "")
+                    for k in result
+                ),
+            )
         elif args.command == "photos":
             result = _photos(box, args.event)
-            _emit_lines(args, result, lambda p: f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}  {p['size']} B  {p['sha256'][:12]}")
+            _emit_lines(
+                args,
+                result,
+                lambda p: (
+                    f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}"
+                    f"  {p['size']} B  {p['sha256'][:12]}"
+                ),
+            )
         elif args.command == "status":
             result = _status(box)
             q = result["queue"]
-            _emit(args, result, f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}  rejections: {q['rejections']}")
+            _emit(
+                args,
+                result,
+                f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}"
+                f"  rejections: {q['rejections']}",
+            )
         elif args.command == "rejections":
             result = box.request("GET", "/api/rejections")
-            _emit_lines(args, result, lambda r: f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}")
+            _emit_lines(
+                args, result, lambda r: f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
+            )
         elif args.command == "ca-cert":
             result = box.request("GET", "/api/tls/ca.crt")
             print(result, end="")  # noqa: T201
@@ -146,22 +180,26 @@ def _photos(box: ControlClient, event: str | None) -> Any:
     try:
         return box.request("GET", "/api/photos", params={"event": event} if event else None)
     except NotRunningError:
-        return asyncio.run(_offline(box.data_dir, lambda s: s.list_photos(event)))
+        return _offline(box.data_dir, lambda s: s.list_photos(event))
 
 
 def _status(box: ControlClient) -> Any:
     try:
         return {"running": True, **box.request("GET", "/api/status")}
     except NotRunningError:
-        return {"running": False, "queue": asyncio.run(_offline(box.data_dir, lambda s: s.counts()))}
+        return {"running": False, "queue": _offline(box.data_dir, lambda s: s.counts())}
 
 
-async def _offline(data: Path, read: Any) -> Any:
-    from appliance.store import Store
-
+def _offline(data: Path, read: Any) -> Any:
     path = Layout(data.resolve()).database
     if not path.exists():
         raise NotRunningError(f"no shutterbox data in {data}")
+    return asyncio.run(_read_offline(path, read))
+
+
+async def _read_offline(path: Path, read: Any) -> Any:
+    from appliance.store import Store
+
     async with Store(path, readonly=True) as store:
         result = await read(store)
     return [r.to_json() for r in result] if isinstance(result, list) else result

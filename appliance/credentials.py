@@ -34,9 +34,7 @@ def new_secret() -> str:
 def hash_secret(secret: str) -> str:
     salt = secrets.token_bytes(16)
     key = _scrypt(secret, salt, _LOG2_N, _R, _P)
-    return "$".join(
-        ["scrypt", str(_LOG2_N), str(_R), str(_P), _b64(salt), _b64(key)]
-    )
+    return "$".join(["scrypt", str(_LOG2_N), str(_R), str(_P), _b64(salt), _b64(key)])
 
 
 def is_valid_hash(stored: str) -> bool:

@@ -46,7 +46,7 @@ def ensure_certificates(tls_dir: Path, hostnames: list[str]) -> CertPaths:
             stale.unlink(missing_ok=True)
     ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-    assert isinstance(loaded, rsa.RSAPrivateKey)  # noqa: S101 - we wrote it ourselves
+    assert isinstance(loaded, rsa.RSAPrivateKey)
     names = sorted(set(hostnames) | {socket.gethostname(), "localhost"})
     ips = sorted(_local_ips())
     if _needs_server_cert(paths, names, ips):
@@ -76,9 +76,15 @@ def _make_ca(key: rsa.RSAPrivateKey) -> x509.Certificate:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

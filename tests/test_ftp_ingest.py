@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ftplib
 import hashlib
-import io
 import shutil
 import struct
 import subprocess
@@ -38,7 +37,11 @@ def test_upload_is_queued_with_hash_attribution_and_metadata(box: Box) -> None:
     [photo] = box.photos(event)
     assert photo["sha256"] == sha(frame)
     assert photo["size"] == len(frame)
-    assert (photo["original_name"], photo["camera"], photo["function"]) == ("IMG_0001.JPG", "Canon R5 #1", "ceremony")
+    assert (photo["original_name"], photo["camera"], photo["function"]) == (
+        "IMG_0001.JPG",
+        "Canon R5 #1",
+        "ceremony",
+    )
     assert photo["state"] == "queued"
     assert photo["kind"] == "jpeg" and photo["searchable"] is True
     assert photo["capture_time"] == "2026-06-13T15:42:07"
@@ -193,7 +196,7 @@ def test_other_formats_are_stored_but_not_searchable(box: Box) -> None:
 def test_corrupt_video_container_is_rejected(box: Box) -> None:
     user, password = box.new_key(camera="video2")
     movie = iso_bmff(b"qt  ", b"\x00" * 5000)[:-100]
-    with box.ftp(user, password) as ftp, pytest.raises(ftplib.error_temp, match="^451"):
+    with box.ftp(user, password) as ftp, pytest.raises(ftplib.error_temp, match=r"^451"):
         store(ftp, "C0002.MOV", movie)
     assert not [p for p in box.photos() if p["username"] == user]
 
@@ -217,10 +220,19 @@ def test_curl_upload_with_created_dirs(box: Box, tmp_path: Path) -> None:
     frame = jpeg_bytes(seed=31)
     path = tmp_path / "IMG_0009.JPG"
     path.write_bytes(frame)
-    subprocess.run(  # noqa: S603
-        ["curl", "-sS", "--ftp-create-dirs", "-T", str(path), "--user", f"{user}:{password}",  # noqa: S607
-         f"ftp://127.0.0.1:{box.ftp_port}/DCIM/100NIKON/IMG_0009.JPG"],
-        check=True, timeout=30,
+    subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--ftp-create-dirs",
+            "-T",
+            str(path),
+            "--user",
+            f"{user}:{password}",
+            f"ftp://127.0.0.1:{box.ftp_port}/DCIM/100NIKON/IMG_0009.JPG",
+        ],
+        check=True,
+        timeout=30,
     )
     [photo] = [p for p in box.photos() if p["username"] == user]
     assert photo["ftp_path"] == "/DCIM/100NIKON/IMG_0009.JPG" and photo["sha256"] == sha(frame)
@@ -239,7 +251,7 @@ def test_lftp_mirror_of_a_card(box: Box, tmp_path: Path) -> None:
         f"open -u {user},{password} -p {box.ftp_port} 127.0.0.1; "
         f"mirror -R {tmp_path / 'card'} /; bye"
     )
-    subprocess.run(["lftp", "-c", script], check=True, timeout=60)  # noqa: S603,S607
+    subprocess.run(["lftp", "-c", script], check=True, timeout=60)
     got = {p["original_name"]: p["sha256"] for p in box.photos() if p["username"] == user}
     assert got == {name: sha(data) for name, data in frames.items()}
 

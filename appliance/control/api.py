@@ -76,7 +76,9 @@ def make_admin_app(box: Box) -> FastAPI:
         return {**key.to_json(), "sessions_cut": cut}
 
     @app.get("/api/photos")
-    async def list_photos(event: str | None = None, limit: int = Query(100_000, ge=1, le=1_000_000)) -> list[dict[str, Any]]:
+    async def list_photos(
+        event: str | None = None, limit: int = Query(100_000, ge=1, le=1_000_000)
+    ) -> list[dict[str, Any]]:
         if event is not None:
             try:
                 await box.store.get_event(event)

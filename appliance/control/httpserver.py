@@ -23,7 +23,9 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, app: Any, *, host: str | None = None, port: int | None = None, uds: Path | None = None) -> None:
+    def __init__(
+        self, app: Any, *, host: str | None = None, port: int | None = None, uds: Path | None = None
+    ) -> None:
         config = uvicorn.Config(
             app,
             host=host or "127.0.0.1",

@@ -47,7 +47,7 @@ class Defender:
                 record.events.popleft()
             if sum(s for _, s in record.events) < self.threshold:
                 return 0.0
-            length = min(self.ban_time * (2**record.bans), self.ban_time_max)
+            length = float(min(self.ban_time * 2.0**record.bans, self.ban_time_max))
             record.bans += 1
             record.banned_until = now + length
             record.events.clear()

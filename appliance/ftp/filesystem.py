@@ -37,7 +37,7 @@ class JailFS(AbstractedFS):  # type: ignore[misc]
             return self._upload(filename, mode)
         return super().open(filename, mode)
 
-    def mkstemp(self, suffix: str = "", prefix: str = "", dir: str | None = None, mode: str = "wb") -> Any:  # noqa: A002
+    def mkstemp(self, suffix: str = "", prefix: str = "", dir: str | None = None, mode: str = "wb") -> Any:
         folder = dir or self.ftp2fs(self.cwd)
         for _ in range(100):
             candidate = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")

@@ -30,9 +30,9 @@ from appliance.ftp.defender import Defender
 from appliance.ingest.landing import Destination, StagingFile
 
 if TYPE_CHECKING:
+    from appliance.ftp.authorizer import KeyAuthorizer
     from appliance.ftp.sessions import Sessions
     from appliance.ingest.landing import Lander
-    from appliance.ftp.authorizer import KeyAuthorizer
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ class _LandingMixin:
                     self.cmd_channel.server_stats("rejected")
                 except Exception:
                     logger.exception("landing %s failed", upload.original_name)
-                    self._resp = ("451 Local error while storing the file; please send it again.", logger.error)
+                    self._resp = (
+                        "451 Local error while storing the file; please send it again.",
+                        logger.error,
+                    )
                     self.transfer_finished = False
                     self._keep(upload, "internal error while storing")
                 else:
@@ -122,7 +125,7 @@ class _LandingMixin:
         except Exception:
             logger.exception("could not keep the partial upload %s", upload.original_name)
 
-    def enable_receiving(self, type: str, cmd: str) -> None:  # noqa: A002
+    def enable_receiving(self, type: str, cmd: str) -> None:
         # Like vsftpd's default: never rewrite line endings of an upload, even in TYPE A.
         # A camera left in ASCII mode would otherwise deliver corrupt photos.
         super().enable_receiving("i", cmd)  # type: ignore[misc]
@@ -163,6 +166,7 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     max_sessions_per_key: ClassVar[int]
     stats: ClassVar[dict[str, int]]
     authorizer: KeyAuthorizer
+    _current_type: str
 
     def handle(self) -> None:
         ban = self.defender.banned_for(self.remote_ip)
@@ -199,7 +203,9 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             self.authorizer.validate_authentication(username, line, self)
         except AuthenticationFailed as err:
             self.server_stats("login_failed")
-            score = Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD
+            score = (
+                Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD
+            )
             ban = self.defender.record_failure(self.remote_ip, score)
             if ban:
                 self.server_stats("banned")
@@ -318,4 +324,3 @@ class ImplicitTLSHandler(BoxHandler):
             self._pbsz = True
             self._prot = True
             BoxHandler.handle(self)
-

@@ -113,11 +113,9 @@ class FtpService:
             "permit_foreign_addresses": s.permit_foreign_addresses,
             "timeout": s.idle_timeout,
         }
-        handler = type(f"Configured{base.__name__}", (base,), attrs)
-        handler.dtp_handler = type(
-            "ConfiguredDTP", (handler.dtp_handler,), {"timeout": s.data_timeout}
-        )
-        return handler
+        handler: Any = type(f"Configured{base.__name__}", (base,), attrs)
+        handler.dtp_handler = type("ConfiguredDTP", (handler.dtp_handler,), {"timeout": s.data_timeout})
+        return handler  # type: ignore[no-any-return]
 
     def _listen(self, name: str, port: int, base: type[BoxHandler]) -> _Listener:
         server = _Server((self.settings.host, port), self._handler_class(base), IOLoop())

@@ -142,9 +142,7 @@ def inspect(path: pathlib.Path, name: str) -> Inspection:
 class _Source:
     """Bounds-checked random access to a file, or to bytes (the EXIF block of a JPEG)."""
 
-    def __init__(
-        self, size: int, what: str, *, file: BinaryIO | None = None, data: bytes = b""
-    ) -> None:
+    def __init__(self, size: int, what: str, *, file: BinaryIO | None = None, data: bytes = b"") -> None:
         self.size = size
         self.what = what
         self._file = file

@@ -114,8 +114,13 @@ class HotFolder:
                 outcome = f"rejected: {exc.reason}"
                 logger.warning("hot folder file %s rejected: %s", path, exc.reason)
                 self.bridge.call(
-                    self.store.add_rejection, username=None, event=self.dest.event,
-                    original_name=path.name, size=size, reason=exc.reason, quarantine_path=None,
+                    self.store.add_rejection,
+                    username=None,
+                    event=self.dest.event,
+                    original_name=path.name,
+                    size=size,
+                    reason=exc.reason,
+                    quarantine_path=None,
                 )
             self.bridge.call(self.store.mark_hotfolder_seen, key, size, mtime_ns, outcome)
         except Exception:

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from appliance.errors import NotFoundError
-from appliance.ingest.formats import InvalidFile, inspect
+from appliance.ingest.formats import Inspection, InvalidFile, inspect
 from appliance.store import LandedFrame
 from appliance.store.store import utcnow
 
@@ -64,11 +64,12 @@ class Janitor:
         report = {"interrupted": 0, "adopted": 0, "missing": 0}
         for part in sorted(self.layout.tmp.iterdir()):
             if part.suffix == ".part" and part.stat().st_size > 0:
-                target = self.layout.quarantine / time.strftime("%Y%m%d") / f"restart-{part.name}"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                part.replace(target)
+                target = await asyncio.to_thread(self._quarantine, part, f"restart-{part.name}")
                 await self.store.add_rejection(
-                    username=None, event=None, original_name=part.name, size=target.stat().st_size,
+                    username=None,
+                    event=None,
+                    original_name=part.name,
+                    size=target.stat().st_size,
                     reason="upload interrupted by a restart of the box (never acknowledged)",
                     quarantine_path=str(target),
                 )
@@ -80,7 +81,9 @@ class Janitor:
         for path in on_disk:
             if str(path) not in known and await self._adopt(path):
                 report["adopted"] += 1
-        missing = [photo_id for stored, photo_id in known.items() if not os.path.exists(stored)]
+        missing = await asyncio.to_thread(
+            lambda: [photo_id for stored, photo_id in known.items() if not os.path.exists(stored)]
+        )
         if missing:
             await self.store.set_state(missing, "missing")
             logger.error("%d queued photos have no file on disk (ids %s...)", len(missing), missing[:10])
@@ -101,33 +104,50 @@ class Janitor:
         except NotFoundError:
             ev = None  # a folder of an unknown event: quarantined below
 
-        def check() -> tuple[str, object]:
+        def check() -> tuple[str, Inspection, int]:
             with path.open("rb") as handle:
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            return digest, inspect(path, path.name)
+            return digest, inspect(path, path.name), path.stat().st_size
 
         try:
-            sha256, inspection = await asyncio.to_thread(check)
+            sha256, inspection, size = await asyncio.to_thread(check)
         except (InvalidFile, OSError) as exc:
             logger.error("stored file %s is unreadable or corrupt (%s); quarantining", path, exc)
-            sha256, inspection = "", None
+            sha256, inspection, size = "", None, 0
         if ev is None or inspection is None or not path.name.startswith(sha256):
-            target = self.layout.quarantine / time.strftime("%Y%m%d") / f"orphan-{path.name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(target)
+            await asyncio.to_thread(self._quarantine, path, f"orphan-{path.name}")
             return False
-        meta = inspection.metadata  # type: ignore[attr-defined]
+        meta = inspection.metadata
         frame = LandedFrame(
-            event=event, function=ev.functions[0] if ev.functions else "main", camera="recovered",
-            username=None, original_name=path.name, ftp_path=None, sha256=sha256,
-            size=path.stat().st_size, kind=inspection.kind, searchable=inspection.searchable,  # type: ignore[attr-defined]
-            stored_path=str(path), received_at=utcnow(), capture_time=meta.capture_time,
-            body_serial=meta.body_serial, make=meta.make, model=meta.model,
-            orientation=meta.orientation, width=meta.width, height=meta.height,
+            event=event,
+            function=ev.functions[0] if ev.functions else "main",
+            camera="recovered",
+            username=None,
+            original_name=path.name,
+            ftp_path=None,
+            sha256=sha256,
+            size=size,
+            kind=inspection.kind,
+            searchable=inspection.searchable,
+            stored_path=str(path),
+            received_at=utcnow(),
+            capture_time=meta.capture_time,
+            body_serial=meta.body_serial,
+            make=meta.make,
+            model=meta.model,
+            orientation=meta.orientation,
+            width=meta.width,
+            height=meta.height,
         )
         photo, _ = await self.store.add_photo(frame)
         logger.warning("adopted stored file %s with no queue row as photo %d", path.name, photo.id)
         return True
+
+    def _quarantine(self, path: Path, name: str) -> Path:
+        target = self.layout.quarantine / time.strftime("%Y%m%d") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+        return target
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -160,4 +180,3 @@ class Janitor:
             with contextlib.suppress(OSError):
                 day.rmdir()  # only when empty
         return removed
-

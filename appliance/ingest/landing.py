@@ -140,7 +140,9 @@ class Lander:
         try:
             inspection = inspect(tmp, name)
         except InvalidFile as exc:
-            raise RejectedUpload(f"451 Upload incomplete or corrupt ({exc.reason}); please send it again.", exc.reason) from exc
+            raise RejectedUpload(
+                f"451 Upload incomplete or corrupt ({exc.reason}); please send it again.", exc.reason
+            ) from exc
         with tmp.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         ext = Path(name).suffix.lower()
@@ -156,16 +158,36 @@ class Lander:
         fsync_dir(stored.parent)
         meta = inspection.metadata
         frame = LandedFrame(
-            event=dest.event, function=dest.function, camera=dest.camera, username=dest.username,
-            original_name=name, ftp_path=ftp_path, sha256=sha256, size=size, kind=inspection.kind,
-            searchable=inspection.searchable, stored_path=str(stored), received_at=utcnow(),
-            capture_time=meta.capture_time, body_serial=meta.body_serial, make=meta.make,
-            model=meta.model, orientation=meta.orientation, width=meta.width, height=meta.height,
+            event=dest.event,
+            function=dest.function,
+            camera=dest.camera,
+            username=dest.username,
+            original_name=name,
+            ftp_path=ftp_path,
+            sha256=sha256,
+            size=size,
+            kind=inspection.kind,
+            searchable=inspection.searchable,
+            stored_path=str(stored),
+            received_at=utcnow(),
+            capture_time=meta.capture_time,
+            body_serial=meta.body_serial,
+            make=meta.make,
+            model=meta.model,
+            orientation=meta.orientation,
+            width=meta.width,
+            height=meta.height,
         )
         photo, created = self.bridge.call(self.store.add_photo, frame)
         logger.info(
             "%s photo %d: %s from %s (%s, %d bytes, sha256 %s)",
-            "queued" if created else "duplicate of", photo.id, name, dest.camera, inspection.kind, size, sha256[:12],
+            "queued" if created else "duplicate of",
+            photo.id,
+            name,
+            dest.camera,
+            inspection.kind,
+            size,
+            sha256[:12],
         )
         return photo
 
@@ -193,7 +215,9 @@ class Lander:
         else:
             day = time.strftime("%Y%m%d")
             safe = _SAFE_NAME_RE.sub("_", upload.original_name)[:80]
-            quarantined = self.layout.quarantine / day / f"{time.strftime('%H%M%S')}-{secrets.token_hex(4)}-{safe}"
+            quarantined = (
+                self.layout.quarantine / day / f"{time.strftime('%H%M%S')}-{secrets.token_hex(4)}-{safe}"
+            )
             quarantined.parent.mkdir(parents=True, exist_ok=True)
             os.link(upload.tmp_path, quarantined)
             try:
@@ -205,8 +229,12 @@ class Lander:
         )
         self.bridge.call(
             self.store.add_rejection,
-            username=upload.dest.username, event=upload.dest.event, original_name=upload.original_name,
-            size=size, reason=reason, quarantine_path=str(quarantined) if quarantined else None,
+            username=upload.dest.username,
+            event=upload.dest.event,
+            original_name=upload.original_name,
+            size=size,
+            reason=reason,
+            quarantine_path=str(quarantined) if quarantined else None,
         )
 
 
@@ -218,7 +246,9 @@ class StagingFile:
     modified in place).
     """
 
-    def __init__(self, lander: Lander, dest: Destination, jail_path: Path, ftp_path: str | None, mode: str) -> None:
+    def __init__(
+        self, lander: Lander, dest: Destination, jail_path: Path, ftp_path: str | None, mode: str
+    ) -> None:
         self.lander = lander
         self.dest = dest
         self.jail_path = jail_path

@@ -154,7 +154,9 @@ class Store:
         if row is None:
             raise NotFoundError(f"no event with code {code!r}")
         functions = await self._all("SELECT name FROM functions WHERE event = ? ORDER BY name", (code,))
-        return Event(row["code"], row["name"], row["created_at"], bool(row["demo"]), tuple(r[0] for r in functions))
+        return Event(
+            row["code"], row["name"], row["created_at"], bool(row["demo"]), tuple(r[0] for r in functions)
+        )
 
     async def list_events(self) -> list[Event]:
         rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
@@ -251,15 +253,23 @@ class Store:
                     ids.append((cur.lastrowid, True))
                     continue
                 row = await self._one(
-                    "SELECT id, username FROM photos WHERE event = ? AND sha256 = ?", (frame.event, frame.sha256)
+                    "SELECT id, username FROM photos WHERE event = ? AND sha256 = ?",
+                    (frame.event, frame.sha256),
                 )
-                assert row is not None  # noqa: S101 - the conflict proves the row exists
+                assert row is not None
                 if row["username"] is None and frame.username is not None:
                     # A frame recovered after a crash, now re-sent by its camera: attribute it.
                     await db.execute(
                         "UPDATE photos SET username = ?, camera = ?, function = ?, original_name = ?,"
                         " ftp_path = ? WHERE id = ?",
-                        (frame.username, frame.camera, frame.function, frame.original_name, frame.ftp_path, row["id"]),
+                        (
+                            frame.username,
+                            frame.camera,
+                            frame.function,
+                            frame.original_name,
+                            frame.ftp_path,
+                            row["id"],
+                        ),
                     )
                 ids.append((row["id"], False))
         return [(await self.get_photo(pid), created) for pid, created in ids]
@@ -299,7 +309,13 @@ class Store:
     # --- rejections
 
     async def add_rejection(
-        self, *, username: str | None, event: str | None, original_name: str, size: int, reason: str,
+        self,
+        *,
+        username: str | None,
+        event: str | None,
+        original_name: str,
+        size: int,
+        reason: str,
         quarantine_path: str | None,
     ) -> Rejection:
         async with self.transaction() as db:
@@ -310,7 +326,7 @@ class Store:
             )
             rid = cur.lastrowid
         row = await self._one("SELECT * FROM rejections WHERE id = ?", (rid,))
-        assert row is not None  # noqa: S101
+        assert row is not None
         return Rejection(**dict(row))
 
     async def list_rejections(self, limit: int = 100) -> list[Rejection]:

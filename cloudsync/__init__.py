@@ -1,0 +1,1 @@
+"""Cloud sync: S3 and Rekognition (arrives with the cloud-sync work). Imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""Operator console (Textual); talks to the box only over its admin API."""
