@@ -323,6 +323,17 @@ def test_jpeg_trailer_after_end_of_image_is_allowed(tmp_path: Path) -> None:
     assert_truncations(tmp_path, data, "IMG_0003.JPG", "jpeg", lambda cut: cut >= end, end - 1, end, end + 1)
 
 
+def test_jpeg_with_a_long_trailer_is_accepted_but_truncated_main_image_is_not(tmp_path: Path) -> None:
+    """Motion-photo style: an MP4 of >64 KiB after the JPEG's end marker."""
+    image = jpeg_bytes((64, 48), exif=camera_exif(), noise=True)
+    path = tmp_path / "PXL_0001.JPG"
+    path.write_bytes(image + b"ftypmp42" + bytes(200_000))
+    assert inspect(path, path.name).kind == "jpeg"
+    path.write_bytes(image[:-10] + b"ftypmp42" + bytes(200_000))
+    with pytest.raises(InvalidFile, match="no end-of-image marker"):
+        inspect(path, path.name)
+
+
 def test_jpeg_error_messages_name_the_problem(tmp_path: Path) -> None:
     data = jpeg_bytes((64, 48), exif=camera_exif(), noise=True)
     path = tmp_path / "IMG_0004.JPG"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import mmap
 import os
 import pathlib
 import re
@@ -163,6 +164,15 @@ class _Source:
             raise InvalidFile(f"{self.what} shrank while it was being checked")
         return data
 
+    def rfind(self, needle: bytes, start: int) -> int:
+        """Last offset of `needle` at or after `start` (-1 if absent), scanned at C speed."""
+        if self._file is None:
+            return self._data.rfind(needle, start)
+        if self.size == 0:
+            return -1
+        with mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return view.rfind(needle, start)
+
 
 # --- JPEG -----------------------------------------------------------------------------
 
@@ -170,7 +180,9 @@ class _Source:
 def _inspect_jpeg(src: _Source) -> Inspection:
     scan_start, (width, height), metadata = _walk_jpeg(src, 0)
     tail_start = max(scan_start, src.size - _JPEG_TAIL)
-    if src.read(tail_start, src.size - tail_start, "JPEG tail").rfind(b"\xff\xd9") < 0:
+    found = src.read(tail_start, src.size - tail_start, "JPEG tail").rfind(b"\xff\xd9") >= 0
+    # Rare: more than 64 KiB after the end marker (phone "motion photo" trailers): scan it all.
+    if not found and (tail_start == scan_start or src.rfind(b"\xff\xd9", scan_start) < 0):
         raise InvalidFile("JPEG truncated: no end-of-image marker after the scan data")
     metadata = dataclasses.replace(metadata, width=width or None, height=height or None)
     return Inspection("jpeg", True, metadata)
