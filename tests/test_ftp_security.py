@@ -215,3 +215,19 @@ def test_passive_range_exhausted_answers_425_never_a_port_outside(tmp_path: Path
             assert b.sendcmd("NOOP").startswith("200")
     finally:
         box.stop()
+
+
+def test_connections_per_ip_are_capped(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__max_connections_per_ip="2").start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", box.ftp_port), timeout=10) for _ in range(2)]
+        assert all(sock.recv(100).startswith(b"220") for sock in held)
+        assert greeting(box).startswith("421")
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while greeting(box).startswith("421") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert greeting(box).startswith("220"), "slots free up when connections close"
+    finally:
+        box.stop()
