@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from appliance.config import Settings
 from appliance.control.api import make_admin_app
 from appliance.control.httpserver import HttpServer
 from appliance.control.web import make_web_app
+from appliance.errors import ConfigError, NotFoundError
 from appliance.ftp import FtpService
 from appliance.ftp.server import local_address
 from appliance.ingest.hotfolder import HotFolder
@@ -58,6 +60,7 @@ class Box:
         self.layout.create()
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.store)
+            await self._check_hotfolder_event()
             bridge = Bridge(loop)
             self.certs = await asyncio.to_thread(self._certificates)
             lander = Lander(
@@ -96,6 +99,14 @@ class Box:
             logger.info("shutting down")
         return 0
 
+    async def _check_hotfolder_event(self) -> None:
+        code = self.settings.hotfolder.event
+        if self.settings.hotfolder.path is not None and code is not None:
+            try:
+                await self.store.get_event(code)
+            except NotFoundError as exc:
+                raise ConfigError(f"hotfolder.event {code!r} is not an event on this box") from exc
+
     def _certificates(self) -> CertPaths:
         tls = self.settings.tls
         own = ensure_certificates(self.layout.tls, tls.hostnames)
@@ -123,18 +134,27 @@ class Box:
         event = await self.store.create_event("Demo event", demo=True)
         key, secret = await self.create_key(event.code, "main", "demo camera")
         info = self.connect_info()
+        # The password goes only to a terminal: under systemd stdout is the journal, and a secret
+        # never enters a log. Without a terminal the operator makes a key with the CLI instead.
+        if sys.stdout.isatty():
+            credentials_line = f"  user {key.username}  password {secret}   (shown once)"
+        else:
+            credentials_line = (
+                f"  user {key.username}; its password is shown only on a terminal. Make a key with:\n"
+                f"  shutterbox key create --event {event.code} --camera NAME --data {self.layout.root}"
+            )
+        implicit = info["implicit_tls_port"]
         lines = [
             "",
             "=" * 64,
             f"First start: created demo event {event.code} with one camera key.",
             f"  Camera FTP settings: host {info['host']}  port {info['port']}  passive mode",
-            f"  user {key.username}  password {secret}",
-            f"  passive ports {info['passive_ports']}; FTPS: explicit (AUTH TLS) on the same port",
-            f"  CA certificate for FTPS (Sony: import as root): {self.layout.tls / 'ca.crt'}",
-            "  This password is shown once. Create real events with `shutterbox event create`.",
+            credentials_line,
+            f"  passive ports {info['passive_ports']}; FTPS: explicit (AUTH TLS) on the same port"
+            + (f", implicit on port {implicit}" if implicit else ""),
+            f"  CA certificate for FTPS (Sony: import as root): shutterbox ca-cert --data {self.layout.root}",
             "=" * 64,
         ]
-        # Printed to the operator's terminal, not to the log: the secret never enters a log line.
         print("\n".join(lines), flush=True)  # noqa: T201
 
     async def create_key(self, event: str, function: str, camera: str) -> tuple[UploadKey, str]:
@@ -157,6 +177,9 @@ class Box:
         }
 
     def ca_certificate_pem(self) -> str:
+        """The root cameras should trust: the box's own CA, or the operator's chain file."""
+        if self.settings.tls.cert_file is not None:
+            return self.settings.tls.cert_file.read_text(encoding="ascii")
         return (self.layout.tls / "ca.crt").read_text(encoding="ascii")
 
     async def status(self) -> dict[str, Any]:

@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"shutterbox: {exc} (HTTP {exc.status})", file=sys.stderr)  # noqa: T201
         return EXIT_REFUSED
+    except BrokenPipeError:  # `shutterbox photos | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _up(data: Path) -> int:
@@ -96,7 +99,11 @@ def _up(data: Path) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    return run_box(settings, data)
+    try:
+        return run_box(settings, data)
+    except OSError as exc:  # a port in use, a read-only data folder: say it, no traceback
+        logging.getLogger("appliance").error("cannot start: %s", exc)
+        return EXIT_REFUSED
 
 
 def _remote(args: argparse.Namespace, data: Path) -> int:

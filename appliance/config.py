@@ -9,11 +9,12 @@ Unknown keys anywhere are an error that names the key. Every field is documented
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -129,6 +130,12 @@ class HotFolderSettings(_Section):
     settle_seconds: float = Field(2.0, gt=0)
     """A file is taken once its size and mtime have not changed for this long."""
 
+    @model_validator(mode="after")
+    def _needs_event(self) -> HotFolderSettings:
+        if self.path is not None and self.event is None:
+            raise ValueError("hotfolder.path is set but hotfolder.event is not")
+        return self
+
 
 class Settings(BaseSettings):
     """All settings of one box."""
@@ -174,10 +181,27 @@ def parse_port_range(text: str) -> range:
     return range(low, high + 1)
 
 
+# Variables with our prefix that are not settings: read by the CLI itself.
+_NOT_SETTINGS = {"SHUTTERBOX_DATA"}
+
+
+def _check_environment() -> None:
+    """pydantic-settings ignores unknown top-level variables; a typo must not pass silently."""
+    known = {name.upper() for name in Settings.model_fields}
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith("SHUTTERBOX_") or upper in _NOT_SETTINGS:
+            continue
+        field = upper.removeprefix("SHUTTERBOX_").split("__", 1)[0]
+        if field not in known:
+            raise ConfigError(f"unknown setting in the environment: {name}")
+
+
 def load_settings(data_dir: Path) -> Settings:
     """Read ``DATA/shutterbox.toml`` (optional) and the environment; raise ConfigError on any
     unknown key or bad value, naming it."""
     path = data_dir / CONFIG_FILE_NAME
+    _check_environment()
     values: dict[str, Any] = {}
     if path.exists():
         try:

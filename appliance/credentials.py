@@ -18,7 +18,7 @@ ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 EVENT_CODE_LENGTH = 8
 SECRET_LENGTH = 14  # 31**14 ~ 2**69: offline-guessing-proof behind scrypt, still typeable
 
-_LOG2_N, _R, _P = 15, 8, 1  # ~40 ms on x86, ~150 ms on a Pi 4; 32 MiB of memory per check
+_LOG2_N, _R, _P = 15, 8, 1  # ~90 ms on our 2-core x86 (a Pi 4 is slower); 32 MiB per check
 _HASH_RE = re.compile(r"^scrypt\$(\d{1,2})\$(\d{1,2})\$(\d{1,2})\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$")
 _MAX_LOG2_N = 20
 

@@ -56,4 +56,5 @@ class Layout:
     def create(self) -> None:
         for path in (self.root, self.tmp, self.photos, self.ftp, self.quarantine, self.run):
             path.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # the database holds secret hashes; photos are guests' privacy
         self.run.chmod(0o700)

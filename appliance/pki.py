@@ -47,7 +47,7 @@ def ensure_certificates(tls_dir: Path, hostnames: list[str]) -> CertPaths:
     ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
-    names = sorted(set(hostnames) | {socket.gethostname(), "localhost"})
+    names = list(dict.fromkeys([*hostnames, socket.gethostname(), "localhost"]))
     ips = sorted(_local_ips())
     if _needs_server_cert(paths, names, ips):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -231,3 +231,32 @@ def test_connections_per_ip_are_capped(tmp_path: Path) -> None:
         assert greeting(box).startswith("220"), "slots free up when connections close"
     finally:
         box.stop()
+
+
+def test_camera_cannot_chmod_or_retime_a_landed_photo(box: Box) -> None:
+    user, password = box.new_key(camera="chmodder")
+    with box.ftp(user, password) as ftp:
+        store(ftp, "IMG_1.JPG", jpeg_bytes(seed=305))
+        with pytest.raises(ftplib.error_perm):
+            ftp.sendcmd("SITE CHMOD 666 IMG_1.JPG")
+        assert ftp.sendcmd("MFMT 20000101000000 IMG_1.JPG").startswith("213")
+    [photo] = [p for p in box.photos() if p["username"] == user]
+    stored = Path(photo["stored_path"]).stat()
+    assert not stored.st_mode & 0o222, "the stored photo stays read-only"
+    assert stored.st_mtime > 946684800 + 86400, "and keeps its own mtime"
+
+
+def test_tls_required_covers_the_data_channel(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", ftp__tls_required="true").start()
+    try:
+        user, password = box.new_key(camera="tls-only")
+        with ftplib.FTP_TLS(timeout=10) as ftp:
+            ftp.connect("127.0.0.1", box.ftp_port)
+            ftp.auth()
+            ftp.login(user, password)  # ftplib sends PBSZ/PROT only on prot_p()
+            with pytest.raises(ftplib.error_perm, match=r"^550 SSL/TLS required on the data channel"):
+                store(ftp, "clear.jpg", jpeg_bytes(seed=306))
+            ftp.prot_p()
+            assert store(ftp, "private.jpg", jpeg_bytes(seed=306)).startswith("226")
+    finally:
+        box.stop()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PERMISSIONS = "elradfmwMT"
+PERMISSIONS = "elradfmwT"  # no "M": SITE CHMOD could alter a stored photo's inode
 
 
 class UnknownUser(AuthenticationFailed):  # type: ignore[misc]
@@ -51,6 +51,8 @@ class KeyAuthorizer:
         self._verified: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
         self._logins: dict[str, Login] = {}
+        # scrypt costs 32 MiB and ~0.1-0.3 s: a flood of logins must not exhaust a 2 GB board
+        self._hashing = threading.BoundedSemaphore(2)
 
     def lookup(self, username: str) -> UploadKey | None:
         return self.bridge.call(self.store.find_key, username)
@@ -67,7 +69,8 @@ class KeyAuthorizer:
         if cached is not None and cached[0] == key.secret_hash and hmac.compare_digest(cached[1], tag):
             ok = True
         else:
-            ok = credentials.verify_secret(password, key.secret_hash)
+            with self._hashing:
+                ok = credentials.verify_secret(password, key.secret_hash)
             if ok:
                 with self._lock:
                     self._verified[username] = (key.secret_hash, tag)

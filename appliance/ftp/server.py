@@ -108,6 +108,7 @@ class FtpService:
             "max_sessions_per_key": s.max_sessions_per_key,
             "ssl_context": self._context,
             "tls_control_required": s.tls_required,
+            "tls_data_required": s.tls_required,
             "passive_ports": s.passive_range,
             "masquerade_address": s.masquerade_address,
             "permit_foreign_addresses": s.permit_foreign_addresses,

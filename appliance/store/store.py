@@ -257,6 +257,12 @@ class Store:
                     (frame.event, frame.sha256),
                 )
                 assert row is not None
+                if row["state"] == "missing":
+                    # its file had vanished; the camera just sent the same bytes again
+                    await db.execute(
+                        "UPDATE photos SET state = 'queued', stored_path = ? WHERE id = ?",
+                        (frame.stored_path, row["id"]),
+                    )
                 if row["username"] is None and frame.username is not None:
                     # A frame recovered after a crash, now re-sent by its camera: attribute it.
                     await db.execute(
