@@ -72,7 +72,7 @@ class Box:
         self.data.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         with (self.data / "box.log").open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [SHUTTERBOX, "up", "--data", str(self.data)], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
@@ -108,15 +108,21 @@ class Box:
         return json.loads(result.stdout) if result.stdout.strip() else None
 
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [SHUTTERBOX, *args, "--data", str(self.data)],
-            capture_output=True, text=True, timeout=60, env={**os.environ, **self.env}, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **self.env},
+            check=False,
         )
 
     def new_event(self, name: str = "Test event") -> str:
         return str(self.cli("event", "create", name)["code"])
 
-    def new_key(self, event: str | None = None, camera: str = "cam", function: str = "main") -> tuple[str, str]:
+    def new_key(
+        self, event: str | None = None, camera: str = "cam", function: str = "main"
+    ) -> tuple[str, str]:
         event = event or self.new_event()
         key = self.cli("key", "create", "--event", event, "--camera", camera, "--function", function)
         return key["username"], key["password"]

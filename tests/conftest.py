@@ -43,7 +43,9 @@ def fresh_box(tmp_path: Path) -> Iterator[Box]:
     running.stop()
 
 
-def jpeg_bytes(width: int = 640, height: int = 480, *, seed: int = 0, exif: bool = False, quality: int = 85) -> bytes:
+def jpeg_bytes(
+    width: int = 640, height: int = 480, *, seed: int = 0, exif: bool = False, quality: int = 85
+) -> bytes:
     """A real, valid JPEG whose content depends on ``seed``."""
     image = Image.effect_noise((width, height), 40 + seed % 50).convert("RGB")
     image.putpixel((seed % width, 0), (seed % 256, (seed // 256) % 256, 7))

@@ -253,7 +253,7 @@ class Store:
                     ids.append((cur.lastrowid, True))
                     continue
                 row = await self._one(
-                    "SELECT id, username FROM photos WHERE event = ? AND sha256 = ?",
+                    "SELECT id, username, state FROM photos WHERE event = ? AND sha256 = ?",
                     (frame.event, frame.sha256),
                 )
                 assert row is not None
