@@ -7,6 +7,7 @@ import contextlib
 import ftplib
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -260,3 +261,38 @@ def test_tls_required_covers_the_data_channel(tmp_path: Path) -> None:
             assert store(ftp, "private.jpg", jpeg_bytes(seed=306)).startswith("226")
     finally:
         box.stop()
+
+
+def test_concurrent_passive_requests_never_drop_a_session(tmp_path: Path) -> None:
+    """Sessions racing for the same passive port: pyftpdlib let the loser's listen() fail with
+    EADDRINUSE and dropped that camera's control connection. Every session must survive."""
+    box = make_box(tmp_path / "data", ftp__max_connections_per_ip="32")
+    low = int(box.env["SHUTTERBOX_FTP__PASSIVE_PORTS"].split("-")[0])
+    box.env["SHUTTERBOX_FTP__PASSIVE_PORTS"] = f"{low}-{low + 2}"
+    box.start()
+    event = box.new_event()
+    keys = [box.new_key(event, camera=f"racer{i}") for i in range(8)]
+    replies: list[str] = []
+    failures: list[BaseException] = []
+
+    def racer(i: int) -> None:
+        try:
+            with box.ftp(*keys[i]) as ftp:
+                for _ in range(100):
+                    try:
+                        replies.append(ftp.sendcmd("PASV")[:3])
+                    except ftplib.error_temp as exc:
+                        replies.append(str(exc)[:3])
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        box.stop()
+    assert not failures, f"sessions dropped: {failures[:3]}"
+    assert len(replies) == 8 * 100 and set(replies) <= {"227", "425"} and "227" in replies

@@ -49,6 +49,20 @@ class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
             self.close()
             raise _NoPassivePort(errno.EADDRINUSE, "passive port range exhausted")
         super().bind(addr)
+        # With SO_REUSEADDR two sessions can both bind the same random port; only the second
+        # listen() fails, which pyftpdlib does not expect and which kills that camera's session.
+        # Listen here instead, and on a clash hand pyftpdlib a fresh socket and the EADDRINUSE
+        # it knows how to handle (it then tries the next port of the range).
+        try:
+            self.socket.listen(self.backlog or self.cmd_channel.server.backlog)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            family = self.socket.family
+            self.del_channel()
+            self.socket.close()
+            self.create_socket(family, socket.SOCK_STREAM)
+            raise
 
     def handle_accepted(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         super().handle_accepted(sock, addr)
