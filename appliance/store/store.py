@@ -33,6 +33,7 @@ DB_NAME = "shutterbox.db"
 _LABEL_RE = re.compile(r"[^a-z0-9]+")
 _PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
 _FRAME_COLUMNS = [f.name for f in fields(LandedFrame)]
+_MAX_BATCH = 500  # 19 columns x 500 rows stays under SQLite's 32766 bound parameters
 
 
 def utcnow() -> str:
@@ -240,45 +241,76 @@ class Store:
                     future.set_result(result)
 
     async def _insert_frames(self, frames: list[LandedFrame]) -> list[tuple[Photo, bool]]:
-        placeholders = ", ".join("?" for _ in _FRAME_COLUMNS)
-        ids: list[tuple[int, bool]] = []
+        """One statement per batch: a multi-row INSERT is its own atomic transaction (autocommit),
+        so a whole batch costs one round trip to the database thread and one WAL fsync. Every
+        thread hop costs milliseconds when eight camera sessions compete for the GIL."""
+        results: list[tuple[Photo, bool]] = []
+        for chunk_start in range(0, len(frames), _MAX_BATCH):
+            results += await self._insert_chunk(frames[chunk_start : chunk_start + _MAX_BATCH])
+        return results
+
+    async def _insert_chunk(self, frames: list[LandedFrame]) -> list[tuple[Photo, bool]]:
+        row = "(" + ", ".join("?" for _ in _FRAME_COLUMNS) + ")"
+        sql = (
+            f"INSERT INTO photos ({', '.join(_FRAME_COLUMNS)}) VALUES {', '.join(row for _ in frames)}"  # noqa: S608
+            " ON CONFLICT (event, sha256) DO NOTHING RETURNING id, event, sha256"
+        )
+        params = [value for frame in frames for value in astuple(frame)]
+        async with self._write_lock:
+            inserted = await self.db.execute_fetchall(sql, params)
+        new_ids = {(r[1], r[2]): r[0] for r in inserted}
+        existing: dict[tuple[str, str], Photo] = {}
+        conflicts = [f for f in frames if (f.event, f.sha256) not in new_ids]
+        if conflicts:
+            existing = await self._heal_duplicates(conflicts)
+        results: list[tuple[Photo, bool]] = []
+        first: dict[tuple[str, str], Photo] = {}
+        for frame in frames:
+            key = (frame.event, frame.sha256)
+            if key in first:  # the same bytes twice in one batch: the second is a duplicate
+                results.append((first[key], False))
+            elif key in new_ids:
+                first[key] = Photo(id=new_ids[key], state="queued", **_frame_fields(frame))
+                results.append((first[key], True))
+            else:
+                results.append((existing[key], False))
+        return results
+
+    async def _heal_duplicates(self, frames: list[LandedFrame]) -> dict[tuple[str, str], Photo]:
+        """Frames whose content is already a photo of the event: a retry, or a resend after a
+        crash. A recovered (unattributed) photo takes the camera's attribution; a 'missing' one
+        its new file."""
         async with self.transaction() as db:
             for frame in frames:
-                cur = await db.execute(
-                    f"INSERT INTO photos ({', '.join(_FRAME_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608
-                    " ON CONFLICT (event, sha256) DO NOTHING",
-                    astuple(frame),
+                await db.execute(
+                    "UPDATE photos SET state = 'queued', stored_path = ? "
+                    "WHERE event = ? AND sha256 = ? AND state = 'missing'",
+                    (frame.stored_path, frame.event, frame.sha256),
                 )
-                if cur.rowcount == 1 and cur.lastrowid is not None:
-                    ids.append((cur.lastrowid, True))
-                    continue
-                row = await self._one(
-                    "SELECT id, username, state FROM photos WHERE event = ? AND sha256 = ?",
-                    (frame.event, frame.sha256),
-                )
-                assert row is not None
-                if row["state"] == "missing":
-                    # its file had vanished; the camera just sent the same bytes again
-                    await db.execute(
-                        "UPDATE photos SET state = 'queued', stored_path = ? WHERE id = ?",
-                        (frame.stored_path, row["id"]),
-                    )
-                if row["username"] is None and frame.username is not None:
-                    # A frame recovered after a crash, now re-sent by its camera: attribute it.
+                if frame.username is not None:
                     await db.execute(
                         "UPDATE photos SET username = ?, camera = ?, function = ?, original_name = ?,"
-                        " ftp_path = ? WHERE id = ?",
+                        " ftp_path = ? WHERE event = ? AND sha256 = ? AND username IS NULL",
                         (
                             frame.username,
                             frame.camera,
                             frame.function,
                             frame.original_name,
                             frame.ftp_path,
-                            row["id"],
+                            frame.event,
+                            frame.sha256,
                         ),
                     )
-                ids.append((row["id"], False))
-        return [(await self.get_photo(pid), created) for pid, created in ids]
+        found: dict[tuple[str, str], Photo] = {}
+        for frame in frames:
+            row = await self._one(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND sha256 = ?",  # noqa: S608
+                (frame.event, frame.sha256),
+            )
+            if row is None:
+                raise StoreError(f"photo {frame.sha256[:12]} vanished during insert")
+            found[(frame.event, frame.sha256)] = _photo(row)
+        return found
 
     async def get_photo(self, photo_id: int) -> Photo:
         row = await self._one(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
@@ -370,6 +402,10 @@ class Store:
             "events": events[0] if events else 0,
             "active_keys": keys[0] if keys else 0,
         }
+
+
+def _frame_fields(frame: LandedFrame) -> dict[str, Any]:
+    return {name: getattr(frame, name) for name in _FRAME_COLUMNS}
 
 
 def _photo(row: sqlite3.Row) -> Photo:
