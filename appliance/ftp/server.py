@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+RECEIVE_BUFFER = 1 << 20
+
 
 class _Server(ThreadedFTPServer):  # type: ignore[misc]
     """ThreadedFTPServer with per-instance exit flag and lock (pyftpdlib shares them per class,
@@ -115,7 +117,9 @@ class FtpService:
             "timeout": s.idle_timeout,
         }
         handler: Any = type(f"Configured{base.__name__}", (base,), attrs)
-        handler.dtp_handler = type("ConfiguredDTP", (handler.dtp_handler,), {"timeout": s.data_timeout})
+        # Reads of up to 1 MiB: a 2 MB frame takes a few passes through the session's loop, not 32.
+        dtp = {"timeout": s.data_timeout, "ac_in_buffer_size": RECEIVE_BUFFER}
+        handler.dtp_handler = type("ConfiguredDTP", (handler.dtp_handler,), dtp)
         return handler  # type: ignore[no-any-return]
 
     def _listen(self, name: str, port: int, base: type[BoxHandler]) -> _Listener:

@@ -112,7 +112,9 @@ class Lander:
         """Verify, store and queue a finished upload. Raises RejectedUpload (the reply to send)."""
         upload.seal()
         try:
-            photo = self._land_path(upload.dest, upload.tmp_path, upload.original_name, upload.ftp_path)
+            photo = self._land_path(
+                upload.dest, upload.tmp_path, upload.original_name, upload.ftp_path, upload.sha256()
+            )
         except RejectedUpload as exc:
             self.keep_partial(upload, exc.reason)
             raise
@@ -131,7 +133,9 @@ class Lander:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _land_path(self, dest: Destination, tmp: Path, name: str, ftp_path: str | None) -> Photo:
+    def _land_path(
+        self, dest: Destination, tmp: Path, name: str, ftp_path: str | None, sha256: str | None = None
+    ) -> Photo:
         size = tmp.stat().st_size
         if size > self.max_file_size:
             raise RejectedUpload(
@@ -143,8 +147,9 @@ class Lander:
             raise RejectedUpload(
                 f"451 Upload incomplete or corrupt ({exc.reason}); please send it again.", exc.reason
             ) from exc
-        with tmp.open("rb") as handle:
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        if sha256 is None:
+            with tmp.open("rb") as handle:
+                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         ext = Path(name).suffix.lower()
         if not _EXT_RE.match(ext):
             ext = ".bin"
@@ -255,11 +260,16 @@ class StagingFile:
         self.ftp_path = ftp_path
         self.original_name = jail_path.name
         self.tmp_path = lander.layout.tmp / f"{secrets.token_hex(8)}.part"
+        # SHA-256 as the bytes arrive: hashlib releases the GIL, so this overlaps the network
+        # instead of re-reading the file after the camera is done.
+        self._hasher = hashlib.sha256()
         if "r" in mode or "a" in mode:
             if not jail_path.is_file():
                 raise FileNotFoundError(f"{jail_path.name}: no such file to resume")
             shutil.copyfile(jail_path, self.tmp_path)
             self._file = self.tmp_path.open("ab" if "a" in mode else "r+b")
+            self._file.seek(0, os.SEEK_END)
+            self._rehash()
         else:
             self._file = self.tmp_path.open("wb")
         self._written = self._file.tell()
@@ -289,6 +299,7 @@ class StagingFile:
                     "452 Insufficient storage space on the box; transfer aborted.",
                     f"disk filled during upload: {free // MB} MB free",
                 )
+        self._hasher.update(data)
         return self._file.write(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -296,7 +307,24 @@ class StagingFile:
         position = self._file.seek(offset, whence)
         self._file.truncate(position)
         self._written = position
+        self._rehash()
         return position
+
+    def _rehash(self) -> None:
+        """Hash what the temporary holds up to the write position (after a resume's copy)."""
+        self._file.flush()
+        self._hasher = hashlib.sha256()
+        with self.tmp_path.open("rb") as handle:
+            remaining = self._file.tell()
+            while remaining > 0:
+                chunk = handle.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                self._hasher.update(chunk)
+                remaining -= len(chunk)
+
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
 
     def tell(self) -> int:
         return self._file.tell()
