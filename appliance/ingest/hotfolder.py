@@ -8,6 +8,7 @@ is not read again. Source files are left where they are.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", "~")
+_CHANGES = {"created", "modified", "moved", "closed"}
 
 
 class _Events(FileSystemEventHandler):
@@ -38,7 +40,9 @@ class _Events(FileSystemEventHandler):
         self.inbox = inbox
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
+        # "opened" and "closed_no_write" are also our own reads of the file: ignore them, or
+        # every ingested file comes back for another look.
+        if not event.is_directory and event.event_type in _CHANGES:
             for raw in (event.src_path, getattr(event, "dest_path", "")):
                 if raw:
                     self.inbox.put(Path(raw if isinstance(raw, str) else raw.decode()))
@@ -76,8 +80,9 @@ class HotFolder:
     ) -> None:
         self._stop.set()
         self._observer.stop()
-        self._observer.join(10)
-        self._worker.join(30)
+        # Join off the loop: the worker may be waiting on the loop for a Store call.
+        await asyncio.to_thread(self._observer.join, 10)
+        await asyncio.to_thread(self._worker.join, 30)
 
     def _run(self) -> None:
         watching: dict[Path, tuple[int, int, float]] = {}
@@ -89,6 +94,8 @@ class HotFolder:
                 pass
             now = time.monotonic()
             for path, (size, mtime, since) in list(watching.items()):
+                if self._stop.is_set():
+                    return  # what is left is picked up by the start-up scan next time
                 try:
                     st = path.stat()
                 except FileNotFoundError:
