@@ -92,8 +92,8 @@ class Box:
                     HotFolder(self.settings.hotfolder, self.store, lander, bridge)
                 )
             stack.callback(self.layout.box_json.unlink, missing_ok=True)
-            self._write_box_json()
             await self._first_start()
+            self._write_box_json()  # last: tests and tools take it as "ready"
             logger.info("shutterbox %s ready (data in %s)", __version__, self.layout.root)
             await self.stopping.wait()
             logger.info("shutting down")

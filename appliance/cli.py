@@ -20,7 +20,7 @@ from typing import Any
 from appliance import __version__
 from appliance.config import load_settings
 from appliance.control.client import ApiError, ControlClient
-from appliance.errors import ConfigError, NotRunningError
+from appliance.errors import ConfigError, NotFoundError, NotRunningError
 from appliance.layout import Layout
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOT_RUNNING
     except ApiError as exc:
         print(f"shutterbox: {exc} (HTTP {exc.status})", file=sys.stderr)  # noqa: T201
+        return EXIT_REFUSED
+    except NotFoundError as exc:
+        print(f"shutterbox: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_REFUSED
     except BrokenPipeError:  # `shutterbox photos | head`
         sys.stderr.close()
@@ -187,7 +190,13 @@ def _photos(box: ControlClient, event: str | None) -> Any:
     try:
         return box.request("GET", "/api/photos", params={"event": event} if event else None)
     except NotRunningError:
-        return _offline(box.data_dir, lambda s: s.list_photos(event))
+        return _offline(box.data_dir, lambda s: _event_photos(s, event))
+
+
+async def _event_photos(store: Any, event: str | None) -> Any:
+    if event is not None:
+        await store.get_event(event)  # NotFoundError, as the running box answers 404
+    return await store.list_photos(event)
 
 
 def _status(box: ControlClient) -> Any:

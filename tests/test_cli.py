@@ -278,6 +278,9 @@ def test_photos_and_status_work_read_only_when_stopped(fresh_box: Box) -> None:
     assert [p["sha256"] for p in offline] == [hashlib.sha256(d).hexdigest() for d in frames]
     assert {p["id"] for p in fresh_box.cli("photos")} >= {p["id"] for p in online}
 
+    unknown = fresh_box.run_cli("photos", "--event", "zzzzzzzz", "--json")
+    assert unknown.returncode == EXIT_REFUSED and "zzzzzzzz" in unknown.stderr, "same answer as online"
+
     status = fresh_box.cli("status")
     assert status["running"] is False
     assert status["queue"]["photos_total"] == 2
