@@ -437,7 +437,12 @@ def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Bo
         banner = _read_until(
             master, re.compile(rb"created demo event (\w+).*?user (\S+)\s+password (\w+)", re.S)
         )
-        fresh_box.info = json.loads((fresh_box.data / "run" / "box.json").read_text())
+        box_json = fresh_box.data / "run" / "box.json"  # written once start-up is complete
+        deadline = time.monotonic() + 20
+        while not box_json.exists():
+            assert time.monotonic() < deadline, "box.json never appeared"
+            time.sleep(0.05)
+        fresh_box.info = json.loads(box_json.read_text())
         code, username, password = (part.decode() for part in banner.groups())
         assert username.startswith(code)
 
@@ -460,7 +465,7 @@ def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Bo
 
 def test_first_start_without_a_terminal_keeps_the_password_out(box: Box) -> None:
     # box.log is the box's stdout and stderr, as under systemd (journal): no terminal.
-    deadline = time.monotonic() + 20  # box.json is written just before the banner is printed
+    deadline = time.monotonic() + 20
     while (announced := re.search(r"created demo event (\w+)(.*?)={64}", box.log, re.S)) is None:
         assert time.monotonic() < deadline, box.log[-2000:]
         time.sleep(0.1)
