@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Self
 
 from appliance.errors import NotFoundError
 from appliance.ingest.formats import Inspection, InvalidFile, inspect
-from appliance.store import LandedFrame
-from appliance.store.store import utcnow
+from appliance.ingest.landing import Destination, landed_frame
 
 if TYPE_CHECKING:
     from appliance.config import StorageSettings
@@ -117,28 +116,9 @@ class Janitor:
         if ev is None or inspection is None or not path.name.startswith(sha256):
             await asyncio.to_thread(self._quarantine, path, f"orphan-{path.name}")
             return False
-        meta = inspection.metadata
-        frame = LandedFrame(
-            event=event,
-            function=ev.functions[0] if ev.functions else "main",
-            camera="recovered",
-            username=None,
-            original_name=path.name,
-            ftp_path=None,
-            sha256=sha256,
-            size=size,
-            kind=inspection.kind,
-            searchable=inspection.searchable,
-            stored_path=str(path),
-            received_at=utcnow(),
-            capture_time=meta.capture_time,
-            body_serial=meta.body_serial,
-            make=meta.make,
-            model=meta.model,
-            orientation=meta.orientation,
-            width=meta.width,
-            height=meta.height,
-        )
+        function = ev.functions[0] if ev.functions else "main"
+        recovered = Destination(event, function, "recovered", None)
+        frame = landed_frame(recovered, path.name, None, sha256, size, inspection, path)
         photo, _ = await self.store.add_photo(frame)
         logger.warning("adopted stored file %s with no queue row as photo %d", path.name, photo.id)
         return True

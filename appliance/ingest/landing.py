@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.errors import RejectedUpload
-from appliance.ingest.formats import InvalidFile, inspect
+from appliance.ingest.formats import Inspection, InvalidFile, inspect
 from appliance.store import LandedFrame, Photo
 from appliance.store.store import utcnow
 
@@ -56,6 +56,40 @@ class Destination:
     function: str
     camera: str
     username: str | None
+
+
+def landed_frame(
+    dest: Destination,
+    name: str,
+    ftp_path: str | None,
+    sha256: str,
+    size: int,
+    inspection: Inspection,
+    stored: Path,
+) -> LandedFrame:
+    """The queue row's content for a verified file now at ``stored``."""
+    meta = inspection.metadata
+    return LandedFrame(
+        event=dest.event,
+        function=dest.function,
+        camera=dest.camera,
+        username=dest.username,
+        original_name=name,
+        ftp_path=ftp_path,
+        sha256=sha256,
+        size=size,
+        kind=inspection.kind,
+        searchable=inspection.searchable,
+        stored_path=str(stored),
+        received_at=utcnow(),
+        capture_time=meta.capture_time,
+        body_serial=meta.body_serial,
+        make=meta.make,
+        model=meta.model,
+        orientation=meta.orientation,
+        width=meta.width,
+        height=meta.height,
+    )
 
 
 def fsync_dir(path: Path) -> None:
@@ -161,28 +195,7 @@ class Lander:
             os.chmod(tmp, 0o444)
             os.rename(tmp, stored)
         fsync_dir(stored.parent)
-        meta = inspection.metadata
-        frame = LandedFrame(
-            event=dest.event,
-            function=dest.function,
-            camera=dest.camera,
-            username=dest.username,
-            original_name=name,
-            ftp_path=ftp_path,
-            sha256=sha256,
-            size=size,
-            kind=inspection.kind,
-            searchable=inspection.searchable,
-            stored_path=str(stored),
-            received_at=utcnow(),
-            capture_time=meta.capture_time,
-            body_serial=meta.body_serial,
-            make=meta.make,
-            model=meta.model,
-            orientation=meta.orientation,
-            width=meta.width,
-            height=meta.height,
-        )
+        frame = landed_frame(dest, name, ftp_path, sha256, size, inspection, stored)
         photo, created = self.bridge.call(self.store.add_photo, frame)
         logger.info(
             "%s photo %d: %s from %s (%s, %d bytes, sha256 %s)",
