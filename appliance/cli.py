@@ -102,6 +102,10 @@ def _up(data: Path) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if settings.log_level != "DEBUG":
+        # pyftpdlib logs every FTP command at INFO: per-frame work under load, and wear on an SD
+        # card through the journal. The box logs logins, session ends and every frame itself.
+        logging.getLogger("pyftpdlib").setLevel("WARNING")
     try:
         return run_box(settings, data)
     except OSError as exc:  # a port in use, a read-only data folder: say it, no traceback

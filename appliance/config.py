@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     hotfolder: HotFolderSettings = Field(default_factory=HotFolderSettings)
     """Hot-folder ingest."""
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
-    """Logging level (logs go to stderr, for journald)."""
+    """Logging level (logs go to stderr, for journald). DEBUG adds every FTP command."""
 
     @classmethod
     def settings_customise_sources(

@@ -239,6 +239,17 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         self.sessions.add(username, self)
         login = self.authorizer.login(username)
         self.destination = Destination(login.key.event, login.key.function, login.key.camera, username)
+        logger.info(
+            "%s (%s) logged in from %s%s",
+            username,
+            login.key.camera,
+            self.remote_ip,
+            " over TLS" if self._ssl_established else "",
+        )
+
+    def on_disconnect(self) -> None:
+        if self.username:
+            logger.info("%s session from %s ended", self.username, self.remote_ip)
 
     def close(self) -> None:
         if getattr(self, "username", None):
