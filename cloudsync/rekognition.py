@@ -1,0 +1,118 @@
+"""Rekognition, one collection per event: create on first use, index a photo's proxy bytes
+under a deterministic ExternalImageId, search, delete on purge.
+
+Exactly-once is the caller's discipline plus AWS's behaviour: IndexFaces has no client token,
+but the same bytes + the same collection + the same ExternalImageId do not store duplicate
+faces. So the caller keeps the exact proxy bytes until indexed and always sends those, under
+the photo's id. Every call is billed; the caller's ledger counts each one.
+
+Blocking boto3 calls; run on worker threads. Every call goes through the shared RateLimiter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cloudsync.errors import PermanentError, ThrottledError, classify
+from cloudsync.ratelimit import INDEX, SEARCH, RateLimiter
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+_COLLECTION_RE = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
+_EXTERNAL_ID_RE = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedFaces:
+    face_ids: tuple[str, ...]
+    unindexed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaceMatch:
+    external_image_id: str
+    face_id: str
+    similarity: float
+
+
+class FaceIndex:
+    def __init__(self, client: Any, limiter: RateLimiter) -> None:
+        self.client = client
+        self.limiter = limiter
+
+    def _call(self, method: str, lane: int, **kwargs: Any) -> Any:
+        self.limiter.acquire(lane)
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            error = classify(exc)
+            if isinstance(error, ThrottledError):
+                self.limiter.backoff()
+            raise error from exc
+
+    def ensure_collection(self, collection: str) -> bool:
+        """Create the event's collection if needed; True when it was created now."""
+        _check(_COLLECTION_RE, collection, "collection id")
+        try:
+            self._call("create_collection", INDEX, CollectionId=collection)
+        except PermanentError as exc:
+            if exc.code == "ResourceAlreadyExistsException":
+                return False
+            raise
+        return True
+
+    def delete_collection(self, collection: str) -> bool:
+        try:
+            self._call("delete_collection", INDEX, CollectionId=collection)
+        except PermanentError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def index(
+        self, collection: str, image: bytes, external_id: str, *, max_faces: int = 100, quality: str = "AUTO"
+    ) -> IndexedFaces:
+        _check(_COLLECTION_RE, collection, "collection id")
+        _check(_EXTERNAL_ID_RE, external_id, "external image id")
+        if len(image) > MAX_IMAGE_BYTES:
+            raise PermanentError(f"proxy is {len(image)} bytes, over Rekognition's 5 MB", "ImageTooLarge")
+        reply = self._call(
+            "index_faces",
+            INDEX,
+            CollectionId=collection,
+            Image={"Bytes": image},
+            ExternalImageId=external_id,
+            MaxFaces=max_faces,
+            QualityFilter=quality,
+            DetectionAttributes=[],
+        )
+        faces = tuple(str(r["Face"]["FaceId"]) for r in reply.get("FaceRecords", []))
+        return IndexedFaces(faces, len(reply.get("UnindexedFaces", [])))
+
+    def search(
+        self, collection: str, image: bytes, *, threshold: float = 90.0, max_faces: int = 4096
+    ) -> list[FaceMatch]:
+        """Guests' lane. No face in the selfie -> PermanentError with code InvalidParameterException."""
+        reply = self._call(
+            "search_faces_by_image",
+            SEARCH,
+            CollectionId=collection,
+            Image={"Bytes": image},
+            FaceMatchThreshold=threshold,
+            MaxFaces=max_faces,
+        )
+        return [
+            FaceMatch(
+                str(m["Face"].get("ExternalImageId", "")), str(m["Face"]["FaceId"]), float(m["Similarity"])
+            )
+            for m in reply.get("FaceMatches", [])
+        ]
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> None:
+    if not pattern.match(value):
+        raise PermanentError(f"invalid {what} {value!r}", "InvalidParameterException")
