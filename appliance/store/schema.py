@@ -69,4 +69,61 @@ MIGRATIONS: tuple[str, ...] = (
         outcome TEXT NOT NULL
     );
     """,
+    # 2: cloud sync: jobs (lease, attempts, dead letter), multipart journal, usage ledger
+    """
+    ALTER TABLE events ADD COLUMN originals_policy TEXT NOT NULL DEFAULT 'all';
+    ALTER TABLE events ADD COLUMN index_quota INTEGER;
+    ALTER TABLE photos ADD COLUMN proxy_path TEXT;
+    ALTER TABLE photos ADD COLUMN proxy_sha256 TEXT;
+    ALTER TABLE photos ADD COLUMN searchable_in_cloud_at TEXT;
+    CREATE TABLE sync_jobs (
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until REAL,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        UNIQUE (photo_id, kind)
+    );
+    CREATE INDEX sync_jobs_ready ON sync_jobs (state, priority, next_attempt_at, id);
+    CREATE TABLE multipart_uploads (
+        key TEXT PRIMARY KEY,
+        upload_id TEXT NOT NULL,
+        part_size INTEGER NOT NULL,
+        parts TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE usage_ledger (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        photo_id INTEGER,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX usage_ledger_key ON usage_ledger (idempotency_key);
+    CREATE TABLE cloud_faces (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        face_id TEXT NOT NULL,
+        PRIMARY KEY (photo_id, face_id)
+    );
+    CREATE TRIGGER photos_make_sync_jobs AFTER INSERT ON photos BEGIN
+        INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+            SELECT NEW.id, 'proxy', 0, NEW.received_at WHERE NEW.kind = 'jpeg';
+        INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+            SELECT NEW.id, 'original', 1, NEW.received_at
+            WHERE (SELECT originals_policy FROM events WHERE code = NEW.event) = 'all'
+               OR ((SELECT originals_policy FROM events WHERE code = NEW.event) = 'jpeg'
+                   AND NEW.kind = 'jpeg');
+    END;
+    INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+        SELECT id, 'proxy', 0, received_at FROM photos WHERE kind = 'jpeg';
+    INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+        SELECT id, 'original', 1, received_at FROM photos;
+    """,
 )

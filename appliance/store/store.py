@@ -92,7 +92,7 @@ class Store:
         version = int(row[0]) if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             async with self.transaction() as db:
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
             logger.info("database migrated to version %d", number)
@@ -402,6 +402,18 @@ class Store:
             "events": events[0] if events else 0,
             "active_keys": keys[0] if keys else 0,
         }
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's own semicolons stay inside it."""
+    statements, buffer = [], ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    return statements
 
 
 def _frame_fields(frame: LandedFrame) -> dict[str, Any]:

@@ -1,0 +1,258 @@
+"""The cloud-sync half of the queue: jobs claimed with a lease and an attempt count, the
+multipart journal, the usage ledger and the faces Rekognition stored.
+
+Shares the Store's connection and its single-writer ``transaction()``; runs on the asyncio
+thread. Every step is safe to run twice: a job whose lease expired (the box died mid-job) is
+claimed again and redone from what was durably recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from appliance.errors import NotFoundError
+from appliance.store.store import utcnow
+
+if TYPE_CHECKING:
+    from appliance.store.store import Store
+
+LEASE_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncJob:
+    id: int
+    kind: str  # "proxy": make, upload and index the searchable proxy; "original": upload the file
+    attempts: int
+    photo_id: int
+    event: str
+    function: str
+    camera: str
+    sha256: str
+    stored_path: str
+    original_name: str
+    received_at: str
+    proxy_path: str | None
+    proxy_sha256: str | None
+    index_quota: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    job_id: int
+    photo_id: int
+    kind: str
+    event: str
+    original_name: str
+    attempts: int
+    reason: str
+    updated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "photo_id": self.photo_id,
+            "kind": self.kind,
+            "event": self.event,
+            "original_name": self.original_name,
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+        }
+
+
+_JOB_SELECT = """
+    SELECT j.id, j.kind, j.attempts, p.id, p.event, p.function, p.camera, p.sha256, p.stored_path,
+           p.original_name, p.received_at, p.proxy_path, p.proxy_sha256, e.index_quota
+    FROM sync_jobs j JOIN photos p ON p.id = j.photo_id JOIN events e ON e.code = p.event
+"""
+
+
+class SyncQueue:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(self, now: float | None = None, lease: float = LEASE_SECONDS) -> SyncJob | None:
+        """The most urgent ready job (proxies first, oldest first), leased to the caller."""
+        now = time.time() if now is None else now
+        async with self.store.transaction() as db:
+            async with db.execute(
+                "SELECT id FROM sync_jobs WHERE (state = 'pending' AND next_attempt_at <= ?)"
+                " OR (state = 'leased' AND lease_until < ?) ORDER BY priority, id LIMIT 1",
+                (now, now),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await db.execute(
+                "UPDATE sync_jobs SET state = 'leased', lease_until = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ?",
+                (now + lease, utcnow(), row[0]),
+            )
+            async with db.execute(_JOB_SELECT + " WHERE j.id = ?", (row[0],)) as cur:
+                full = await cur.fetchone()
+        assert full is not None
+        return SyncJob(*full)
+
+    async def done(self, job_id: int) -> None:
+        await self._set(job_id, "done", None)
+
+    async def retry_later(self, job_id: int, delay: float, reason: str) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE sync_jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ?",
+                (time.time() + delay, reason, utcnow(), job_id),
+            )
+
+    async def dead(self, job_id: int, reason: str) -> None:
+        await self._set(job_id, "dead", reason)
+
+    async def block(self, job_id: int, reason: str) -> None:
+        """Parked until the operator acts (the event's index quota is reached)."""
+        await self._set(job_id, "blocked", reason)
+
+    async def _set(self, job_id: int, state: str, reason: str | None) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE sync_jobs SET state = ?, last_error = coalesce(?, last_error), lease_until = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (state, reason, utcnow(), job_id),
+            )
+
+    async def set_proxy(self, photo_id: int, path: str, sha256: str) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE photos SET proxy_path = ?, proxy_sha256 = ? WHERE id = ?", (path, sha256, photo_id)
+            )
+
+    # --- quota
+
+    async def indexed_count(self, event: str) -> int:
+        row = await self.store._one(
+            "SELECT count(*) FROM photos WHERE event = ? AND searchable_in_cloud_at IS NOT NULL", (event,)
+        )
+        return int(row[0]) if row else 0
+
+    async def set_quota(self, event: str, quota: int | None) -> int:
+        """Set an event's index quota; parked jobs are released. Returns how many."""
+        await self.store.get_event(event)
+        async with self.store.transaction() as db:
+            await db.execute("UPDATE events SET index_quota = ? WHERE code = ?", (quota, event))
+            cur = await db.execute(
+                "UPDATE sync_jobs SET state = 'pending', next_attempt_at = 0, updated_at = ?"
+                " WHERE state = 'blocked' AND photo_id IN (SELECT id FROM photos WHERE event = ?)",
+                (utcnow(), event),
+            )
+            return int(cur.rowcount)
+
+    # --- ledger: every billable call, written before the call and settled after it
+
+    async def ledger_begin(self, event: str, operation: str, key: str, photo_id: int | None) -> int:
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO usage_ledger (at, event, operation, idempotency_key, photo_id, outcome)"
+                " VALUES (?, ?, ?, ?, ?, 'calling')",
+                (utcnow(), event, operation, key, photo_id),
+            )
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+
+    async def ledger_fail(self, ledger_id: int, reason: str) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE usage_ledger SET outcome = ? WHERE id = ?", (f"error: {reason}", ledger_id)
+            )
+
+    async def indexed(self, job_id: int, photo_id: int, face_ids: list[str], ledger_id: int) -> None:
+        """One transaction: the faces, the ledger's 'ok', the photo searchable, the job done."""
+        async with self.store.transaction() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO cloud_faces (photo_id, face_id) VALUES (?, ?)",
+                [(photo_id, face) for face in face_ids],
+            )
+            await db.execute("UPDATE usage_ledger SET outcome = 'ok' WHERE id = ?", (ledger_id,))
+            await db.execute(
+                "UPDATE photos SET searchable_in_cloud_at = ?"
+                " WHERE id = ? AND searchable_in_cloud_at IS NULL",
+                (utcnow(), photo_id),
+            )
+            await db.execute(
+                "UPDATE sync_jobs SET state = 'done', lease_until = NULL, updated_at = ? WHERE id = ?",
+                (utcnow(), job_id),
+            )
+
+    async def ledger(self, event: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, at, event, operation, idempotency_key, photo_id, outcome FROM usage_ledger"
+        rows = await self.store._all(
+            sql + (" WHERE event = ?" if event else "") + " ORDER BY id", (event,) if event else ()
+        )
+        keys = ("id", "at", "event", "operation", "idempotency_key", "photo_id", "outcome")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def cloud_faces(self, photo_id: int) -> list[str]:
+        rows = await self.store._all(
+            "SELECT face_id FROM cloud_faces WHERE photo_id = ? ORDER BY face_id", (photo_id,)
+        )
+        return [r[0] for r in rows]
+
+    # --- multipart journal (cloudsync.s3.Journal, made async; the worker bridges it)
+
+    async def journal_load(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        row = await self.store._one(
+            "SELECT upload_id, part_size, parts FROM multipart_uploads WHERE key = ?", (key,)
+        )
+        return None if row is None else (row[0], int(row[1]), json.loads(row[2]))
+
+    async def journal_save(self, key: str, upload_id: str, part_size: int, parts: dict[str, Any]) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "INSERT INTO multipart_uploads (key, upload_id, part_size, parts, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET upload_id = excluded.upload_id,"
+                " part_size = excluded.part_size, parts = excluded.parts, updated_at = excluded.updated_at",
+                (key, upload_id, part_size, json.dumps(parts), utcnow()),
+            )
+
+    async def journal_clear(self, key: str) -> None:
+        async with self.store.transaction() as db:
+            await db.execute("DELETE FROM multipart_uploads WHERE key = ?", (key,))
+
+    async def journal_upload_ids(self) -> set[str]:
+        return {r[0] for r in await self.store._all("SELECT upload_id FROM multipart_uploads")}
+
+    # --- operator
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.store._all("SELECT state, count(*) FROM sync_jobs GROUP BY state")
+        return {r[0]: r[1] for r in rows}
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        rows = await self.store._all(
+            "SELECT j.id, j.photo_id, j.kind, p.event, p.original_name, j.attempts,"
+            " coalesce(j.last_error, ''), j.updated_at FROM sync_jobs j JOIN photos p ON p.id = j.photo_id"
+            " WHERE j.state = 'dead' ORDER BY j.id"
+        )
+        return [DeadLetter(*r) for r in rows]
+
+    async def revive(self, job_id: int) -> None:
+        """Operator: try a dead job again from scratch."""
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE sync_jobs SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?"
+                " WHERE id = ? AND state = 'dead'",
+                (utcnow(), job_id),
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no dead-lettered job {job_id}")
+
+    async def discard(self, job_id: int) -> None:
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE sync_jobs SET state = 'discarded', updated_at = ? WHERE id = ? AND state = 'dead'",
+                (utcnow(), job_id),
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no dead-lettered job {job_id}")
