@@ -39,6 +39,7 @@ from appliance.ingest.landing import Lander
 from appliance.layout import Layout
 from appliance.pki import CertPaths, ensure_certificates
 from appliance.store import Store, UploadKey
+from appliance.sync import SyncService
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Box:
         self.layout = layout
         self.store: Store = Store(layout.database)
         self.ftp: FtpService | None = None
+        self.sync: SyncService | None = None
         self.certs: CertPaths | None = None
         self.web_port: int | None = None
         self.stopping = asyncio.Event()
@@ -81,6 +83,9 @@ class Box:
                     cert_file=self.certs.cert,
                     key_file=self.certs.key,
                 )
+            )
+            self.sync = await stack.enter_async_context(
+                SyncService(self.settings.cloud, self.store, self.layout, bridge)
             )
             await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
             web = await stack.enter_async_context(
@@ -190,6 +195,7 @@ class Box:
             "data": str(self.layout.root),
             "queue": await self.store.counts(),
             "ftp": self.ftp.status() if self.ftp else None,
+            "cloud": await self.sync.status() if self.sync else None,
             "web_port": self.web_port,
             "disk": {
                 "free_bytes": disk.free,

@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     kl = key.add_parser("list", parents=[common], help="list keys")
     kl.add_argument("--event")
 
+    eq = event.add_parser("quota", parents=[common], help="set an event's Rekognition index quota")
+    eq.add_argument("code")
+    eq.add_argument("limit", help="photos to index at most, or 'none'")
+
+    dead = sub.add_parser("deadletters", parents=[common], help="sync jobs that failed for good")
+    dead_sub = dead.add_subparsers(dest="action")
+    for verb in ("retry", "discard"):
+        dv = dead_sub.add_parser(verb, parents=[common], help=f"{verb} a dead-lettered job")
+        dv.add_argument("job_id", type=int)
+    ledger = sub.add_parser("ledger", parents=[common], help="every billable cloud call")
+    ledger.add_argument("--event")
+
     photos = sub.add_parser("photos", parents=[common], help="list queued photos")
     photos.add_argument("--event")
     sub.add_parser("status", parents=[common], help="queue, FTP and disk status")
@@ -157,6 +169,29 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
                     + ("  REVOKED" if k["revoked_at"] else "")
                     for k in result
                 ),
+            )
+        elif command == ("event", "quota"):
+            limit = None if args.limit.lower() == "none" else int(args.limit)
+            result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})
+            _emit(
+                args,
+                result,
+                f"{args.code}: index quota {limit}; {result['released_jobs']} parked jobs released",
+            )
+        elif args.command == "deadletters" and args.action in ("retry", "discard"):
+            result = box.request("POST", f"/api/deadletters/{args.job_id}/{args.action}")
+            _emit(args, result, f"job {args.job_id}: {result['state']}")
+        elif args.command == "deadletters":
+            result = box.request("GET", "/api/deadletters")
+            _emit_lines(
+                args,
+                result,
+                lambda d: f"{d['job_id']:>6}  {d['kind']:<8} {d['original_name']}  {d['reason']}",
+            )
+        elif args.command == "ledger":
+            result = box.request("GET", "/api/ledger", params={"event": args.event} if args.event else None)
+            _emit_lines(
+                args, result, lambda r: f"{r['at']}  {r['operation']}  {r['idempotency_key']}  {r['outcome']}"
             )
         elif args.command == "photos":
             result = _photos(box, args.event)

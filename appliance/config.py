@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -137,6 +145,43 @@ class HotFolderSettings(_Section):
         return self
 
 
+class CloudSettings(_Section):
+    """S3 and Rekognition. Unset ``bucket``: the box runs fully offline and syncs nothing."""
+
+    bucket: str | None = None
+    """S3 bucket for proxies and originals. Unset: cloud sync off."""
+    region: str = "us-east-1"
+    """AWS region of the bucket and of Rekognition."""
+    prefix: str = Field("events", pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")
+    """Key prefix: objects go to ``<prefix>/<event>/<function>/<camera>/...``."""
+    s3_endpoint_url: str | None = None
+    """Another S3 endpoint (an S3-compatible store, or a test server). Unset: AWS."""
+    rekognition_endpoint_url: str | None = None
+    """Another Rekognition endpoint (a test server). Unset: AWS."""
+    access_key_id: str | None = None
+    """AWS access key id. Unset: the standard credential chain (environment, ~/.aws, instance role)."""
+    secret_access_key: SecretStr | None = None
+    """AWS secret access key for ``access_key_id``. Never logged."""
+    index_faces: bool = True
+    """Index every proxy in the event's Rekognition collection (billed per call)."""
+    rekognition_tps: float = Field(5.0, gt=0)
+    """Account-wide Rekognition calls per second shared by all workers (AWS default 5 in most regions)."""
+    quality_filter: str = Field("AUTO", pattern="^(NONE|AUTO|LOW|MEDIUM|HIGH)$")
+    """IndexFaces QualityFilter."""
+    max_faces: int = Field(100, ge=1, le=100)
+    """IndexFaces MaxFaces: the largest faces kept per photo."""
+    upload_mbit: float | None = Field(20.0, gt=0)
+    """Upload bandwidth cap in Mbit/s for all sync traffic, so guests keep their WiFi. Unset: none."""
+    workers: int = Field(2, ge=1, le=16)
+    """Concurrent sync jobs."""
+    proxy_long_edge: int = Field(2048, ge=256, le=8192)
+    """Long edge of the searchable proxy JPEG, in pixels."""
+    multipart_threshold_mb: int = Field(16, ge=5)
+    """Files larger than this go to S3 in parts that survive a dropout or reboot."""
+    part_size_mb: int = Field(8, ge=5)
+    """Size of each multipart part (S3's minimum is 5 MB)."""
+
+
 class Settings(BaseSettings):
     """All settings of one box."""
 
@@ -154,6 +199,8 @@ class Settings(BaseSettings):
     """Disk use."""
     hotfolder: HotFolderSettings = Field(default_factory=HotFolderSettings)
     """Hot-folder ingest."""
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    """Cloud sync (S3, Rekognition); off unless a bucket is set."""
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     """Logging level (logs go to stderr, for journald). DEBUG adds every FTP command."""
 

@@ -27,6 +27,11 @@ class Layout:
         return self.root / "photos"
 
     @property
+    def proxies(self) -> Path:
+        """Searchable proxy JPEGs, ``proxies/<event>/<sha256>.jpg``, kept byte-exact until indexed."""
+        return self.root / "proxies"
+
+    @property
     def ftp(self) -> Path:
         """One jail per upload key: what the camera sees (completed frames are hard links)."""
         return self.root / "ftp"

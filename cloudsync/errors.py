@@ -4,6 +4,7 @@
 
     CloudError
     ├── TransientError      retry later (network, timeouts, throttling, 5xx)
+    │   ├── NetworkError    the uplink itself failed (no answer): maybe offline
     │   └── ThrottledError  the account's rate limit was hit: slow down
     └── PermanentError      retrying the same request cannot help (bad image, access denied,
                             quota, a checksum that does not match)
@@ -57,6 +58,10 @@ class TransientError(CloudError):
     """The request may succeed later; retry with backoff."""
 
 
+class NetworkError(TransientError):
+    """No answer from AWS at all: the uplink is down or flaky."""
+
+
 class ThrottledError(TransientError):
     """AWS refused for rate: retry, and slow the shared limiter down."""
 
@@ -82,7 +87,7 @@ def classify(exc: BaseException) -> CloudError:
     if isinstance(
         exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
     ):
-        return TransientError(f"network: {exc}")
+        return NetworkError(f"network: {exc}")
     if isinstance(exc, BotoCoreError | OSError | TimeoutError):
-        return TransientError(f"{type(exc).__name__}: {exc}")
+        return NetworkError(f"{type(exc).__name__}: {exc}")
     return PermanentError(f"{type(exc).__name__}: {exc}")

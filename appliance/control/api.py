@@ -18,6 +18,7 @@ from appliance.errors import NotFoundError, StoreError
 
 if TYPE_CHECKING:
     from appliance.box import Box
+    from appliance.sync import SyncService
 
 
 class _Body(BaseModel):
@@ -33,6 +34,10 @@ class KeyIn(_Body):
     event: str = Field(pattern=f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$")
     camera: str = Field(min_length=1, max_length=64)
     function: str = Field("main", min_length=1, max_length=64)
+
+
+class QuotaIn(_Body):
+    index_quota: int | None = Field(ge=0)
 
 
 def make_admin_app(box: Box) -> FastAPI:
@@ -89,6 +94,43 @@ def make_admin_app(box: Box) -> FastAPI:
     @app.get("/api/rejections")
     async def list_rejections(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
         return [r.to_json() for r in await box.store.list_rejections(limit)]
+
+    def sync() -> SyncService:
+        if box.sync is None:
+            raise HTTPException(503, "the box is starting")
+        return box.sync
+
+    @app.get("/api/deadletters")
+    async def dead_letters() -> list[dict[str, Any]]:
+        return [d.to_json() for d in await sync().queue.dead_letters()]
+
+    @app.post("/api/deadletters/{job_id}/retry")
+    async def retry_dead_letter(job_id: int) -> dict[str, Any]:
+        try:
+            await sync().queue.revive(job_id)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        return {"job_id": job_id, "state": "pending"}
+
+    @app.post("/api/deadletters/{job_id}/discard")
+    async def discard_dead_letter(job_id: int) -> dict[str, Any]:
+        try:
+            await sync().queue.discard(job_id)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        return {"job_id": job_id, "state": "discarded"}
+
+    @app.put("/api/events/{code}/quota")
+    async def set_quota(code: str, body: QuotaIn) -> dict[str, Any]:
+        try:
+            released = await sync().queue.set_quota(code, body.index_quota)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        return {"event": code, "index_quota": body.index_quota, "released_jobs": released}
+
+    @app.get("/api/ledger")
+    async def ledger(event: str | None = None) -> list[dict[str, Any]]:
+        return await sync().queue.ledger(event)
 
     @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
     async def ca_certificate() -> str:

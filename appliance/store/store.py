@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import astuple, fields
 from pathlib import Path
@@ -55,6 +55,7 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._pending: list[tuple[LandedFrame, asyncio.Future[tuple[Photo, bool]]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[], None]] = []  # told (on the loop) when photos were queued
 
     async def __aenter__(self) -> Self:
         if self.readonly:
@@ -239,6 +240,8 @@ class Store:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            for listener in self.listeners:
+                listener()
 
     async def _insert_frames(self, frames: list[LandedFrame]) -> list[tuple[Photo, bool]]:
         """One statement per batch: a multi-row INSERT is its own atomic transaction (autocommit),

@@ -97,6 +97,16 @@ class SyncQueue:
         assert full is not None
         return SyncJob(*full)
 
+    async def release_leases(self) -> int:
+        """At start-up every lease belongs to a process that died: make those jobs ready now
+        instead of after the lease runs out."""
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE sync_jobs SET state = 'pending', lease_until = NULL, next_attempt_at = 0"
+                " WHERE state = 'leased'"
+            )
+            return int(cur.rowcount)
+
     async def done(self, job_id: int) -> None:
         await self._set(job_id, "done", None)
 

@@ -1,0 +1,63 @@
+"""The searchable proxy: one JPEG per photo, orientation applied, long edge capped (2048 px by
+default), always under Rekognition's 5 MB. Its exact bytes are kept on disk until the photo is
+indexed, because a retried IndexFaces must send the same bytes to be idempotent.
+
+Pure function; runs on a sync worker thread. Decodes with ``Image.draft`` (the JPEG decoder
+scales by 1/2, 1/4 or 1/8 while decoding), which is most of the cost on a Pi.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # margin under Rekognition's 5 MB
+
+
+class ProxyError(Exception):
+    """The photo cannot be turned into a proxy (not a decodable image)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    path: Path
+    sha256: str
+    size: int
+    width: int
+    height: int
+
+
+def make_proxy(source: Path, dest: Path, *, long_edge: int = 2048, quality: int = 85) -> Proxy:
+    """Write the proxy of ``source`` to ``dest`` (atomically, fsynced) and describe it."""
+    try:
+        with Image.open(source) as opened:
+            opened.draft("RGB", (long_edge, long_edge))
+            comment = opened.info.get("comment")  # carried over: a label some workflows rely on
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+            image.thumbnail((long_edge, long_edge), Image.Resampling.LANCZOS)
+            data = b""
+            for q in (quality, 75, 65, 50):
+                out = io.BytesIO()
+                extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
+                image.save(out, "JPEG", quality=q, optimize=True, **extra)
+                data = out.getvalue()
+                if len(data) <= MAX_BYTES:
+                    break
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
+    if len(data) > MAX_BYTES:
+        raise ProxyError(f"proxy of {source.name} stays over 5 MB")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, dest)
+    return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height)

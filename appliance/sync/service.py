@@ -1,0 +1,295 @@
+"""SyncService: trickles every frame to S3 and indexes its proxy in the event's Rekognition
+collection, exactly once, over whatever the venue WiFi does.
+
+Entered on the asyncio thread (``async with``); workers are asyncio tasks that run blocking
+cloudsync calls in threads. Order per photo: the searchable proxy first (make it, upload it,
+index it), originals after at lower priority, so guests never wait behind a 50 MB RAW.
+
+Exactly once, step by step (each safe to run twice):
+- the proxy's bytes are made once and kept; a retry sends those same bytes;
+- S3 keys hold the content hash; an object already there whole is not sent again;
+- a ledger row ("calling") is committed before IndexFaces and settled in the same transaction
+  that stores the FaceIds and marks the job done. A crash in between repeats the call at most
+  once, with the same bytes and ExternalImageId, which Rekognition does not store twice; the
+  ledger counts both calls, as AWS bills both.
+Errors: transient -> retried with capped exponential backoff and jitter, forever; permanent ->
+dead letter with the reason (others keep flowing); quota reached -> parked, visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from appliance.proxy import ProxyError, make_proxy
+from appliance.store.store import slug
+from appliance.store.syncqueue import SyncJob, SyncQueue
+from appliance.sync.uplink import State, Uplink
+from cloudsync.bandwidth import ByteBucket
+from cloudsync.clients import make_clients
+from cloudsync.errors import CloudError, NetworkError, PermanentError, ThrottledError, TransientError
+from cloudsync.ratelimit import RateLimiter
+from cloudsync.rekognition import FaceIndex
+from cloudsync.s3 import MultipartState, PartRecord, S3Uploader
+
+if TYPE_CHECKING:
+    from appliance.bridge import Bridge
+    from appliance.config import CloudSettings
+    from appliance.layout import Layout
+    from appliance.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300.0
+PROBE_INTERVAL = 3.0
+IDLE_WAIT = 2.0
+
+
+class QuotaReached(Exception):
+    pass
+
+
+def backoff(attempts: int, *, cap: float = MAX_BACKOFF) -> float:
+    """Capped exponential with full jitter (attempts counts from 1)."""
+    return random.uniform(0.5, 1.0) * min(cap, 2.0 ** min(attempts, 12))  # noqa: S311 - jitter, not crypto
+
+
+class _Journal:
+    """cloudsync's blocking Journal, backed by the store through the Bridge (worker threads)."""
+
+    def __init__(self, queue: SyncQueue, bridge: Bridge) -> None:
+        self.queue = queue
+        self.bridge = bridge
+
+    def load(self, key: str) -> MultipartState | None:
+        row = self.bridge.call(self.queue.journal_load, key)
+        if row is None:
+            return None
+        upload_id, part_size, parts = row
+        return MultipartState(
+            upload_id,
+            part_size,
+            {int(n): PartRecord(int(n), p["etag"], p["checksum"]) for n, p in parts.items()},
+        )
+
+    def save(self, key: str, state: MultipartState) -> None:
+        parts = {str(n): {"etag": p.etag, "checksum": p.checksum} for n, p in state.parts.items()}
+        self.bridge.call(self.queue.journal_save, key, state.upload_id, state.part_size, parts)
+
+    def clear(self, key: str) -> None:
+        self.bridge.call(self.queue.journal_clear, key)
+
+
+class SyncService:
+    def __init__(self, settings: CloudSettings, store: Store, layout: Layout, bridge: Bridge) -> None:
+        self.settings = settings
+        self.store = store
+        self.layout = layout
+        self.bridge = bridge
+        self.queue = SyncQueue(store)
+        self.uplink = Uplink()
+        self.enabled = settings.bucket is not None
+        self.paused = False
+        self.stats: Counter[str] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._collections: set[str] = set()
+        self._indexing: Counter[str] = Counter()
+
+    async def __aenter__(self) -> Self:
+        released = await self.queue.release_leases()
+        if released:
+            logger.warning("%d sync jobs were in flight when the box stopped; they run again", released)
+        if not self.enabled:
+            logger.info("cloud sync off (no cloud.bucket configured)")
+            return self
+        s = self.settings
+        s3, rekognition = make_clients(
+            region=s.region,
+            s3_endpoint_url=s.s3_endpoint_url,
+            rekognition_endpoint_url=s.rekognition_endpoint_url,
+            access_key_id=s.access_key_id,
+            secret_access_key=s.secret_access_key.get_secret_value() if s.secret_access_key else None,
+        )
+        self.bandwidth = ByteBucket(s.upload_mbit * 125_000 if s.upload_mbit else None)
+        assert s.bucket is not None
+        self.uploader = S3Uploader(
+            s3,
+            s.bucket,
+            multipart_threshold=s.multipart_threshold_mb << 20,
+            part_size=s.part_size_mb << 20,
+            pace=self.bandwidth.take,
+        )
+        self.faces = FaceIndex(rekognition, RateLimiter(s.rekognition_tps))
+        self.journal = _Journal(self.queue, self.bridge)
+        self.store.listeners.append(self._wake.set)
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"sync-{i}") for i in range(s.workers)]
+        self._tasks.append(asyncio.create_task(self._probe(), name="sync-probe"))
+        logger.info("cloud sync to s3://%s/%s with %d workers", s.bucket, s.prefix, s.workers)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(ValueError):
+            self.store.listeners.remove(self._wake.set)
+
+    # --- workers
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            await self.uplink.wait_usable()
+            if self.paused:
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                job = await self.queue.claim()
+            except Exception:
+                logger.exception("sync worker %d could not claim a job", number)
+                await asyncio.sleep(5.0)
+                continue
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+                continue
+            await self._run(job)
+
+    async def _run(self, job: SyncJob) -> None:
+        try:
+            if job.kind == "proxy":
+                await self._proxy_job(job)
+            else:
+                await self._original_job(job)
+            self.uplink.ok()
+            self.stats[f"{job.kind}_done"] += 1
+        except QuotaReached:
+            await self.queue.block(job.id, "the event's index quota is reached")
+            self.stats["quota_parked"] += 1
+        except ThrottledError as exc:
+            self.uplink.trouble()
+            await self.queue.retry_later(job.id, backoff(1, cap=10.0), str(exc))
+            self.stats["throttled"] += 1
+        except NetworkError as exc:
+            self.uplink.failed()
+            await self.queue.retry_later(job.id, backoff(job.attempts, cap=30.0), str(exc))
+            self.stats["network_errors"] += 1
+        except TransientError as exc:
+            self.uplink.trouble()
+            await self.queue.retry_later(job.id, backoff(job.attempts), str(exc))
+            self.stats["transient_errors"] += 1
+        except (PermanentError, ProxyError) as exc:
+            logger.warning("photo %d %s job dead-lettered: %s", job.photo_id, job.kind, exc)
+            await self.queue.dead(job.id, str(exc))
+            self.stats["dead_lettered"] += 1
+        except Exception as exc:
+            logger.exception("photo %d %s job failed unexpectedly", job.photo_id, job.kind)
+            await self.queue.retry_later(job.id, backoff(job.attempts), f"internal error: {exc!r}")
+
+    async def _cloud(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A blocking cloudsync call on a thread, with a few quick in-job retries of transient
+        errors (the durable backoff in the queue takes over after that)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.5, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _key(self, job: SyncJob, name: str) -> str:
+        return f"{self.settings.prefix}/{job.event}/{job.function}/{slug(job.camera, 40)}/{name}"
+
+    async def _proxy_job(self, job: SyncJob) -> None:
+        path = Path(job.proxy_path) if job.proxy_path else None
+        proxy_sha = job.proxy_sha256
+        if path is None or proxy_sha is None or not path.exists():
+            dest = self.layout.proxies / job.event / f"{job.sha256}.jpg"
+            proxy = await asyncio.to_thread(
+                make_proxy, Path(job.stored_path), dest, long_edge=self.settings.proxy_long_edge
+            )
+            await self.queue.set_proxy(job.photo_id, str(proxy.path), proxy.sha256)
+            path, proxy_sha = proxy.path, proxy.sha256
+        await self._cloud(
+            self.uploader.upload, self._key(job, f"proxy/{job.sha256}.jpg"), path, proxy_sha, self.journal
+        )
+        if not self.settings.index_faces:
+            await self.queue.done(job.id)
+            return
+        if job.index_quota is not None:
+            used = await self.queue.indexed_count(job.event) + self._indexing[job.event]
+            if used >= job.index_quota:
+                raise QuotaReached
+        self._indexing[job.event] += 1
+        try:
+            await self._index(job, path, proxy_sha)
+        finally:
+            self._indexing[job.event] -= 1
+
+    async def _index(self, job: SyncJob, path: Path, proxy_sha: str) -> None:
+        if job.event not in self._collections:
+            await self._cloud(self.faces.ensure_collection, job.event)
+            self._collections.add(job.event)
+        image = await asyncio.to_thread(path.read_bytes)
+        key = f"{job.event}:{job.photo_id}:{proxy_sha}"
+        ledger_id = await self.queue.ledger_begin(job.event, "IndexFaces", key, job.photo_id)
+        try:
+            result = await asyncio.to_thread(
+                self.faces.index,
+                job.event,
+                image,
+                str(job.photo_id),
+                max_faces=self.settings.max_faces,
+                quality=self.settings.quality_filter,
+            )
+        except CloudError as exc:
+            await self.queue.ledger_fail(ledger_id, str(exc))
+            raise
+        await self.queue.indexed(job.id, job.photo_id, list(result.face_ids), ledger_id)
+
+    async def _original_job(self, job: SyncJob) -> None:
+        ext = Path(job.original_name).suffix.lower()
+        ext = ext if ext[1:].isalnum() and len(ext) <= 9 else ".bin"
+        key = self._key(job, f"{job.sha256}{ext}")
+        await self._cloud(self.uploader.upload, key, Path(job.stored_path), job.sha256, self.journal)
+        await self.queue.done(job.id)
+
+    async def _probe(self) -> None:
+        """While offline, a cheap request every few seconds tells when the link is back."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if self.uplink.state is not State.OFFLINE:
+                continue
+            try:
+                await asyncio.to_thread(self.uploader.checksum_of, f"{self.settings.prefix}/.probe")
+            except NetworkError:
+                continue
+            except CloudError:
+                pass  # an answer, even an error, means the link works
+            self.uplink.ok()
+
+    # --- operator
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "bucket": self.settings.bucket,
+            "uplink": self.uplink.state.value,
+            "uplink_since": self.uplink.since,
+            "paused": self.paused,
+            "jobs": await self.queue.counts(),
+            "counters": dict(self.stats),
+        }

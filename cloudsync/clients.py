@@ -1,0 +1,39 @@
+"""boto3 clients tuned for venue WiFi: short connect timeouts, few in-SDK retries (the sync's
+own durable retries take over), standard credential chain unless keys are given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def make_clients(
+    *,
+    region: str,
+    s3_endpoint_url: str | None = None,
+    rekognition_endpoint_url: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> tuple[Any, Any]:
+    """(s3, rekognition) clients."""
+    s3_config = Config(
+        region_name=region,
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 2, "mode": "standard"},
+        tcp_keepalive=True,
+    )
+    # No SDK retries for Rekognition: a retry botocore makes after a timeout may be a second
+    # billed call, and every billed call must pass through our ledger and shared limiter.
+    # (botocore's "max_attempts" counts retries; "total_max_attempts" counts the first try too.)
+    rekognition_config = s3_config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    session = boto3.session.Session(
+        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+    )
+    s3 = session.client("s3", endpoint_url=s3_endpoint_url, config=s3_config)
+    rekognition = session.client(
+        "rekognition", endpoint_url=rekognition_endpoint_url, config=rekognition_config
+    )
+    return s3, rekognition

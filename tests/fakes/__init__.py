@@ -1,0 +1,1 @@
+"""In-process fakes of the cloud services shutterbox talks to, for tests only."""

@@ -1,0 +1,248 @@
+"""Cloud sync end to end: a real box, moto's S3 server and the fake Rekognition on loopback,
+frames sent by FTP. Every frame reaches S3 once and is indexed once; permanent errors go to dead
+letters while others flow; throttling slows without losing; quotas park and resume; a kill -9
+mid-sync pays at most once more and stores no duplicate face."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from tests.boxproc import Box, make_box, store
+from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
+
+BUCKET = "venue-photos"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def rekognition() -> Iterator[FakeRekognition]:
+    with FakeRekognition() as fake:
+        yield fake
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> Box:
+    settings = {
+        "cloud__bucket": BUCKET,
+        "cloud__s3_endpoint_url": s3_endpoint,
+        "cloud__rekognition_endpoint_url": rekognition_url,
+        "cloud__access_key_id": "test",
+        "cloud__secret_access_key": "test",
+        "cloud__upload_mbit": "400",
+        **extra,
+    }
+    return make_box(tmp / "data", **settings)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def jobs(box: Box) -> dict[str, int]:
+    return dict(box.cli("status")["cloud"]["jobs"])
+
+
+def objects(s3: Any, prefix: str) -> dict[str, int]:
+    found = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["Size"] for o in found}
+
+
+def frames(people: list[list[str]]) -> list[bytes]:
+    """One JPEG per list of people, each face declared for the fake (stand-in face engine)."""
+    out = []
+    for seed, names in enumerate(people):
+        faces = [{"person": n, "box": [60 + 220 * i, 80, 180, 180]} for i, n in enumerate(names)]
+        out.append(make_face_jpeg(900, 600, faces, seed=seed + 10))
+    return out
+
+
+def upload_all(box: Box, event: str, data: list[bytes], camera: str = "cam1") -> list[int]:
+    user, password = box.new_key(event, camera=camera)
+    with box.ftp(user, password) as ftp:
+        for i, frame in enumerate(data):
+            reply = store(ftp, f"IMG_{i:04d}.JPG", frame)
+            assert reply.startswith("226")
+    return [p["id"] for p in box.photos(event)]
+
+
+def test_frames_reach_s3_and_are_indexed_exactly_once(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url).start()
+    try:
+        event = box.new_event("Wedding")
+        ids = upload_all(box, event, frames([["alice", "bob"], ["alice"], ["carol"]]))
+        wait_for("all sync jobs done", lambda: jobs(box).get("done") == 6)
+        keys = objects(s3, f"events/{event}/")
+        assert len([k for k in keys if "/proxy/" in k]) == 3 and len(keys) == 6
+        assert all(k.startswith(f"events/{event}/main/cam1/") for k in keys)
+        assert rekognition.count("IndexFaces") == 3
+        assert rekognition.invalid_requests == [], "every request matched botocore's model"
+        faces = rekognition.collections[event]
+        assert len(faces) == 4
+        client = boto3.client(
+            "rekognition",
+            endpoint_url=rekognition.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        selfie = make_face_jpeg(400, 400, [{"person": "alice", "box": [100, 100, 200, 200]}], seed=99)
+        found = client.search_faces_by_image(CollectionId=event, Image={"Bytes": selfie})["FaceMatches"]
+        assert sorted(int(m["Face"]["ExternalImageId"]) for m in found) == sorted(ids[:2])
+        ledger = box.cli("ledger", "--event", event)
+        assert [r["outcome"] for r in ledger] == ["ok"] * 3
+        assert sorted(r["photo_id"] for r in ledger) == sorted(ids)
+        assert box.cli("status")["cloud"]["uplink"] == "online"
+    finally:
+        box.stop()
+
+
+def test_permanent_error_goes_to_dead_letter_while_others_flow(
+    tmp_path: Path, s3_endpoint: str, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url, cloud__workers="1").start()
+    try:
+        event = box.new_event()
+        rekognition.fail_next("IndexFaces", "AccessDeniedException", times=1, status=400)
+        upload_all(box, event, frames([["dave"], ["erin"], ["frank"]]))
+        wait_for("two indexed, one dead", lambda: jobs(box).get("dead") == 1 and jobs(box).get("done") == 5)
+        [dead] = box.cli("deadletters")
+        assert dead["kind"] == "proxy" and "AccessDenied" in dead["reason"]
+        box.cli("deadletters", "retry", str(dead["job_id"]))
+        wait_for("the retried job done", lambda: jobs(box).get("done") == 6)
+        assert box.cli("deadletters") == []
+        assert len(rekognition.collections[event]) == 3
+    finally:
+        box.stop()
+
+
+def test_throttling_slows_down_without_losing_work(
+    tmp_path: Path, s3_endpoint: str, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url).start()
+    try:
+        event = box.new_event()
+        rekognition.fail_next("IndexFaces", "ThrottlingException", times=4)
+        rekognition.fail_next("CreateCollection", "ProvisionedThroughputExceededException", times=1)
+        ids = upload_all(box, event, frames([["gina"], ["hank"], ["ivan"]]))
+        wait_for("all done despite throttling", lambda: jobs(box).get("done") == 6, timeout=90)
+        assert box.cli("deadletters") == []
+        ledger = box.cli("ledger", "--event", event)
+        ok = Counter(r["photo_id"] for r in ledger if r["outcome"] == "ok")
+        assert ok == Counter(ids), "each photo indexed exactly once"
+        throttled = [r for r in ledger if "Throttling" in r["outcome"]]
+        assert len(throttled) == 4, "every attempt is in the ledger, refused ones too"
+        assert len(rekognition.collections[event]) == 3
+        assert box.cli("status")["cloud"]["counters"]["throttled"] >= 4
+    finally:
+        box.stop()
+
+
+def test_quota_parks_indexing_visibly_and_raising_it_resumes(
+    tmp_path: Path, s3_endpoint: str, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url, cloud__workers="1").start()
+    try:
+        event = box.new_event()
+        box.cli("event", "quota", event, "1")
+        upload_all(box, event, frames([["judy"], ["kim"], ["leo"]]))
+        wait_for(
+            "one indexed, two parked", lambda: jobs(box).get("blocked") == 2 and jobs(box).get("done") == 4
+        )
+        assert rekognition.count("IndexFaces") == 1
+        assert box.cli("event", "quota", event, "none")["released_jobs"] == 2
+        wait_for("all indexed", lambda: jobs(box).get("done") == 6)
+        assert rekognition.count("IndexFaces") == 3
+    finally:
+        box.stop()
+
+
+def test_no_cloud_configured_and_cloud_unreachable_both_run_fine(tmp_path: Path) -> None:
+    offline = make_box(tmp_path / "off" / "data").start()
+    try:
+        assert offline.cli("status")["cloud"]["enabled"] is False
+    finally:
+        offline.stop()
+    box = cloud_box(tmp_path / "dead", "http://127.0.0.1:9", "http://127.0.0.1:9").start()
+    try:
+        event = box.new_event()
+        upload_all(box, event, frames([["mia"]]))
+        assert len(box.photos(event)) == 1, "ingest does not depend on the uplink"
+        wait_for(
+            "the uplink seen offline", lambda: box.cli("status")["cloud"]["uplink"] == "offline", timeout=90
+        )
+        assert box.cli("deadletters") == [], "network failures are retried, never dead-lettered"
+    finally:
+        box.stop()
+
+
+@pytest.mark.slow
+def test_kill_9_during_sync_pays_at_most_once_more_and_duplicates_nothing(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url).start()
+    event = box.new_event()
+    people = [[f"p{i}"] for i in range(12)]
+    ids = upload_all(box, event, frames(people))
+    rekognition.delay("IndexFaces", 0.3)  # widen the window between the call and its commit
+    for _ in range(3):
+        time.sleep(0.8)
+        box.kill9()
+        box.start()
+    wait_for("everything synced after the kills", lambda: jobs(box).get("done") == 24, timeout=120)
+    ledger = box.cli("ledger", "--event", event)
+    box.stop()
+    keys = objects(s3, f"events/{event}/")
+    assert len(keys) == 24, "each proxy and original once"
+    faces = rekognition.collections[event]
+    assert sorted(f["ExternalImageId"] for f in faces) == sorted(str(i) for i in ids), "no duplicate face"
+    ok = Counter(r["photo_id"] for r in ledger if r["outcome"] == "ok")
+    assert ok == Counter(ids), "exactly one settled IndexFaces per photo"
+    # A kill between a ledger row ("calling") and its settling commit repeats that call once;
+    # each kill can interrupt one call per worker (2). The ledger holds every call the fake saw,
+    # and may hold one that never left the box.
+    interrupted = [r for r in ledger if r["outcome"] == "calling"]
+    assert len(ledger) == len(ids) + len(interrupted)
+    assert len(interrupted) <= 3 * 2
+    assert rekognition.count("IndexFaces") <= len(ledger)
