@@ -134,6 +134,7 @@ def test_frames_reach_s3_and_are_indexed_exactly_once(
         assert [r["outcome"] for r in ledger] == ["ok"] * 3
         assert sorted(r["photo_id"] for r in ledger) == sorted(ids)
         assert box.cli("status")["cloud"]["uplink"] == "online"
+        assert all(p["searchable_in_cloud_at"] for p in box.photos(event))
     finally:
         box.stop()
 

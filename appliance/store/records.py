@@ -83,6 +83,8 @@ class Photo:
     width: int | None
     height: int | None
 
+    searchable_in_cloud_at: str | None = None  # when IndexFaces' result was committed
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
