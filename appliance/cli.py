@@ -47,7 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--function", action="append", dest="functions", help="a part of the event (repeatable)"
     )
+    create.add_argument(
+        "--originals",
+        choices=("all", "jpeg", "none"),
+        default="all",
+        help="which originals go to S3 (proxies always do when cloud sync is on)",
+    )
     event.add_parser("list", parents=[common], help="list events")
+    eo = event.add_parser("originals", parents=[common], help="change which originals of new photos go to S3")
+    eo.add_argument("code")
+    eo.add_argument("policy", choices=("all", "jpeg", "none"))
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", parents=[common], help="create a key; prints the password once")
@@ -129,9 +138,8 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
     with ControlClient(data) as box:
         command = (args.command, getattr(args, "action", None))
         if command == ("event", "create"):
-            result = box.request(
-                "POST", "/api/events", json={"name": args.name, "functions": args.functions or ["main"]}
-            )
+            body = {"name": args.name, "functions": args.functions or ["main"], "originals": args.originals}
+            result = box.request("POST", "/api/events", json=body)
             _emit(args, result, f"created event {result['code']} ({result['name']})")
         elif command == ("event", "list"):
             result = box.request("GET", "/api/events")
@@ -170,6 +178,9 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
                     for k in result
                 ),
             )
+        elif command == ("event", "originals"):
+            result = box.request("PUT", f"/api/events/{args.code}/originals", json={"originals": args.policy})
+            _emit(args, result, f"{args.code}: originals {result['originals_policy']} (for new photos)")
         elif command == ("event", "quota"):
             limit = None if args.limit.lower() == "none" else int(args.limit)
             result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})

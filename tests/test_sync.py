@@ -247,3 +247,25 @@ def test_kill_9_during_sync_pays_at_most_once_more_and_duplicates_nothing(
     assert len(ledger) == len(ids) + len(interrupted)
     assert len(interrupted) <= 3 * 2
     assert rekognition.count("IndexFaces") <= len(ledger)
+
+
+def test_originals_policy_decides_which_originals_are_queued(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data").start()  # no cloud: the jobs are made and wait
+    try:
+        counts = {}
+        for policy in ("all", "jpeg", "none"):
+            event = box.cli("event", "create", policy, "--originals", policy)["code"]
+            assert box.cli("event", "list") and event
+            user, password = box.new_key(event, camera=policy)
+            with box.ftp(user, password) as ftp:
+                store(ftp, "IMG_1.JPG", frames([["x"]])[0])
+                store(ftp, "IMG_1.XMP", b"<x:xmpmeta/>")
+            counts[policy] = box.cli("status")["cloud"]["jobs"]["pending"]
+        assert counts["all"] == 3, "proxy + both originals"
+        assert counts["jpeg"] - counts["all"] == 2, "proxy + the JPEG original only"
+        assert counts["none"] - counts["jpeg"] == 1, "the proxy only"
+        changed = box.cli("event", "originals", event, "all")
+        assert changed["originals_policy"] == "all"
+        assert box.cli("status")["cloud"]["enabled"] is False
+    finally:
+        box.stop()

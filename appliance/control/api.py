@@ -7,7 +7,7 @@ open it is the box's operator.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse
@@ -28,6 +28,11 @@ class _Body(BaseModel):
 class EventIn(_Body):
     name: str = Field(min_length=1, max_length=120)
     functions: list[str] = Field(default_factory=lambda: ["main"], max_length=50)
+    originals: Literal["all", "jpeg", "none"] = "all"
+
+
+class OriginalsIn(_Body):
+    originals: Literal["all", "jpeg", "none"]
 
 
 class KeyIn(_Body):
@@ -56,8 +61,17 @@ def make_admin_app(box: Box) -> FastAPI:
 
     @app.post("/api/events", status_code=201)
     async def create_event(body: EventIn) -> dict[str, Any]:
-        event = await box.store.create_event(body.name, functions=body.functions)
+        event = await box.store.create_event(
+            body.name, functions=body.functions, originals_policy=body.originals
+        )
         return event.to_json()
+
+    @app.put("/api/events/{code}/originals")
+    async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:
+        try:
+            return (await box.store.set_originals_policy(code, body.originals)).to_json()
+        except StoreError as exc:
+            raise fail(exc) from exc
 
     @app.get("/api/keys")
     async def list_keys(event: str | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ class Event:
     created_at: str
     demo: bool
     functions: tuple[str, ...] = ()
+    originals_policy: str = "all"  # which originals go to S3: all, jpeg (JPEG only) or none
+    index_quota: int | None = None  # photos to index in Rekognition at most (None: no limit)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "functions": list(self.functions)}

@@ -33,6 +33,7 @@ DB_NAME = "shutterbox.db"
 _LABEL_RE = re.compile(r"[^a-z0-9]+")
 _PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
 _FRAME_COLUMNS = [f.name for f in fields(LandedFrame)]
+ORIGINALS_POLICIES = ("all", "jpeg", "none")
 _MAX_BATCH = 500  # 19 columns x 500 rows stays under SQLite's 32766 bound parameters
 
 
@@ -122,15 +123,24 @@ class Store:
     # --- events and functions
 
     async def create_event(
-        self, name: str, *, code: str | None = None, demo: bool = False, functions: Iterable[str] = ("main",)
+        self,
+        name: str,
+        *,
+        code: str | None = None,
+        demo: bool = False,
+        functions: Iterable[str] = ("main",),
+        originals_policy: str = "all",
     ) -> Event:
+        if originals_policy not in ORIGINALS_POLICIES:
+            raise StoreError(f"originals policy must be one of {', '.join(ORIGINALS_POLICIES)}")
         for _ in range(20):
             candidate = code or credentials.new_event_code()
             try:
                 async with self.transaction() as db:
                     await db.execute(
-                        "INSERT INTO events (code, name, created_at, demo) VALUES (?, ?, ?, ?)",
-                        (candidate, name, utcnow(), int(demo)),
+                        "INSERT INTO events (code, name, created_at, demo, originals_policy)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (candidate, name, utcnow(), int(demo), originals_policy),
                     )
                     for function in functions:
                         await db.execute(
@@ -157,8 +167,23 @@ class Store:
             raise NotFoundError(f"no event with code {code!r}")
         functions = await self._all("SELECT name FROM functions WHERE event = ? ORDER BY name", (code,))
         return Event(
-            row["code"], row["name"], row["created_at"], bool(row["demo"]), tuple(r[0] for r in functions)
+            row["code"],
+            row["name"],
+            row["created_at"],
+            bool(row["demo"]),
+            tuple(r[0] for r in functions),
+            row["originals_policy"],
+            row["index_quota"],
         )
+
+    async def set_originals_policy(self, code: str, policy: str) -> Event:
+        """Which originals of new photos are uploaded (photos already queued keep their jobs)."""
+        if policy not in ORIGINALS_POLICIES:
+            raise StoreError(f"originals policy must be one of {', '.join(ORIGINALS_POLICIES)}")
+        await self.get_event(code)
+        async with self.transaction() as db:
+            await db.execute("UPDATE events SET originals_policy = ? WHERE code = ?", (policy, code))
+        return await self.get_event(code)
 
     async def list_events(self) -> list[Event]:
         rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
