@@ -108,6 +108,7 @@ def upload_all(box: Box, event: str, data: list[bytes], camera: str = "cam1") ->
 def test_frames_reach_s3_and_are_indexed_exactly_once(
     tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
 ) -> None:
+    orphan = s3.create_multipart_upload(Bucket=BUCKET, Key="events/gone/x", ChecksumAlgorithm="SHA256")
     box = cloud_box(tmp_path, s3_endpoint, rekognition.url).start()
     try:
         event = box.new_event("Wedding")
@@ -135,6 +136,8 @@ def test_frames_reach_s3_and_are_indexed_exactly_once(
         assert sorted(r["photo_id"] for r in ledger) == sorted(ids)
         assert box.cli("status")["cloud"]["uplink"] == "online"
         assert all(p["searchable_in_cloud_at"] for p in box.photos(event))
+        uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="events/").get("Uploads", [])
+        assert orphan["UploadId"] not in {u["UploadId"] for u in uploads}, "stale multipart aborted"
     finally:
         box.stop()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import random
 from collections import Counter
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
+STALE_MULTIPART = dt.timedelta(days=1)
 PROBE_INTERVAL = 3.0
 IDLE_WAIT = 2.0
 
@@ -133,6 +135,7 @@ class SyncService:
         self.store.listeners.append(self._wake.set)
         self._tasks = [asyncio.create_task(self._worker(i), name=f"sync-{i}") for i in range(s.workers)]
         self._tasks.append(asyncio.create_task(self._probe(), name="sync-probe"))
+        self._tasks.append(asyncio.create_task(self._sweep_multipart(), name="sync-multipart-sweep"))
         logger.info("cloud sync to s3://%s/%s with %d workers", s.bucket, s.prefix, s.workers)
         return self
 
@@ -280,6 +283,21 @@ class SyncService:
             except CloudError:
                 pass  # an answer, even an error, means the link works
             self.uplink.ok()
+
+    async def _sweep_multipart(self) -> None:
+        """Abort multipart uploads no journal knows and older than a day (a box replaced mid-event,
+        a purged photo): S3 bills their parts until they are aborted."""
+        while True:
+            try:
+                keep = await self.queue.journal_upload_ids()
+                aborted = await asyncio.to_thread(
+                    self.uploader.abort_stale, f"{self.settings.prefix}/", keep, STALE_MULTIPART
+                )
+                if aborted:
+                    logger.info("aborted %d stale multipart uploads", aborted)
+            except CloudError as exc:
+                logger.info("stale multipart sweep skipped: %s", exc)
+            await asyncio.sleep(STALE_MULTIPART.total_seconds())
 
     # --- operator
 
