@@ -181,6 +181,39 @@ class Box:
             + (", implicit on its own port" if ftp.implicit_tls_port else ""),
         }
 
+    async def purge_event(self, code: str) -> dict[str, Any]:
+        """The right to be forgotten, in one call: keys revoked and sessions cut, the S3 prefix
+        and Rekognition collection deleted (first, so a cloud failure leaves everything to retry),
+        then every local row and file of the event."""
+        assert self.sync is not None
+        assert self.ftp is not None
+        await self.store.get_event(code)
+        for key in await self.store.list_keys(code):
+            await self.store.revoke_key(key.username)
+            self.ftp.revoke(key.username)
+        async with self.sync.paused_for(f"purging event {code}"):
+            cloud = await self.sync.purge_cloud(code)
+            paths = await self.store.purge_event(code)
+        removed = await asyncio.to_thread(self._remove_event_files, code, paths)
+        logger.warning("purged event %s: %s, %d local files", code, cloud, removed)
+        return {"event": code, **cloud, "local_files_removed": removed}
+
+    def _remove_event_files(self, code: str, paths: list[str]) -> int:
+        removed = 0
+        for path in paths:
+            target = self.layout.ftp / path.removeprefix("jail:") if path.startswith("jail:") else Path(path)
+            if target.is_dir():
+                removed += sum(1 for p in target.rglob("*") if p.is_file())
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists():
+                target.unlink()
+                removed += 1
+        for folder in (self.layout.photos / code, self.layout.proxies / code):
+            if folder.exists():
+                removed += sum(1 for p in folder.rglob("*") if p.is_file())
+                shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
     def ca_certificate_pem(self) -> str:
         """The root cameras should trust: the box's own CA, or the operator's chain file."""
         if self.settings.tls.cert_file is not None:

@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         help="which originals go to S3 (proxies always do when cloud sync is on)",
     )
     event.add_parser("list", parents=[common], help="list events")
+    ep = event.add_parser(
+        "purge", parents=[common], help="delete an event everywhere: S3, Rekognition, the box"
+    )
+    ep.add_argument("code")
+    ep.add_argument("--yes", action="store_true", help="really delete (required)")
     eo = event.add_parser("originals", parents=[common], help="change which originals of new photos go to S3")
     eo.add_argument("code")
     eo.add_argument("policy", choices=("all", "jpeg", "none"))
@@ -177,6 +182,17 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
                     + ("  REVOKED" if k["revoked_at"] else "")
                     for k in result
                 ),
+            )
+        elif command == ("event", "purge"):
+            if not args.yes:
+                print(f"shutterbox: purge deletes event {args.code} everywhere; add --yes", file=sys.stderr)  # noqa: T201
+                return EXIT_USAGE
+            result = box.request("DELETE", f"/api/events/{args.code}")
+            _emit(
+                args,
+                result,
+                f"purged {args.code}: {result['s3_objects_deleted']} S3 objects, collection deleted:"
+                f" {result['collection_deleted']}, {result['local_files_removed']} local files",
             )
         elif command == ("event", "originals"):
             result = box.request("PUT", f"/api/events/{args.code}/originals", json={"originals": args.policy})

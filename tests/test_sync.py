@@ -5,6 +5,7 @@ mid-sync pays at most once more and stores no duplicate face."""
 
 from __future__ import annotations
 
+import ftplib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -270,5 +271,37 @@ def test_originals_policy_decides_which_originals_are_queued(tmp_path: Path) -> 
         changed = box.cli("event", "originals", event, "all")
         assert changed["originals_policy"] == "all"
         assert box.cli("status")["cloud"]["enabled"] is False
+    finally:
+        box.stop()
+
+
+def test_purge_forgets_an_event_everywhere_and_only_that_event(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url).start()
+    try:
+        gone, kept = box.new_event("forget me"), box.new_event("keep me")
+        user, password = box.new_key(gone, camera="cam-gone")
+        upload_all(box, gone, frames([["nina"], ["omar"]]), camera="cam-gone")
+        upload_all(box, kept, frames([["pia"]]), camera="cam-kept")
+        wait_for("both events synced", lambda: jobs(box).get("done") == 6)
+        live = box.ftp(user, password)
+        refused = box.run_cli("event", "purge", gone)
+        assert refused.returncode == 2 and "--yes" in refused.stderr, "purge asks for --yes"
+        result = box.cli("event", "purge", gone, "--yes")
+        assert result["s3_objects_deleted"] == 4 and result["collection_deleted"] is True
+        assert objects(s3, f"events/{gone}/") == {}
+        assert gone not in rekognition.collections and kept in rekognition.collections
+        assert len(objects(s3, f"events/{kept}/")) == 2
+        with pytest.raises((OSError, EOFError, ftplib.Error)):
+            live.sendcmd("NOOP")  # the event's camera sessions were cut
+        live.close()
+        assert gone not in {e["code"] for e in box.cli("event", "list")}
+        assert not (box.data / "photos" / gone).exists() and not (box.data / "proxies" / gone).exists()
+        assert not (box.data / "ftp" / user).exists()
+        assert len(box.photos(kept)) == 1
+        assert box.run_cli("photos", "--event", gone).returncode == 1
+        ledger = box.cli("ledger", "--event", gone)
+        assert len(ledger) == 2, "the bill stays: it holds only ids"
     finally:
         box.stop()

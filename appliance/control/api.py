@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance import __version__, credentials
 from appliance.errors import NotFoundError, StoreError
+from cloudsync.errors import CloudError
 
 if TYPE_CHECKING:
     from appliance.box import Box
@@ -65,6 +66,15 @@ def make_admin_app(box: Box) -> FastAPI:
             body.name, functions=body.functions, originals_policy=body.originals
         )
         return event.to_json()
+
+    @app.delete("/api/events/{code}")
+    async def purge_event(code: str) -> dict[str, Any]:
+        try:
+            return await box.purge_event(code)
+        except StoreError as exc:
+            raise fail(exc) from exc
+        except CloudError as exc:
+            raise HTTPException(503, f"cloud purge failed, nothing local was deleted; retry: {exc}") from exc
 
     @app.put("/api/events/{code}/originals")
     async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:

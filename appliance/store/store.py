@@ -189,6 +189,34 @@ class Store:
         rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
         return [await self.get_event(row[0]) for row in rows]
 
+    async def purge_event(self, code: str) -> list[str]:
+        """Delete every row of an event (photos, their jobs and faces, keys, rejections); return
+        the files and folders the caller must remove. The usage ledger stays: it is the bill, and
+        holds only ids."""
+        await self.get_event(code)
+        paths = [r[0] for r in await self._all("SELECT stored_path FROM photos WHERE event = ?", (code,))]
+        paths += [
+            r[0]
+            for r in await self._all(
+                "SELECT proxy_path FROM photos WHERE event = ? AND proxy_path IS NOT NULL", (code,)
+            )
+        ]
+        paths += [
+            r[0]
+            for r in await self._all(
+                "SELECT quarantine_path FROM rejections WHERE event = ? AND quarantine_path IS NOT NULL",
+                (code,),
+            )
+        ]
+        users = [r[0] for r in await self._all("SELECT username FROM upload_keys WHERE event = ?", (code,))]
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM photos WHERE event = ?", (code,))
+            await db.execute("DELETE FROM rejections WHERE event = ?", (code,))
+            await db.execute("DELETE FROM upload_keys WHERE event = ?", (code,))
+            await db.execute("DELETE FROM functions WHERE event = ?", (code,))
+            await db.execute("DELETE FROM events WHERE code = ?", (code,))
+        return paths + [f"jail:{u}" for u in users]
+
     # --- upload keys
 
     async def create_key(

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -105,6 +106,9 @@ class SyncService:
         self._wake = asyncio.Event()
         self._collections: set[str] = set()
         self._indexing: Counter[str] = Counter()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def __aenter__(self) -> Self:
         released = await self.queue.release_leases()
@@ -167,7 +171,37 @@ class SyncService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
                 continue
-            await self._run(job)
+            if self.paused:  # paused while we were claiming: hand the job back untouched
+                await self.queue.retry_later(job.id, 0.0, "sync was paused")
+                continue
+            self._active += 1  # no await between the check above and this line
+            self._idle.clear()
+            try:
+                await self._run(job)
+            finally:
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def paused_for(self, reason: str) -> AsyncIterator[None]:
+        """No job runs inside this block (jobs in flight finish first)."""
+        logger.info("sync paused: %s", reason)
+        was, self.paused = self.paused, True
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self.paused = was
+
+    async def purge_cloud(self, event: str) -> dict[str, int | bool]:
+        """Delete the event's S3 prefix and Rekognition collection (call inside paused_for)."""
+        if not self.enabled:
+            return {"s3_objects_deleted": 0, "collection_deleted": False}
+        deleted = await self._cloud(self.uploader.delete_prefix, f"{self.settings.prefix}/{event}/")
+        dropped = await self._cloud(self.faces.delete_collection, event)
+        self._collections.discard(event)
+        return {"s3_objects_deleted": deleted, "collection_deleted": dropped}
 
     async def _run(self, job: SyncJob) -> None:
         try:
