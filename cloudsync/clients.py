@@ -16,8 +16,9 @@ def make_clients(
     rekognition_endpoint_url: str | None = None,
     access_key_id: str | None = None,
     secret_access_key: str | None = None,
-) -> tuple[Any, Any]:
-    """(s3, rekognition) clients."""
+) -> tuple[Any, Any, Any]:
+    """(s3, rekognition, probe) clients; the probe is S3 with one attempt and short timeouts,
+    for asking "is the uplink back?" without retry storms."""
     s3_config = Config(
         region_name=region,
         connect_timeout=5,
@@ -36,4 +37,8 @@ def make_clients(
     rekognition = session.client(
         "rekognition", endpoint_url=rekognition_endpoint_url, config=rekognition_config
     )
-    return s3, rekognition
+    probe_config = s3_config.merge(
+        Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1, "mode": "standard"})
+    )
+    probe = session.client("s3", endpoint_url=s3_endpoint_url, config=probe_config)
+    return s3, rekognition, probe

@@ -356,3 +356,31 @@ def test_outage_mid_multipart_resumes_without_resending_parts(
             assert box.cli("deadletters") == []
         finally:
             box.stop()
+
+
+def test_uplink_goes_offline_waits_and_resumes_within_seconds(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    from tests.fakes.faultproxy import FaultProxy
+
+    host, port = s3_endpoint.removeprefix("http://").split(":")
+    with FaultProxy((host, int(port))) as link:
+        link.blackout(300, refuse_new=True)  # the venue's uplink is down
+        box = cloud_box(tmp_path, link.url("http"), rekognition.url).start()
+        try:
+            event = box.new_event()
+            upload_all(box, event, frames([["quinn"], ["rosa"]]))
+            wait_for("uplink offline", lambda: box.cli("status")["cloud"]["uplink"] == "offline", timeout=120)
+            time.sleep(10)  # the job that was in flight finishes its quick in-job retries
+            attempts_while_down = link.connections_total
+            time.sleep(6)
+            assert link.connections_total - attempts_while_down <= 3, (
+                "offline: a probe every 3 s, no hammering"
+            )
+            assert box.cli("deadletters") == []
+            link.heal()
+            wait_for("synced after the uplink returned", lambda: jobs(box).get("done") == 4, timeout=30)
+            assert box.cli("status")["cloud"]["uplink"] in {"online", "degraded"}
+            assert len(objects(s3, f"events/{event}/")) == 4
+        finally:
+            box.stop()

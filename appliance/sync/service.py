@@ -118,7 +118,7 @@ class SyncService:
             logger.info("cloud sync off (no cloud.bucket configured)")
             return self
         s = self.settings
-        s3, rekognition = make_clients(
+        s3, rekognition, probe = make_clients(
             region=s.region,
             s3_endpoint_url=s.s3_endpoint_url,
             rekognition_endpoint_url=s.rekognition_endpoint_url,
@@ -136,6 +136,7 @@ class SyncService:
         )
         self.faces = FaceIndex(rekognition, RateLimiter(s.rekognition_tps))
         self.journal = _Journal(self.queue, self.bridge)
+        self.probe_uploader = S3Uploader(probe, s.bucket)
         self.store.listeners.append(self._wake.set)
         self._tasks = [asyncio.create_task(self._worker(i), name=f"sync-{i}") for i in range(s.workers)]
         self._tasks.append(asyncio.create_task(self._probe(), name="sync-probe"))
@@ -311,7 +312,7 @@ class SyncService:
             if self.uplink.state is not State.OFFLINE:
                 continue
             try:
-                await asyncio.to_thread(self.uploader.checksum_of, f"{self.settings.prefix}/.probe")
+                await asyncio.to_thread(self.probe_uploader.checksum_of, f"{self.settings.prefix}/.probe")
             except NetworkError:
                 continue
             except CloudError:
