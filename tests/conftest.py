@@ -6,13 +6,18 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from tests.boxproc import Box, make_box
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+S3_BUCKET = "venue-photos"
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +29,34 @@ def _no_leaked_threads() -> Iterator[None]:
         thread.join(5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"test leaked threads: {still}"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's real S3 server on a free loopback port, with the test bucket made."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3_client(url).create_bucket(Bucket=S3_BUCKET)
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    return s3_client(s3_endpoint)
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
 
 
 @pytest.fixture(scope="module")

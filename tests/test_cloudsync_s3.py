@@ -4,24 +4,21 @@ idempotent repeats, multipart resume after a dropout without re-sending parts, c
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from cloudsync.errors import PermanentError, ThrottledError, TransientError, classify
 from cloudsync.s3 import MultipartState, S3Uploader, composite_checksum
+from tests.conftest import S3_BUCKET as BUCKET
 
 MiB = 1 << 20
-BUCKET = "venue-photos"
 
 
 class MemoryJournal:
@@ -38,30 +35,6 @@ class MemoryJournal:
 
     def clear(self, key: str) -> None:
         self.states.pop(key, None)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}),
-    )
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    return client
 
 
 def write(path: Path, size: int) -> tuple[Path, str]:

@@ -14,49 +14,16 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from tests.boxproc import Box, make_box, store
+from tests.conftest import S3_BUCKET as BUCKET
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
-
-BUCKET = "venue-photos"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
 
 
 @pytest.fixture
 def rekognition() -> Iterator[FakeRekognition]:
     with FakeRekognition() as fake:
         yield fake
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> Box:
