@@ -24,6 +24,9 @@ from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
 def rekognition() -> Iterator[FakeRekognition]:
     with FakeRekognition() as fake:
         yield fake
+    # whatever the test did, every request the box sent fit botocore's service model
+    assert fake.invalid_requests == [], fake.invalid_requests[:3]
+    assert fake.crashes == []
 
 
 def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> Box:
