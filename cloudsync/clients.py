@@ -8,6 +8,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+READ_TIMEOUT = 90  # seconds; venue WiFi blackouts of 30-60 s must not turn into repeats
+
 
 def make_clients(
     *,
@@ -19,17 +21,18 @@ def make_clients(
 ) -> tuple[Any, Any, Any]:
     """(s3, rekognition, probe) clients; the probe is S3 with one attempt and short timeouts,
     for asking "is the uplink back?" without retry storms."""
+    # No SDK retries at all: a retry botocore makes after a timeout skips our check-before-upload
+    # (an S3 object is written twice) and may be a second billed IndexFaces that our ledger never
+    # sees. The sync retries itself, after checking what already arrived. The read timeout is
+    # longer than a venue blackout, so a stalled request resumes instead of being repeated.
     s3_config = Config(
         region_name=region,
         connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 2, "mode": "standard"},
+        read_timeout=READ_TIMEOUT,
+        retries={"total_max_attempts": 1, "mode": "standard"},
         tcp_keepalive=True,
     )
-    # No SDK retries for Rekognition: a retry botocore makes after a timeout may be a second
-    # billed call, and every billed call must pass through our ledger and shared limiter.
-    # (botocore's "max_attempts" counts retries; "total_max_attempts" counts the first try too.)
-    rekognition_config = s3_config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    rekognition_config = s3_config
     session = boto3.session.Session(
         aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
     )

@@ -306,18 +306,20 @@ class SyncService:
         await self.queue.done(job.id)
 
     async def _probe(self) -> None:
-        """While offline, a cheap request every few seconds tells when the link is back."""
+        """A cheap single-attempt HEAD every few seconds: during a blackout requests just hang,
+        so the workers' own failures come late; the probe says "offline" within seconds and
+        "back" within seconds."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL)
-            if self.uplink.state is not State.OFFLINE:
-                continue
             try:
                 await asyncio.to_thread(self.probe_uploader.checksum_of, f"{self.settings.prefix}/.probe")
             except NetworkError:
+                self.uplink.failed()
                 continue
             except CloudError:
                 pass  # an answer, even an error, means the link works
-            self.uplink.ok()
+            if self.uplink.state is State.OFFLINE or self.uplink.failures:
+                self.uplink.ok()
 
     async def _sweep_multipart(self) -> None:
         """Abort multipart uploads no journal knows and older than a day (a box replaced mid-event,
