@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench-ingest clean
+.PHONY: run test test-fast check fmt lock bench-ingest bench-sync clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ lock:
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-sync: $(STAMP)
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
