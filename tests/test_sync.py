@@ -354,3 +354,32 @@ def test_uplink_goes_offline_waits_and_resumes_within_seconds(
             assert len(objects(s3, f"events/{event}/")) == 4
         finally:
             box.stop()
+
+
+def test_upload_bandwidth_cap_paces_all_sync_traffic(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    """cloud.upload_mbit holds the box's uploads to its rate (the guests' WiFi keeps the rest):
+    2.6 MB at 4 Mbit/s (500 kB/s) cannot be done in under ~4 s. A functional check of the cap,
+    with a wide margin, not a performance figure."""
+    from tests.conftest import jpeg_bytes
+
+    box = cloud_box(
+        tmp_path, s3_endpoint, rekognition.url, cloud__upload_mbit="4", cloud__index_faces="false"
+    )
+    box.start()
+    try:
+        event = box.new_event()
+        frame = jpeg_bytes(2400, 1600, seed=7, quality=95)
+        user, password = box.new_key(event, camera="paced")
+        with box.ftp(user, password) as ftp:
+            store(ftp, "IMG_0001.JPG", frame)
+        started = time.monotonic()
+        wait_for("proxy and original uploaded", lambda: jobs(box).get("done") == 2, timeout=60)
+        elapsed = time.monotonic() - started
+        sent = sum(objects(s3, f"events/{event}/").values())
+        assert sent > 2_000_000
+        floor = (sent - 256 * 1024) / 500_000  # the bucket may start with one 256 KiB burst
+        assert elapsed >= floor * 0.8, (elapsed, floor)
+    finally:
+        box.stop()
