@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance import __version__, credentials
@@ -49,8 +49,15 @@ class QuotaIn(_Body):
 def make_admin_app(box: Box) -> FastAPI:
     app = FastAPI(title="shutterbox admin", version=__version__)
 
-    def fail(exc: StoreError) -> HTTPException:
-        return HTTPException(404 if isinstance(exc, NotFoundError) else 409, str(exc))
+    @app.exception_handler(StoreError)
+    async def store_refused(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, NotFoundError) else 409)
+
+    @app.exception_handler(CloudError)
+    async def cloud_failed(request: Request, exc: CloudError) -> JSONResponse:
+        # only a purge reaches the cloud from here, and it deletes nothing locally until the cloud is done
+        detail = f"cloud request failed, nothing local was changed; retry: {exc}"
+        return JSONResponse({"detail": detail}, status_code=503)
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
@@ -69,19 +76,11 @@ def make_admin_app(box: Box) -> FastAPI:
 
     @app.delete("/api/events/{code}")
     async def purge_event(code: str) -> dict[str, Any]:
-        try:
-            return await box.purge_event(code)
-        except StoreError as exc:
-            raise fail(exc) from exc
-        except CloudError as exc:
-            raise HTTPException(503, f"cloud purge failed, nothing local was deleted; retry: {exc}") from exc
+        return await box.purge_event(code)
 
     @app.put("/api/events/{code}/originals")
     async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:
-        try:
-            return (await box.store.set_originals_policy(code, body.originals)).to_json()
-        except StoreError as exc:
-            raise fail(exc) from exc
+        return (await box.store.set_originals_policy(code, body.originals)).to_json()
 
     @app.get("/api/keys")
     async def list_keys(event: str | None = None) -> list[dict[str, Any]]:
@@ -89,18 +88,12 @@ def make_admin_app(box: Box) -> FastAPI:
 
     @app.post("/api/keys", status_code=201)
     async def create_key(body: KeyIn) -> dict[str, Any]:
-        try:
-            key, secret = await box.create_key(body.event, body.function, body.camera)
-        except StoreError as exc:
-            raise fail(exc) from exc
+        key, secret = await box.create_key(body.event, body.function, body.camera)
         return {**key.to_json(), "password": secret, "connect": box.connect_info()}
 
     @app.delete("/api/keys/{username}")
     async def revoke_key(username: str) -> dict[str, Any]:
-        try:
-            key = await box.store.revoke_key(username)
-        except StoreError as exc:
-            raise fail(exc) from exc
+        key = await box.store.revoke_key(username)
         cut = box.ftp.revoke(username) if box.ftp else 0
         return {**key.to_json(), "sessions_cut": cut}
 
@@ -109,10 +102,7 @@ def make_admin_app(box: Box) -> FastAPI:
         event: str | None = None, limit: int = Query(100_000, ge=1, le=1_000_000)
     ) -> list[dict[str, Any]]:
         if event is not None:
-            try:
-                await box.store.get_event(event)
-            except StoreError as exc:
-                raise fail(exc) from exc
+            await box.store.get_event(event)
         return [p.to_json() for p in await box.store.list_photos(event, limit=limit)]
 
     @app.get("/api/rejections")
@@ -130,26 +120,17 @@ def make_admin_app(box: Box) -> FastAPI:
 
     @app.post("/api/deadletters/{job_id}/retry")
     async def retry_dead_letter(job_id: int) -> dict[str, Any]:
-        try:
-            await sync().queue.revive(job_id)
-        except StoreError as exc:
-            raise fail(exc) from exc
+        await sync().queue.revive(job_id)
         return {"job_id": job_id, "state": "pending"}
 
     @app.post("/api/deadletters/{job_id}/discard")
     async def discard_dead_letter(job_id: int) -> dict[str, Any]:
-        try:
-            await sync().queue.discard(job_id)
-        except StoreError as exc:
-            raise fail(exc) from exc
+        await sync().queue.discard(job_id)
         return {"job_id": job_id, "state": "discarded"}
 
     @app.put("/api/events/{code}/quota")
     async def set_quota(code: str, body: QuotaIn) -> dict[str, Any]:
-        try:
-            released = await sync().queue.set_quota(code, body.index_quota)
-        except StoreError as exc:
-            raise fail(exc) from exc
+        released = await sync().queue.set_quota(code, body.index_quota)
         return {"event": code, "index_quota": body.index_quota, "released_jobs": released}
 
     @app.get("/api/ledger")
