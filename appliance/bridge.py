@@ -28,7 +28,3 @@ class Bridge:
     ) -> T:
         """Run ``fn(*args, **kwargs)`` on the loop and block this thread for its result."""
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result(timeout)
-
-    def notify(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Fire and forget a plain callable on the loop."""
-        self._loop.call_soon_threadsafe(fn, *args)

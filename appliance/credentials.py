@@ -37,15 +37,10 @@ def hash_secret(secret: str) -> str:
     return "$".join(["scrypt", str(_LOG2_N), str(_R), str(_P), _b64(salt), _b64(key)])
 
 
-def is_valid_hash(stored: str) -> bool:
-    match = _HASH_RE.match(stored)
-    return bool(match) and 10 <= int(match.group(1)) <= _MAX_LOG2_N  # type: ignore[union-attr]
-
-
 def verify_secret(secret: str, stored: str) -> bool:
     """True when ``secret`` matches ``stored``; constant time in the secret's content."""
     match = _HASH_RE.match(stored)
-    if match is None or not is_valid_hash(stored):
+    if match is None or not 10 <= int(match.group(1)) <= _MAX_LOG2_N:
         return False
     log2_n, r, p = (int(match.group(i)) for i in (1, 2, 3))
     salt, expected = base64.b64decode(match.group(4)), base64.b64decode(match.group(5))

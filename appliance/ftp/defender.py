@@ -28,7 +28,6 @@ class Defender:
         self.ban_time_max = ban_time_max
         self._lock = threading.Lock()
         self._ips: dict[str, _Record] = {}
-        self.banned_total = 0
 
     def banned_for(self, ip: str, now: float | None = None) -> float:
         """Seconds the IP stays banned (0 when it may try)."""
@@ -51,7 +50,6 @@ class Defender:
             record.bans += 1
             record.banned_until = now + length
             record.events.clear()
-            self.banned_total += 1
             self._prune(now)
             return length
 

@@ -137,7 +137,8 @@ class Lander:
             )
 
     def open(self, dest: Destination, jail_path: Path, ftp_path: str | None, mode: str) -> StagingFile:
-        self.check_space()
+        """The caller has already called ``check_space`` (the FTP handler does, before pyftpdlib
+        opens the file, where a refusal can still be answered with 452)."""
         return StagingFile(self, dest, jail_path, ftp_path, mode)
 
     # --- called when the data channel ends

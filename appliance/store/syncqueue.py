@@ -203,12 +203,6 @@ class SyncQueue:
         keys = ("id", "at", "event", "operation", "idempotency_key", "photo_id", "outcome")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    async def cloud_faces(self, photo_id: int) -> list[str]:
-        rows = await self.store._all(
-            "SELECT face_id FROM cloud_faces WHERE photo_id = ? ORDER BY face_id", (photo_id,)
-        )
-        return [r[0] for r in rows]
-
     # --- multipart journal (cloudsync.s3.Journal, made async; the worker bridges it)
 
     async def journal_load(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
