@@ -31,8 +31,10 @@ from appliance.control.api import make_admin_app
 from appliance.control.httpserver import HttpServer
 from appliance.control.web import make_web_app
 from appliance.errors import ConfigError, NotFoundError
+from appliance.faces.service import FaceService
 from appliance.ftp import FtpService
 from appliance.ftp.server import local_address
+from appliance.guest.access import GuestAccess
 from appliance.ingest.hotfolder import HotFolder
 from appliance.ingest.janitor import Janitor
 from appliance.ingest.landing import Lander
@@ -51,6 +53,8 @@ class Box:
         self.store: Store = Store(layout.database)
         self.ftp: FtpService | None = None
         self.sync: SyncService | None = None
+        self.faces: FaceService | None = None
+        self.guest: GuestAccess | None = None
         self.certs: CertPaths | None = None
         self.web_port: int | None = None
         self.stopping = asyncio.Event()
@@ -87,6 +91,15 @@ class Box:
             self.sync = await stack.enter_async_context(
                 SyncService(self.settings.cloud, self.store, self.layout, bridge)
             )
+            self.faces = await stack.enter_async_context(
+                FaceService(
+                    self.settings.faces,
+                    self.store,
+                    self.layout,
+                    proxy_long_edge=self.settings.cloud.proxy_long_edge,
+                )
+            )
+            self.guest = GuestAccess(self.settings.guest, self.layout)
             await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
             web = await stack.enter_async_context(
                 HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
@@ -194,6 +207,8 @@ class Box:
         async with self.sync.paused_for(f"purging event {code}"):
             cloud = await self.sync.purge_cloud(code)
             paths = await self.store.purge_event(code)
+        if self.faces is not None:
+            self.faces.forget(code)
         removed = await asyncio.to_thread(self._remove_event_files, code, paths)
         logger.warning("purged event %s: %s, %d local files", code, cloud, removed)
         return {"event": code, **cloud, "local_files_removed": removed}
@@ -208,7 +223,7 @@ class Box:
             elif target.exists():
                 target.unlink()
                 removed += 1
-        for folder in (self.layout.photos / code, self.layout.proxies / code):
+        for folder in (self.layout.photos / code, self.layout.proxies / code, self.layout.thumbs / code):
             if folder.exists():
                 removed += sum(1 for p in folder.rglob("*") if p.is_file())
                 shutil.rmtree(folder, ignore_errors=True)
@@ -229,6 +244,7 @@ class Box:
             "queue": await self.store.counts(),
             "ftp": self.ftp.status() if self.ftp else None,
             "cloud": await self.sync.status() if self.sync else None,
+            "faces": await self.faces.status() if self.faces else None,
             "web_port": self.web_port,
             "disk": {
                 "free_bytes": disk.free,

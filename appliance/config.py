@@ -175,11 +175,57 @@ class CloudSettings(_Section):
     workers: int = Field(2, ge=1, le=16)
     """Concurrent sync jobs."""
     proxy_long_edge: int = Field(2048, ge=256, le=8192)
-    """Long edge of the searchable proxy JPEG, in pixels."""
+    """Long edge of the searchable proxy JPEG, in pixels (the local face index reads the same proxy)."""
+    search_similarity: float = Field(90.0, ge=50, le=100)
+    """SearchFacesByImage FaceMatchThreshold for guests' cloud searches (Rekognition similarity, %)."""
     multipart_threshold_mb: int = Field(16, ge=5)
     """Files larger than this go to S3 in parts that survive a dropout or reboot."""
     part_size_mb: int = Field(8, ge=5)
     """Size of each multipart part (S3's minimum is 5 MB)."""
+
+
+class FacesSettings(_Section):
+    """The local face index guests search on the venue LAN (works with the uplink down)."""
+
+    enabled: bool = True
+    """Find and embed faces on the box. Off: guest search uses Rekognition only."""
+    workers: int | None = Field(None, ge=1, le=8)
+    """Indexing processes (one core each, run at low priority). Unset: CPU cores minus one, at
+    most 2 (about 150 MB each)."""
+    match_threshold: float = Field(0.5, gt=0, lt=1.2)
+    """Largest embedding distance counted as the same person. Lower: fewer wrong photos,
+    more missed ones (docs/faces.md has the measurements)."""
+    min_face_px: int = Field(80, ge=20)
+    """Faces narrower than this in the proxy are recorded but never matched: too small to tell
+    people apart reliably."""
+    upsample: int = Field(0, ge=0, le=2)
+    """Detector upsampling: each step finds faces half as small at four times the CPU cost."""
+    nice: int = Field(10, ge=0, le=19)
+    """CPU niceness of indexing processes, so FTP and guest pages keep priority."""
+
+
+class GuestSettings(_Section):
+    """The guest pages: selfie search, photo links and downloads."""
+
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    """Base URL guests reach the box at, for QR codes and links (e.g. ``http://photos.local``).
+    Unset: the address the guest's browser used, or ``http://<hostname>.local:<web.port>``."""
+    link_hours: int = Field(48, ge=1, le=24 * 30)
+    """Photo, thumbnail and ZIP links stay valid at least this long (they expire at a day boundary
+    so that browsers can cache thumbnails)."""
+    searches_per_minute: int = Field(12, ge=1)
+    """Selfie searches one client (IP address) may make per minute."""
+    code_attempts_per_hour: int = Field(30, ge=1)
+    """Unknown event codes, wrong PINs and bad links one client may try per hour before it is
+    refused for the rest of the hour."""
+    max_selfie_mb: int = Field(20, ge=1, le=100)
+    """Largest selfie upload accepted."""
+    cloud_timeout: float = Field(2.0, gt=0)
+    """Seconds a guest search waits for Rekognition before answering from the local index."""
+    consent_text: str = (
+        "Your selfie is used only to find the photos you are in, then discarded: it is never saved."
+    )
+    """What the page tells guests is done with their selfie."""
 
 
 class Settings(BaseSettings):
@@ -201,6 +247,10 @@ class Settings(BaseSettings):
     """Hot-folder ingest."""
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     """Cloud sync (S3, Rekognition); off unless a bucket is set."""
+    faces: FacesSettings = Field(default_factory=FacesSettings)
+    """Local face index."""
+    guest: GuestSettings = Field(default_factory=GuestSettings)
+    """Guest pages."""
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     """Logging level (logs go to stderr, for journald). DEBUG adds every FTP command."""
 

@@ -28,8 +28,19 @@ class Layout:
 
     @property
     def proxies(self) -> Path:
-        """Searchable proxy JPEGs, ``proxies/<event>/<sha256>.jpg``, kept byte-exact until indexed."""
+        """Searchable proxy JPEGs, ``proxies/<event>/<sha256>.jpg``: byte-exact for IndexFaces
+        retries, read by the local face index, shown to guests as the full view."""
         return self.root / "proxies"
+
+    @property
+    def thumbs(self) -> Path:
+        """Guest-page thumbnails, ``thumbs/<event>/<sha256>.jpg``: a cache, made on first view."""
+        return self.root / "thumbs"
+
+    @property
+    def link_key(self) -> Path:
+        """The secret that signs guests' photo links (32 random bytes, 0600)."""
+        return self.root / "link.key"
 
     @property
     def ftp(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def make_proxy(source: Path, dest: Path, *, long_edge: int = 2048, quality: int 
     if len(data) > MAX_BYTES:
         raise ProxyError(f"proxy of {source.name} stays over 5 MB")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
+    # Unique per writer: the face worker and the sync service may both make the same proxy.
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()

@@ -1,5 +1,5 @@
-"""The venue-LAN web listener. For now it serves a health check; the guest pages arrive with
-the face-search work. Runs on the asyncio thread."""
+"""The venue-LAN web listener: a health check and the guest pages (``appliance.guest``).
+Runs on the asyncio thread."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from appliance import __version__
+from appliance.guest.app import add_guest_routes
 
 if TYPE_CHECKING:
     from appliance.box import Box
@@ -21,4 +22,5 @@ def make_web_app(box: Box) -> FastAPI:
         counts = await box.store.counts()
         return {"ok": True, "version": __version__, "photos": counts["photos_total"]}
 
+    add_guest_routes(app, box)
     return app

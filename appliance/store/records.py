@@ -15,9 +15,14 @@ class Event:
     functions: tuple[str, ...] = ()
     originals_policy: str = "all"  # which originals go to S3: all, jpeg (JPEG only) or none
     index_quota: int | None = None  # photos to index in Rekognition at most (None: no limit)
+    pin_hash: str | None = None  # guests must type this PIN first (scrypt hash; None: no PIN)
+    host_key_hash: str | None = None  # SHA-256 of the host link's key (None: no host link)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "functions": list(self.functions)}
+        data = {**asdict(self), "functions": list(self.functions)}
+        data["pin"] = data.pop("pin_hash") is not None
+        data["host_link"] = data.pop("host_key_hash") is not None
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,9 @@ class Photo:
     height: int | None
 
     searchable_in_cloud_at: str | None = None  # when IndexFaces' result was committed
+    proxy_path: str | None = None  # the searchable proxy JPEG, once made
+    faces_state: str | None = None  # local face index: None (to do), "done" or "failed"
+    searchable_local_at: str | None = None  # when the local face index recorded its faces
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

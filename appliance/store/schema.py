@@ -126,4 +126,24 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
         SELECT id, 'original', 1, received_at FROM photos;
     """,
+    # 3: the local face index (guests search it on the venue LAN) and guest access per event
+    """
+    ALTER TABLE events ADD COLUMN pin_hash TEXT;
+    ALTER TABLE events ADD COLUMN host_key_hash TEXT;
+    ALTER TABLE photos ADD COLUMN faces_state TEXT;
+    ALTER TABLE photos ADD COLUMN searchable_local_at TEXT;
+    CREATE INDEX photos_faces_todo ON photos (id) WHERE faces_state IS NULL AND kind = 'jpeg';
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        event TEXT NOT NULL,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        w INTEGER NOT NULL,
+        h INTEGER NOT NULL,
+        embedding BLOB
+    );
+    CREATE INDEX faces_by_event ON faces (event, id);
+    CREATE INDEX faces_by_photo ON faces (photo_id);
+    """,
 )

@@ -174,6 +174,8 @@ class Store:
             tuple(r[0] for r in functions),
             row["originals_policy"],
             row["index_quota"],
+            row["pin_hash"],
+            row["host_key_hash"],
         )
 
     async def set_originals_policy(self, code: str, policy: str) -> Event:
@@ -184,6 +186,19 @@ class Store:
         async with self.transaction() as db:
             await db.execute("UPDATE events SET originals_policy = ? WHERE code = ?", (policy, code))
         return await self.get_event(code)
+
+    async def set_guest_secret(self, code: str, column: str, value: str | None) -> Event:
+        """Set or clear an event's PIN hash or host-link key hash."""
+        if column not in ("pin_hash", "host_key_hash"):
+            raise StoreError(f"not a guest secret: {column}")
+        await self.get_event(code)
+        async with self.transaction() as db:
+            await db.execute(f"UPDATE events SET {column} = ? WHERE code = ?", (value, code))  # noqa: S608
+        return await self.get_event(code)
+
+    async def event_by_host_key(self, key_hash: str) -> Event | None:
+        row = await self._one("SELECT code FROM events WHERE host_key_hash = ?", (key_hash,))
+        return await self.get_event(row[0]) if row else None
 
     async def list_events(self) -> list[Event]:
         rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
@@ -383,6 +398,35 @@ class Store:
                 (event, limit),
             )
         return [_photo(r) for r in rows]
+
+    async def event_photos(self, event: str, ids: Iterable[int]) -> list[Photo]:
+        """Those of ``ids`` that are photos of ``event``, newest first (another event's ids are
+        simply not found)."""
+        wanted = list(ids)
+        found: list[Photo] = []
+        for start in range(0, len(wanted), _MAX_BATCH):
+            chunk = wanted[start : start + _MAX_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND id IN ({marks})",  # noqa: S608
+                (event, *chunk),
+            )
+            found += [_photo(r) for r in rows]
+        return sorted(found, key=lambda p: p.id, reverse=True)
+
+    async def event_page(self, event: str, *, offset: int, limit: int) -> tuple[list[Photo], int]:
+        """One page of an event's photos, newest first, and the event's photo count."""
+        rows = await self._all(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
+            (event, limit, offset),
+        )
+        total = await self._one("SELECT count(*) FROM photos WHERE event = ?", (event,))
+        return [_photo(r) for r in rows], int(total[0]) if total else 0
+
+    async def event_photo_ids(self, event: str) -> list[int]:
+        return [
+            int(r[0]) for r in await self._all("SELECT id FROM photos WHERE event = ? ORDER BY id", (event,))
+        ]
 
     async def stored_paths(self) -> dict[str, int]:
         rows = await self._all("SELECT stored_path, id FROM photos")

@@ -39,7 +39,7 @@ from cloudsync.bandwidth import ByteBucket
 from cloudsync.clients import make_clients
 from cloudsync.errors import CloudError, NetworkError, PermanentError, ThrottledError, TransientError
 from cloudsync.ratelimit import RateLimiter
-from cloudsync.rekognition import FaceIndex
+from cloudsync.rekognition import FaceIndex, FaceMatch
 from cloudsync.s3 import MultipartState, PartRecord, S3Uploader
 
 if TYPE_CHECKING:
@@ -337,6 +337,29 @@ class SyncService:
             await asyncio.sleep(STALE_MULTIPART.total_seconds())
 
     # --- operator
+
+    async def search_faces(self, event: str, selfie_jpeg: bytes, *, wait: float) -> list[FaceMatch] | None:
+        """Search the event's Rekognition collection (the guests' lane of the rate limiter).
+        None when the cloud cannot answer now (sync off, uplink offline, no collection yet, no
+        face Rekognition accepts, an error or a slow answer): the caller searches locally."""
+        if not self.enabled or not self.settings.index_faces or self.uplink.state is State.OFFLINE:
+            return None
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(
+                    self.faces.search, event, selfie_jpeg, threshold=self.settings.search_similarity
+                ),
+                wait,
+            )
+        except TimeoutError:
+            self.uplink.trouble()
+            logger.warning("cloud face search for %s took over %.1f s; answered locally", event, wait)
+        except NetworkError as exc:
+            self.uplink.failed()
+            logger.warning("cloud face search for %s failed (%s); answered locally", event, exc)
+        except CloudError as exc:
+            logger.info("cloud face search for %s not possible (%s); answered locally", event, exc)
+        return None
 
     async def status(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,1 @@
+"""The local face index: dlib in worker processes, embeddings per event in SQLite, exact search."""

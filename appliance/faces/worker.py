@@ -1,0 +1,79 @@
+"""What runs inside a face worker process. Started with the ``spawn`` method (the box has
+threads, so ``fork`` is unsafe); the initializer loads the models once and lowers the process's
+CPU priority, so FTP and the guest pages stay responsive while indexing catches up.
+
+Everything crossing the process boundary is plain data: paths, bytes, tuples, NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
+from appliance.proxy import Proxy, ProxyError, make_proxy
+
+_model: FaceModel | None = None
+
+
+def init(min_face_px: int, upsample: int, nice: int) -> None:
+    global _model
+    if nice:
+        os.nice(nice)
+    _model = FaceModel(min_face_px=min_face_px, upsample=upsample)
+
+
+def _the_model() -> FaceModel:
+    if _model is None:
+        raise RuntimeError("face worker used before init()")
+    return _model
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    proxy: Proxy | None  # set when this worker made the proxy
+    faces: list[Face]
+    error: str | None = None  # the photo cannot be decoded: recorded, never retried
+
+
+def index_photo(source: str, proxy_path: str, long_edge: int, proxy_exists: bool) -> Indexed:
+    """Find and embed every face of one photo, from its proxy (made here when missing, so the
+    original is decoded once for both the proxy and the faces)."""
+    made = None
+    dest = Path(proxy_path)
+    try:
+        if not proxy_exists or not dest.exists():
+            made = make_proxy(Path(source), dest, long_edge=long_edge)
+        image = load_rgb(dest)
+    except (ProxyError, OSError) as exc:
+        return Indexed(None, [], str(exc))
+    return Indexed(made, _the_model().faces(image))
+
+
+@dataclass(frozen=True, slots=True)
+class Selfie:
+    embedding: np.ndarray | None
+    faces: int  # faces seen in the selfie (the largest is used)
+    jpeg: bytes  # normalised picture for a cloud search
+    error: str | None = None  # "not_an_image", "too_large", "no_face", "face_too_small"
+
+
+def embed_selfie(data: bytes) -> Selfie:
+    try:
+        image, jpeg = decode_selfie(data)
+    except ImageRejected as exc:
+        return Selfie(None, 0, b"", exc.code)
+    face, count = _the_model().largest(image)
+    if face is None:
+        return Selfie(None, 0, jpeg, "no_face")
+    if face.embedding is None:
+        return Selfie(None, count, jpeg, "face_too_small")
+    return Selfie(face.embedding, count, jpeg)
+
+
+def warm() -> int:
+    """A no-op call that proves the worker is up (and its models loaded)."""
+    return os.getpid()

@@ -1,0 +1,509 @@
+"""Guest pages and their JSON API, on the venue-LAN web listener. Runs on the asyncio thread.
+
+Server-rendered HTML (Jinja2), one small inline stylesheet, a few lines of inline script and no
+build step, so a five-year-old phone on busy WiFi gets a page of a few kilobytes.
+
+Every route is under an event (``/e/<code>/...``) or a host link (``/host/<key>``). An unknown
+code, a wrong link or another event's photo all get the same bare 404, and count against the
+client's hourly allowance of failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import mimetypes
+import socket
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import segno
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from starlette.responses import FileResponse
+
+from appliance import credentials
+from appliance.errors import NotFoundError
+from appliance.guest.access import host_key_hash
+from appliance.guest.thumbs import make_thumbnail
+from appliance.guest.upload import UploadRejected, read_file_field
+
+if TYPE_CHECKING:
+    from appliance.box import Box
+    from appliance.guest.access import GuestAccess
+    from appliance.store.records import Event, Photo
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+CODE_CHARS = set(credentials.ALPHABET)
+HOST_PAGE = 60
+
+MESSAGES = {
+    "not_an_image": "That file isn't a photo we can read. Please take a selfie, or pick a JPEG or PNG.",
+    "too_large": "That picture is far too large. Please take an ordinary selfie.",
+    "upload_too_large": "That file is too big to send. Please take an ordinary selfie.",
+    "no_face": "We couldn't find a face in your picture. Try again facing the camera, in good light.",
+    "face_too_small": "Your face is too small in that picture. Hold the phone closer and try again.",
+    "no_file": "Please choose or take a selfie first.",
+    "bad_request": "Something went wrong sending your picture. Please try again.",
+    "rate_limited": "Too many searches from this phone. Please wait a minute and try again.",
+    "unavailable": "Search is starting up. Please try again in a moment.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    photo: Photo
+    score: float
+    source: str  # "cloud" or "local"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _not_found() -> Response:
+    return Response("Not found", status_code=404, media_type="text/plain")
+
+
+class GuestPages:
+    def __init__(self, box: Box) -> None:
+        self.box = box
+
+    @property
+    def access(self) -> GuestAccess:
+        assert self.box.guest is not None
+        return self.box.guest
+
+    # --- who is asking
+
+    async def event_for(self, request: Request, code: str) -> Event | None:
+        """The event behind a code, or None (and a failure counted) for an unknown or malformed
+        one. A client over its failure allowance gets None for every code."""
+        client = _client(request)
+        if self.access.failures.exhausted(client):
+            return None
+        if len(code) == credentials.EVENT_CODE_LENGTH and set(code) <= CODE_CHARS:
+            try:
+                return await self.box.store.get_event(code)
+            except NotFoundError:
+                pass
+        self.access.failures.hit(client)
+        return None
+
+    def pin_ok(self, request: Request, event: Event) -> bool:
+        if event.pin_hash is None:
+            return True
+        cookie = request.cookies.get(self.access.pin_cookie_name(event.code))
+        return self.access.pin_cookie_ok(event.code, event.pin_hash, cookie)
+
+    def base_url(self, request: Request) -> str:
+        configured = self.box.settings.guest.public_url
+        return (configured or str(request.base_url)).rstrip("/")
+
+    # --- search
+
+    async def search(self, event: Event, selfie: bytes) -> dict[str, Any]:
+        """Local index always; Rekognition too when the uplink is up. Never raises for the
+        uplink: a cloud failure just means the answer is the box's own."""
+        faces = self.box.faces
+        if faces is None:
+            return {"error": "unavailable"}
+        local = await faces.search(event.code, selfie)
+        if local.error:
+            return {"error": local.error, "faces_in_selfie": local.faces_in_selfie}
+        sync = self.box.sync
+        cloud = None
+        if sync is not None and sync.enabled:
+            cloud = await sync.search_faces(
+                event.code, local.selfie_jpeg, wait=self.box.settings.guest.cloud_timeout
+            )
+        scores: dict[int, tuple[float, str]] = {}
+        if cloud is not None:
+            by_face = await faces.faces.cloud_photos(event.code, [m.face_id for m in cloud])
+            for m in cloud:
+                photo_id = by_face.get(m.face_id)
+                if photo_id is not None and m.similarity / 100 > scores.get(photo_id, (0.0, ""))[0]:
+                    scores[photo_id] = (round(m.similarity / 100, 4), "cloud")
+            # The collection is authoritative for what it holds; the local index adds the rest.
+            synced = await faces.faces.in_cloud(event.code, [pid for pid, _ in local.matches])
+            for photo_id, distance in local.matches:
+                if photo_id not in synced and photo_id not in scores:
+                    scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
+        else:
+            for photo_id, distance in local.matches:
+                scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
+        photos = await self.box.store.event_photos(event.code, scores)
+        mode = "cloud" if cloud is not None else "local"
+        offline = sync is not None and sync.enabled and cloud is None
+        return {
+            "matches": [Match(p, *scores[p.id]) for p in photos],
+            "mode": mode,
+            "offline": offline,
+            "faces_in_selfie": local.faces_in_selfie,
+        }
+
+    def match_json(self, base: str, event: Event, match: Match) -> dict[str, Any]:
+        token = self.access.photo_token(event.code, match.photo.id)
+        root = f"{base}/e/{event.code}/p/{token}"
+        return {
+            "photo_id": match.photo.id,
+            "score": match.score,
+            "source": match.source,
+            "taken_at": match.photo.capture_time or match.photo.received_at,
+            "thumbnail_url": f"{root}/thumb.jpg",
+            "view_url": f"{root}/view.jpg",
+            "download_url": f"{root}/download",
+        }
+
+    # --- files
+
+    async def photo(self, event: Event, token: str) -> Photo | None:
+        photo_id = self.access.photo_id(event.code, token)
+        if photo_id is None:
+            return None
+        found = await self.box.store.event_photos(event.code, [photo_id])
+        return found[0] if found else None
+
+    def proxy_of(self, photo: Photo) -> Path | None:
+        if photo.proxy_path and Path(photo.proxy_path).exists():
+            return Path(photo.proxy_path)
+        return None
+
+    async def thumbnail(self, photo: Photo) -> Path | None:
+        dest = self.box.layout.thumbs / photo.event / f"{photo.sha256}.jpg"
+        if dest.exists():
+            return dest
+        source = self.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
+        if source is None:
+            return None
+        try:
+            await asyncio.to_thread(make_thumbnail, source, dest)
+        except OSError:
+            logger.warning("no thumbnail for photo %d", photo.id, exc_info=True)
+            return None
+        return dest
+
+
+def _cached_file(request: Request, path: Path, etag: str, media_type: str, **headers: str) -> Response:
+    tag = f'"{etag}"'
+    cache = {"ETag": tag, "Cache-Control": "private, max-age=86400", **headers}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=cache)
+    return FileResponse(path, media_type=media_type, headers=cache)
+
+
+class _Sink:
+    """A write-only file for zipfile that hands back what was written, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def drain(self) -> Iterator[bytes]:
+        chunks, self.chunks = self.chunks, []
+        yield from chunks
+
+
+def zip_stream(files: list[tuple[str, Path]]) -> Iterator[bytes]:
+    """A ZIP of ``files`` (stored, not compressed: JPEGs and RAWs do not shrink), produced 1 MB
+    at a time from disk; never built in memory."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
+        for name, path in files:
+            try:
+                source = path.open("rb")
+            except OSError:
+                continue
+            with source:
+                info = zipfile.ZipInfo(name, time.gmtime(path.stat().st_mtime)[:6])
+                with archive.open(info, "w", force_zip64=True) as member:
+                    while chunk := source.read(1 << 20):
+                        member.write(chunk)
+                        yield from sink.drain()
+            yield from sink.drain()
+    yield from sink.drain()
+
+
+def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
+    files: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+    for photo in photos:
+        path = Path(photo.stored_path) if originals else Path(photo.proxy_path or photo.stored_path)
+        stem, suffix = Path(photo.original_name).stem, path.suffix.lower()
+        name = f"{stem}{suffix}"
+        if name in seen:
+            name = f"{stem}-{photo.id}{suffix}"
+        seen.add(name)
+        files.append((name, path))
+    return files
+
+
+def add_guest_routes(app: FastAPI, box: Box) -> None:
+    pages = GuestPages(box)
+    settings = box.settings.guest
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(
+            request, name, {"consent": settings.consent_text, **context}, status_code=status
+        )
+
+    def cloud_on() -> bool:
+        return box.sync is not None and box.sync.enabled
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request, code: str | None = None) -> Response:
+        if code:
+            code = code.strip().lower()
+            if await pages.event_for(request, code) is not None:
+                return RedirectResponse(f"/e/{code}", status_code=303)
+            return render(
+                request, "home.html", 404, error="No event has that code. Check the card and try again."
+            )
+        return render(request, "home.html")
+
+    @app.get("/e/{code}", response_class=HTMLResponse)
+    async def event_page(request: Request, code: str) -> Response:
+        event = await pages.event_for(request, code)
+        if event is None:
+            return _not_found()
+        if not pages.pin_ok(request, event):
+            return render(request, "pin.html", event=event)
+        return render(request, "event.html", event=event, cloud=cloud_on())
+
+    @app.post("/e/{code}/pin", response_class=HTMLResponse)
+    async def enter_pin(request: Request, code: str) -> Response:
+        event = await pages.event_for(request, code)
+        if event is None or event.pin_hash is None:
+            return _not_found()
+        form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
+        pin = str(form.get("pin", ""))[:64].strip()
+        good = bool(pin) and await asyncio.to_thread(credentials.verify_secret, pin, event.pin_hash)
+        if good:
+            response = RedirectResponse(f"/e/{code}", status_code=303)
+            response.set_cookie(
+                pages.access.pin_cookie_name(code),
+                pages.access.pin_cookie(code, event.pin_hash),
+                max_age=7 * 86400,
+                httponly=True,
+                samesite="lax",
+                path=f"/e/{code}",
+            )
+            return response
+        pages.access.failures.hit(_client(request))
+        return render(request, "pin.html", 403, event=event, error="That PIN is not right.")
+
+    async def run_search(request: Request, code: str) -> tuple[Event | None, dict[str, Any], int]:
+        event = await pages.event_for(request, code)
+        if event is None:
+            return None, {}, 404
+        if not pages.pin_ok(request, event):
+            return None, {}, 404
+        if not pages.access.searches.hit(_client(request)):
+            return event, {"error": "rate_limited"}, 429
+        try:
+            selfie = await read_file_field(request, "selfie", settings.max_selfie_mb << 20)
+        except UploadRejected as exc:
+            return event, {"error": exc.code}, exc.status
+        started = time.perf_counter()
+        result = await pages.search(event, selfie)
+        del selfie  # in memory only, and only for as long as the search
+        if result.get("error"):
+            status = 503 if result["error"] == "unavailable" else 422
+            return event, result, status
+        logger.info(
+            "guest search in %s: %d photos (%s) in %.0f ms",
+            event.code,
+            len(result["matches"]),
+            result["mode"],
+            (time.perf_counter() - started) * 1000,
+        )
+        return event, result, 200
+
+    @app.post("/api/events/{code}/search")
+    async def api_search(request: Request, code: str) -> Response:
+        event, result, status = await run_search(request, code)
+        if event is None:
+            return _not_found()
+        if status != 200:
+            error = result["error"]
+            headers = {"Retry-After": "60"} if status == 429 else None
+            return JSONResponse(
+                {"error": error, "message": MESSAGES[error]}, status_code=status, headers=headers
+            )
+        base = pages.base_url(request)
+        matches = result["matches"]
+        zip_token = pages.access.zip_token(event.code, [m.photo.id for m in matches])
+        zip_url = f"{base}/e/{event.code}/zip/{zip_token}" if matches else None
+        return JSONResponse(
+            {
+                "event": event.code,
+                "mode": result["mode"],
+                "offline": result["offline"],
+                "faces_in_selfie": result["faces_in_selfie"],
+                "matches": [pages.match_json(base, event, m) for m in matches],
+                "zip_url": zip_url,
+            }
+        )
+
+    @app.post("/e/{code}/search", response_class=HTMLResponse)
+    async def page_search(request: Request, code: str) -> Response:
+        event, result, status = await run_search(request, code)
+        if event is None:
+            return _not_found()
+        if status != 200:
+            return render(
+                request, "event.html", status, event=event, cloud=cloud_on(), error=MESSAGES[result["error"]]
+            )
+        matches = result["matches"]
+        items = [pages.match_json("", event, m) for m in matches]
+        zip_url = f"/e/{event.code}/zip/{pages.access.zip_token(event.code, [m.photo.id for m in matches])}"
+        return render(
+            request,
+            "results.html",
+            event=event,
+            items=items,
+            zip_url=zip_url if matches else None,
+            offline=result["offline"],
+            several_faces=result["faces_in_selfie"] > 1,
+        )
+
+    async def photo_or_none(request: Request, code: str, token: str) -> Photo | None:
+        event = await pages.event_for(request, code)
+        if event is None:
+            return None
+        photo = await pages.photo(event, token)
+        if photo is None:
+            pages.access.failures.hit(_client(request))
+        return photo
+
+    @app.get("/e/{code}/p/{token}/thumb.jpg")
+    async def thumbnail(request: Request, code: str, token: str) -> Response:
+        photo = await photo_or_none(request, code, token)
+        if photo is None:
+            return _not_found()
+        path = await pages.thumbnail(photo)
+        if path is None:
+            return _not_found()
+        return _cached_file(request, path, f"t-{photo.sha256[:32]}", "image/jpeg")
+
+    @app.get("/e/{code}/p/{token}/view.jpg")
+    async def view(request: Request, code: str, token: str) -> Response:
+        photo = await photo_or_none(request, code, token)
+        if photo is None:
+            return _not_found()
+        path = pages.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
+        if path is None:
+            return _not_found()
+        return _cached_file(request, path, f"v-{photo.sha256[:32]}", "image/jpeg")
+
+    @app.get("/e/{code}/p/{token}/download")
+    async def download(request: Request, code: str, token: str) -> Response:
+        photo = await photo_or_none(request, code, token)
+        if photo is None:
+            return _not_found()
+        original = Path(photo.stored_path)
+        path = original if await asyncio.to_thread(original.exists) else pages.proxy_of(photo)
+        if path is None:
+            return _not_found()
+        name = f"{Path(photo.original_name).stem}{path.suffix.lower()}"
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return _cached_file(
+            request,
+            path,
+            f"d-{photo.sha256[:32]}",
+            media,
+            **{"Content-Disposition": f'attachment; filename="{_ascii(name)}"'},
+        )
+
+    @app.get("/e/{code}/zip/{token}")
+    async def download_zip(request: Request, code: str, token: str) -> Response:
+        event = await pages.event_for(request, code)
+        if event is None:
+            return _not_found()
+        ids = pages.access.zip_ids(event.code, token)
+        if ids is None:
+            pages.access.failures.hit(_client(request))
+            return _not_found()
+        photos = await box.store.event_photos(event.code, ids)
+        files = _names(photos, originals=True)  # a file gone meanwhile is skipped while zipping
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+        return StreamingResponse(
+            zip_stream(files),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="photos-{event.code}-{stamp}.zip"'},
+        )
+
+    @app.get("/e/{code}/qr.{fmt}")
+    async def qr(request: Request, code: str, fmt: str) -> Response:
+        event = await pages.event_for(request, code)
+        if event is None or fmt not in ("png", "svg"):
+            return _not_found()
+        body, media = qr_code(f"{pages.base_url(request)}/e/{event.code}", fmt)
+        return Response(body, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get("/host/{key}", response_class=HTMLResponse)
+    async def host_page(request: Request, key: str, page: int = 1) -> Response:
+        client = _client(request)
+        if pages.access.failures.exhausted(client) or len(key) > 100:
+            return _not_found()
+        event = await box.store.event_by_host_key(host_key_hash(key))
+        if event is None:
+            pages.access.failures.hit(client)
+            return _not_found()
+        page = max(1, page)
+        photos, total = await box.store.event_page(event.code, offset=(page - 1) * HOST_PAGE, limit=HOST_PAGE)
+        items = [pages.match_json("", event, Match(p, 1.0, "host")) for p in photos]
+        all_ids = await box.store.event_photo_ids(event.code)
+        return render(
+            request,
+            "host.html",
+            event=event,
+            items=items,
+            page=page,
+            pages=max(1, -(-total // HOST_PAGE)),
+            total=total,
+            key=key,
+            zip_page=f"/e/{event.code}/zip/{pages.access.zip_token(event.code, [p.id for p in photos])}"
+            if photos
+            else None,
+            zip_all=f"/e/{event.code}/zip/{pages.access.zip_token(event.code, all_ids)}" if all_ids else None,
+        )
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+
+
+def qr_code(url: str, fmt: str) -> tuple[bytes, str]:
+    """The event page's QR code as PNG (for the screen) or SVG (for printing)."""
+    import io
+
+    qr = segno.make(url, error="m")
+    out = io.BytesIO()
+    if fmt == "svg":
+        qr.save(out, kind="svg", scale=8, border=4, xmldecl=True)
+        return out.getvalue(), "image/svg+xml"
+    qr.save(out, kind="png", scale=10, border=4)
+    return out.getvalue(), "image/png"
+
+
+def default_public_url(port: int) -> str:
+    host = socket.gethostname().split(".")[0] or "shutterbox"
+    return f"http://{host}.local" + ("" if port == 80 else f":{port}")
