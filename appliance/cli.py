@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import segno
 
 from appliance import __version__
 from appliance.config import load_settings
@@ -72,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     kr.add_argument("username")
     kl = key.add_parser("list", parents=[common], help="list keys")
     kl.add_argument("--event")
+
+    eg = event.add_parser("guest", parents=[common], help="the guest page's address and its QR code")
+    eg.add_argument("code")
+    eg.add_argument("--out", type=Path, help="write the QR code to this .png or .svg file (for table cards)")
+    epin = event.add_parser("pin", parents=[common], help="set or clear the PIN guests type first")
+    epin.add_argument("code")
+    epin.add_argument("pin", help="4-32 letters or digits, or 'none' to clear")
+    eh = event.add_parser(
+        "host-link", parents=[common], help="a private link to the whole event; prints it once"
+    )
+    eh.add_argument("code")
+    eh.add_argument("--revoke", action="store_true", help="stop the current host link working")
 
     eq = event.add_parser("quota", parents=[common], help="set an event's Rekognition index quota")
     eq.add_argument("code")
@@ -197,6 +212,37 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
         elif command == ("event", "originals"):
             result = box.request("PUT", f"/api/events/{args.code}/originals", json={"originals": args.policy})
             _emit(args, result, f"{args.code}: originals {result['originals_policy']} (for new photos)")
+        elif command == ("event", "guest"):
+            result = box.request("GET", f"/api/events/{args.code}/guest")
+            qr = segno.make(result["url"], error="m")
+            if args.out is not None:
+                qr.save(str(args.out), scale=10, border=4)
+                result["qr_file"] = str(args.out)
+            buffer = io.StringIO()
+            qr.terminal(out=buffer, compact=True)
+            _emit(
+                args,
+                result,
+                f"guest page: {result['url']}"
+                + ("  (PIN required)" if result["pin"] else "")
+                + "\n"
+                + (f"QR code written to {args.out}" if args.out else buffer.getvalue()),
+            )
+        elif command == ("event", "pin"):
+            pin = None if args.pin.lower() == "none" else args.pin
+            result = box.request("PUT", f"/api/events/{args.code}/pin", json={"pin": pin})
+            _emit(args, result, f"{args.code}: guests {'must type the PIN' if pin else 'need no PIN'}")
+        elif command == ("event", "host-link"):
+            if args.revoke:
+                result = box.request("DELETE", f"/api/events/{args.code}/host-link")
+                _emit(args, result, f"{args.code}: host link revoked")
+            else:
+                result = box.request("POST", f"/api/events/{args.code}/host-link")
+                _emit(
+                    args,
+                    result,
+                    f"host link for {args.code} (shown once; a new one replaces it):\n  {result['url']}",
+                )
         elif command == ("event", "quota"):
             limit = None if args.limit.lower() == "none" else int(args.limit)
             result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})

@@ -7,6 +7,7 @@ open it is the box's operator.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance import __version__, credentials
 from appliance.errors import NotFoundError, StoreError
+from appliance.guest.access import new_host_key
+from appliance.guest.app import default_public_url
 from cloudsync.errors import CloudError
 
 if TYPE_CHECKING:
@@ -40,6 +43,10 @@ class KeyIn(_Body):
     event: str = Field(pattern=f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$")
     camera: str = Field(min_length=1, max_length=64)
     function: str = Field("main", min_length=1, max_length=64)
+
+
+class PinIn(_Body):
+    pin: str | None = Field(min_length=4, max_length=32, pattern=r"^[A-Za-z0-9]+$")
 
 
 class QuotaIn(_Body):
@@ -136,6 +143,34 @@ def make_admin_app(box: Box) -> FastAPI:
     @app.get("/api/ledger")
     async def ledger(event: str | None = None) -> list[dict[str, Any]]:
         return await sync().queue.ledger(event)
+
+    def guest_url(code: str) -> str:
+        base = box.settings.guest.public_url or default_public_url(box.web_port or box.settings.web.port)
+        return f"{base.rstrip('/')}/e/{code}"
+
+    @app.get("/api/events/{code}/guest")
+    async def guest_page(code: str) -> dict[str, Any]:
+        event = await box.store.get_event(code)
+        return {"event": code, "url": guest_url(code), "pin": event.pin_hash is not None}
+
+    @app.put("/api/events/{code}/pin")
+    async def set_pin(code: str, body: PinIn) -> dict[str, Any]:
+        digest = None if body.pin is None else await asyncio.to_thread(credentials.hash_secret, body.pin)
+        await box.store.set_guest_secret(code, "pin_hash", digest)
+        return {"event": code, "pin": digest is not None}
+
+    @app.post("/api/events/{code}/host-link", status_code=201)
+    async def new_host_link(code: str) -> dict[str, Any]:
+        """A new host link (any earlier one stops working). The key is shown once."""
+        key, digest = new_host_key()
+        await box.store.set_guest_secret(code, "host_key_hash", digest)
+        base = guest_url(code).rsplit("/e/", 1)[0]
+        return {"event": code, "url": f"{base}/host/{key}"}
+
+    @app.delete("/api/events/{code}/host-link")
+    async def revoke_host_link(code: str) -> dict[str, Any]:
+        await box.store.set_guest_secret(code, "host_key_hash", None)
+        return {"event": code, "host_link": False}
 
     @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
     async def ca_certificate() -> str:
