@@ -1,11 +1,11 @@
-# The single entry point: make run, make test, make check, make bench-ingest.
+# The single entry point: make run, make test, make check, make bench-ingest|bench-sync|bench-faces.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench-ingest bench-sync clean
+.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-ingest: $(STAMP)
 
 bench-sync: $(STAMP)
 	$(BIN)/python bench/sync.py
+
+bench-faces: $(STAMP)
+	$(BIN)/python bench/faces.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -303,7 +303,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
                 max_age=7 * 86400,
                 httponly=True,
                 samesite="lax",
-                path=f"/e/{code}",
+                path="/",  # the page and the JSON API both need it
             )
             return response
         pages.access.failures.hit(_client(request))
