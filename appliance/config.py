@@ -166,6 +166,10 @@ class CloudSettings(_Section):
     """Index every proxy in the event's Rekognition collection (billed per call)."""
     rekognition_tps: float = Field(5.0, gt=0)
     """Account-wide Rekognition calls per second shared by all workers (AWS default 5 in most regions)."""
+    index_from_s3: bool = True
+    """IndexFaces reads the proxy from the bucket (S3Object) instead of being sent its bytes again:
+    half the uplink bytes per photo. Needs the bucket in Rekognition's region; set false for an
+    S3-compatible store outside AWS."""
     quality_filter: str = Field("AUTO", pattern="^(NONE|AUTO|LOW|MEDIUM|HIGH)$")
     """IndexFaces QualityFilter."""
     max_faces: int = Field(100, ge=1, le=100)

@@ -195,7 +195,8 @@ class Cloud:
         self.s3.create_bucket(Bucket=BUCKET)
         # Every completed PUT makes a version: a repeated upload shows as a second version.
         self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        self.rekognition = FakeRekognition().start()
+        # Rekognition reads S3Object images straight from the bucket (inside AWS, not over the venue link)
+        self.rekognition = FakeRekognition(s3=self.s3).start()
         rek_port = int(self.rekognition.url.rsplit(":", 1)[1])
         self.s3_link = FaultProxy((host, int(port)))
         self.rek_link = FaultProxy(("127.0.0.1", rek_port))

@@ -1,5 +1,6 @@
-"""Rekognition, one collection per event: create on first use, index a photo's proxy bytes
-under a deterministic ExternalImageId, search, delete on purge.
+"""Rekognition, one collection per event: create on first use, index a photo's proxy (its bytes,
+or the object already uploaded to S3) under a deterministic ExternalImageId, search, delete on
+purge.
 
 Exactly-once is the caller's discipline plus AWS's behaviour: IndexFaces has no client token,
 but the same bytes + the same collection + the same ExternalImageId do not store duplicate
@@ -23,6 +24,15 @@ from cloudsync.ratelimit import INDEX, SEARCH, RateLimiter
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _COLLECTION_RE = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 _EXTERNAL_ID_RE = re.compile(r"^[a-zA-Z0-9_.\-:]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Image:
+    """An image Rekognition reads from S3 itself (same region): nothing is sent twice over the
+    uplink. The object is the checksum-verified proxy, so its bytes are the cached proxy's."""
+
+    bucket: str
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +84,27 @@ class FaceIndex:
         return True
 
     def index(
-        self, collection: str, image: bytes, external_id: str, *, max_faces: int = 100, quality: str = "AUTO"
+        self,
+        collection: str,
+        image: bytes | S3Image,
+        external_id: str,
+        *,
+        max_faces: int = 100,
+        quality: str = "AUTO",
     ) -> IndexedFaces:
         _check(_COLLECTION_RE, collection, "collection id")
         _check(_EXTERNAL_ID_RE, external_id, "external image id")
-        if len(image) > MAX_IMAGE_BYTES:
+        if isinstance(image, S3Image):
+            source: dict[str, Any] = {"S3Object": {"Bucket": image.bucket, "Name": image.key}}
+        elif len(image) > MAX_IMAGE_BYTES:
             raise PermanentError(f"proxy is {len(image)} bytes, over Rekognition's 5 MB", "ImageTooLarge")
+        else:
+            source = {"Bytes": image}
         reply = self._call(
             "index_faces",
             INDEX,
             CollectionId=collection,
-            Image={"Bytes": image},
+            Image=source,
             ExternalImageId=external_id,
             MaxFaces=max_faces,
             QualityFilter=quality,

@@ -274,7 +274,13 @@ def test_photos_and_status_work_read_only_when_stopped(fresh_box: Box) -> None:
     assert fresh_box.stop() == 0
 
     offline = fresh_box.cli("photos", "--event", event)
-    assert offline == online
+    # the face index may have finished a photo between the two reads
+    moving = ("faces_state", "searchable_local_at", "proxy_path")
+
+    def settled(photos: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [{k: v for k, v in p.items() if k not in moving} for p in photos]
+
+    assert settled(offline) == settled(online)
     assert [p["sha256"] for p in offline] == [hashlib.sha256(d).hexdigest() for d in frames]
     assert {p["id"] for p in fresh_box.cli("photos")} >= {p["id"] for p in online}
 

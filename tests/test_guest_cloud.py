@@ -2,7 +2,8 @@
 answers (authoritative) and the local index adds the photos not synced yet; with it down, the
 box answers alone and says so in one line. A guest never sees an error because of the uplink.
 
-Real box, moto's S3 server, the fake Rekognition behind a fault proxy that can black out."""
+Real box, moto's S3 server, the fake Rekognition (matching real faces with the box's engine,
+reading IndexFaces images from S3) behind a fault proxy that can black out."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import httpx
 import pytest
 
 from tests.boxproc import Box
+from tests.conftest import S3_BUCKET as BUCKET
+from tests.conftest import s3_client
 from tests.fakes.faultproxy import FaultProxy
-from tests.fakes.rekognition import FakeRekognition, with_faces
+from tests.fakes.rekognition import EngineFaces, FakeRekognition
 from tests.test_guest_api import FACES, face, search, upload, wait_indexed
 from tests.test_sync import cloud_box, wait_for
 
@@ -26,14 +29,9 @@ pytestmark = [
 ]
 
 
-def declared(name: str, person: str) -> bytes:
-    """A real face photo that also declares its person to the fake Rekognition."""
-    return with_faces(face(name), [{"person": person, "box": [10, 10, 300, 300]}])
-
-
 @pytest.fixture
-def rekognition() -> Iterator[FakeRekognition]:
-    with FakeRekognition() as fake:
+def rekognition(s3_endpoint: str) -> Iterator[FakeRekognition]:
+    with FakeRekognition(EngineFaces(), s3=s3_client(s3_endpoint)) as fake:
         yield fake
     assert fake.invalid_requests == [], fake.invalid_requests[:3]
 
@@ -55,7 +53,7 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
             event = box.new_event("Gala")
             # quota 1: one Obama photo gets into the collection, the other stays local-only
             box.cli("event", "quota", event, "1")
-            ids = upload(box, event, {"obama-1.jpg": declared("obama-1.jpg", "obama")})
+            ids = upload(box, event, {"obama-1.jpg": face("obama-1.jpg")})
             wait_for(
                 "first photo in the collection", lambda: bool(box.photos(event)[0]["searchable_in_cloud_at"])
             )
@@ -63,13 +61,13 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
                 box,
                 event,
                 {
-                    "obama-2.jpg": declared("obama-2.jpg", "obama"),
-                    "biden-1.jpg": declared("biden-1.jpg", "biden"),
+                    "obama-2.jpg": face("obama-2.jpg"),
+                    "biden-1.jpg": face("biden-1.jpg"),
                 },
             )
             wait_indexed(box)
             web = f"http://127.0.0.1:{box.info['web_port']}"
-            selfie = declared("obama-3.jpg", "obama")
+            selfie = face("obama-3.jpg")
 
             online = search(web, event, selfie).json()
             assert online["mode"] == "cloud" and online["offline"] is False
@@ -106,16 +104,20 @@ def test_cloud_error_on_search_falls_back_to_local(
     box: Box = cloud_box(tmp_path, s3_endpoint, rekognition.url, faces__workers="1").start(timeout=90)
     try:
         event = box.new_event("Gala")
-        ids = upload(box, event, {"obama-1.jpg": declared("obama-1.jpg", "obama")})
+        ids = upload(box, event, {"obama-1.jpg": face("obama-1.jpg")})
         wait_for("photo in the collection", lambda: bool(box.photos(event)[0]["searchable_in_cloud_at"]))
         wait_indexed(box)
         web = f"http://127.0.0.1:{box.info['web_port']}"
-        rekognition.fail_next("SearchFacesByImage", "InternalServerError", times=5)
-        body: dict[str, Any] = search(web, event, declared("obama-3.jpg", "obama")).json()
+        rekognition.fail_next("SearchFacesByImage", "InternalServerError", times=1)
+        body: dict[str, Any] = search(web, event, face("obama-3.jpg")).json()
         assert body["mode"] == "local"
         assert [m["photo_id"] for m in body["matches"]] == [ids["obama-1.jpg"]]
-        # a selfie Rekognition finds no face in (nothing declared) is answered locally too
-        plain = search(web, event, face("obama-3.jpg")).json()
-        assert plain["mode"] == "local" and [m["photo_id"] for m in plain["matches"]] == [ids["obama-1.jpg"]]
+        # the collection answers again once the errors stop
+        again = search(web, event, face("obama-3.jpg")).json()
+        assert again["mode"] == "cloud" and [m["photo_id"] for m in again["matches"]] == [ids["obama-1.jpg"]]
+        photo = box.photos(event)[0]
+        proxy_key = f"events/{event}/main/{photo['camera']}/proxy/{photo['sha256']}.jpg"
+        sent = [c.params["Image"] for c in rekognition.calls if c.operation == "IndexFaces"]
+        assert sent == [{"S3Object": {"Bucket": BUCKET, "Name": proxy_key}}], "read from S3, not sent twice"
     finally:
         box.stop()

@@ -17,12 +17,14 @@ import pytest
 
 from tests.boxproc import Box, make_box, store
 from tests.conftest import S3_BUCKET as BUCKET
+from tests.conftest import s3_client
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
 
 
 @pytest.fixture
-def rekognition() -> Iterator[FakeRekognition]:
-    with FakeRekognition() as fake:
+def rekognition(s3_endpoint: str) -> Iterator[FakeRekognition]:
+    """The fake reads IndexFaces' S3Object images from moto, as Rekognition reads S3."""
+    with FakeRekognition(s3=s3_client(s3_endpoint)) as fake:
         yield fake
     # whatever the test did, every request the box sent fit botocore's service model
     assert fake.invalid_requests == [], fake.invalid_requests[:3]

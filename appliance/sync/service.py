@@ -39,7 +39,7 @@ from cloudsync.bandwidth import ByteBucket
 from cloudsync.clients import make_clients
 from cloudsync.errors import CloudError, NetworkError, PermanentError, ThrottledError, TransientError
 from cloudsync.ratelimit import RateLimiter
-from cloudsync.rekognition import FaceIndex, FaceMatch
+from cloudsync.rekognition import FaceIndex, FaceMatch, S3Image
 from cloudsync.s3 import MultipartState, PartRecord, S3Uploader
 
 if TYPE_CHECKING:
@@ -281,7 +281,11 @@ class SyncService:
         if job.event not in self._collections:
             await self._cloud(self.faces.ensure_collection, job.event)
             self._collections.add(job.event)
-        image = await asyncio.to_thread(path.read_bytes)
+        if self.settings.index_from_s3:
+            assert self.settings.bucket is not None
+            image: bytes | S3Image = S3Image(self.settings.bucket, self._key(job, f"proxy/{job.sha256}.jpg"))
+        else:
+            image = await asyncio.to_thread(path.read_bytes)
         key = f"{job.event}:{job.photo_id}:{proxy_sha}"
         ledger_id = await self.queue.ledger_begin(job.event, "IndexFaces", key, job.photo_id)
         try:

@@ -36,7 +36,13 @@ generator (reproducible runs); ListFaces/ListCollections page by an opaque NextT
 "Comment") reading ``shutterbox-faces:[{"person": "alice", "box": [x, y, w, h]}, ...]`` in
 pixels (``with_faces``, ``make_face_jpeg``, ``make_face_png`` write it). Two faces match when
 ``person`` is equal: similarity 99.0 plus a deterministic jitter under 1. Detection and matching
-sit behind the ``FaceSource`` protocol so an embedding-based engine can replace them.
+sit behind the ``FaceSource`` protocol: ``EngineFaces`` puts the box's own face engine (dlib
+HOG + ResNet embeddings) behind it, so real photographs are detected and matched for real, with
+the embedding distance mapped onto Rekognition's 0-100 similarity.
+
+**S3 images.** Given ``s3`` (a boto3 S3 client, e.g. on moto's server), ``Image.S3Object``
+(Bucket, Name, optional Version) is read from there; a missing object or bucket answers
+InvalidS3ObjectException, an object over 15 MB ImageTooLargeException (AWS's S3 limit).
 
 **For tests.** ``calls`` (operation, params with Image.Bytes replaced by its sha256 and size) and
 ``count(op)``; ``invalid_requests`` (everything the box should never send: model violations,
@@ -46,10 +52,11 @@ validation, collection lookup and image checks, even ones that indexed nothing o
 selfie, then failed); ``fail_next(op, code, times, status)`` and ``delay(op, seconds)``; ``crashes``
 (bugs in the fake, answered as 500s).
 
-**Not done.** No signatures or IAM (credentials are ignored), no S3 images (an S3Object answers
-InvalidS3ObjectException), no users (a ListFaces UserId filter matches nothing), FaceDetail has only
-BoundingBox, Confidence, a neutral Pose and Quality (no Landmarks, DetectionAttributes ignored), no
-EXIF orientation, no real detection or similarity, no quotas or rate limits unless injected.
+**Not done.** No signatures or IAM (credentials are ignored), no S3 images without ``s3`` (an
+S3Object then answers InvalidS3ObjectException), no users (a ListFaces UserId filter matches
+nothing), FaceDetail has only BoundingBox, Confidence, a neutral Pose and Quality (no Landmarks,
+DetectionAttributes ignored), no EXIF orientation with ``DeclaredFaces``, no quotas or rate
+limits unless injected.
 Unconfirmed against live AWS: ValidationException (not InvalidParameterException) for model
 violations, the ResourceNotFoundException and missing-image messages, and billing of failed calls.
 """
@@ -90,6 +97,7 @@ except ImportError:  # pragma: no cover
 FACE_MODEL_VERSION = "7.0"
 ACCOUNT = "123456789012"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
 MIN_IMAGE_SIDE = 80
 MAX_INDEXED_FACES = 100
 FACES_TAG = "shutterbox-faces:"
@@ -151,6 +159,43 @@ class DeclaredFaces:
             return 0.0
         jitter = hashlib.sha256(repr((probe, candidate)).encode()).digest()[0] / 256
         return min(100.0, 99.0 + jitter)
+
+
+class EngineFaces:
+    """Real detection and matching with the box's own engine (dlib HOG, ResNet embeddings).
+
+    A face's signature is its embedding (a tuple, so faces stay comparable); similarity maps
+    the embedding distance onto Rekognition's scale with a logistic centred at 0.58: the same
+    person (distance up to ~0.5) scores over 90, different people (0.6 and more) under 45."""
+
+    def __init__(self, min_face_px: int = 80) -> None:
+        from appliance.faces.engine import FaceModel
+
+        self._model = FaceModel(min_face_px=min_face_px)
+        self._lock = threading.Lock()  # one dlib model, called from the fake's handler threads
+
+    def faces(self, image: bytes) -> list[DetectedFace]:
+        import numpy as np
+        from PIL import ImageOps
+
+        with Image.open(io.BytesIO(image)) as opened:
+            pixels = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        with self._lock:
+            found = self._model.faces(pixels)
+        return [
+            DetectedFace(f.left, f.top, f.width, f.height, signature=tuple(float(x) for x in f.embedding))
+            for f in found
+            if f.embedding is not None
+        ]
+
+    def similarity(self, probe: DetectedFace, candidate: DetectedFace) -> float:
+        import math
+
+        a, b = probe.signature, candidate.signature
+        if not (isinstance(a, tuple) and isinstance(b, tuple)):
+            return 0.0
+        distance = math.dist(a, b)
+        return round(100.0 / (1.0 + math.exp((distance - 0.58) * 30.0)), 3)
 
 
 def image_info(data: bytes) -> tuple[str, int, int, list[str]]:
@@ -406,8 +451,17 @@ def _summary(params: dict[str, Any]) -> dict[str, Any]:
 class FakeRekognition:
     """The fake service; see the module docstring. Use as a context manager (or start/stop)."""
 
-    def __init__(self, face_source: FaceSource | None = None, *, region: str = "us-east-1", seed: int = 0):
+    def __init__(
+        self,
+        face_source: FaceSource | None = None,
+        *,
+        region: str = "us-east-1",
+        seed: int = 0,
+        s3: Any | None = None,
+    ):
         self.face_source: FaceSource = face_source or DeclaredFaces()
+        self.s3 = s3
+        self._last_image_sha = ""
         self.region, self.url = region, ""
         self.crashes: list[str] = []
         self._lock = threading.RLock()
@@ -549,13 +603,10 @@ class FakeRekognition:
         self, image: dict[str, Any], quality_filter: str
     ) -> tuple[int, int, list[_Found], list[_Found]]:
         """Width, height, usable and too-small faces (largest first, with their detection index)."""
-        if "Bytes" not in image:
-            if "S3Object" in image:
-                raise RekognitionError("InvalidS3ObjectException", "The fake has no S3; send Bytes")
+        if ("Bytes" in image) == ("S3Object" in image):  # exactly one of them
             raise RekognitionError("InvalidParameterException", invalid=True)
-        if "S3Object" in image:
-            raise RekognitionError("InvalidParameterException", invalid=True)
-        data: bytes = image["Bytes"]
+        data: bytes = image["Bytes"] if "Bytes" in image else self._s3_image(image["S3Object"])
+        self._last_image_sha = hashlib.sha256(data).hexdigest()  # same bytes, same image: idempotent
         try:
             _, width, height, _ = image_info(data)
         except ValueError as exc:
@@ -567,6 +618,24 @@ class FakeRekognition:
         floor = 0.0 if quality_filter == "NONE" else min_face_side(width, height)
         usable = [f for f in faces if f[1].width >= floor and f[1].height >= floor]
         return width, height, usable, [f for f in faces if f not in usable]
+
+    def _s3_image(self, ref: dict[str, Any]) -> bytes:
+        if self.s3 is None:
+            raise RekognitionError("InvalidS3ObjectException", "The fake has no S3; send Bytes")
+        extra = {"VersionId": ref["Version"]} if "Version" in ref else {}
+        try:
+            head = self.s3.head_object(Bucket=ref.get("Bucket", ""), Key=ref.get("Name", ""), **extra)
+            if head["ContentLength"] > MAX_S3_IMAGE_BYTES:
+                raise RekognitionError("ImageTooLargeException")
+            body = self.s3.get_object(Bucket=ref["Bucket"], Key=ref["Name"], **extra)["Body"]
+            return bytes(body.read())
+        except RekognitionError:
+            raise
+        except Exception as exc:  # botocore's ClientError for a missing object or bucket
+            raise RekognitionError(
+                "InvalidS3ObjectException",
+                "Unable to get object metadata from S3. Check object key, region and/or access permissions.",
+            ) from exc
 
     # operations (called with the lock held, params validated and decoded)
 
@@ -629,7 +698,7 @@ class FakeRekognition:
         width, height, usable, small = self._image(p["Image"], p.get("QualityFilter", "AUTO"))
         external = p.get("ExternalImageId")
         limit = min(p.get("MaxFaces", MAX_INDEXED_FACES), MAX_INDEXED_FACES)
-        key = (hashlib.sha256(p["Image"]["Bytes"]).hexdigest(), external)
+        key = (self._last_image_sha, external)
         image_id, known = col.indexed.get(key) or (self._uuid(), {})
         records = []
         for index, face in usable[:limit]:
