@@ -200,8 +200,8 @@ class FacesSettings(_Section):
     """Largest embedding distance counted as the same person. Lower: fewer wrong photos,
     more missed ones (docs/faces.md has the measurements)."""
     min_face_px: int = Field(80, ge=20)
-    """Faces narrower than this in the proxy are recorded but never matched: too small to tell
-    people apart reliably."""
+    """Faces narrower than this in the proxy are recorded but never matched: the margin to the
+    nearest impostor shrinks with size (docs/faces.md)."""
     upsample: int = Field(0, ge=0, le=2)
     """Detector upsampling: each step finds faces half as small at four times the CPU cost."""
     nice: int = Field(10, ge=0, le=19)

@@ -6,7 +6,7 @@ around it (hair, chin, a little neck), so a pasted head looks like a head and no
 rectangle. ``compose`` pastes chosen faces at chosen widths onto a 6000x4000 (24 MP) background
 at random non-overlapping positions and returns the picture with its ground truth (identity,
 source picture and face box of every pasted face); ``write_frame`` writes such a frame as a
-camera-like JPEG (quality 90, ~8 MB). Everything is deterministic by seed; the crops are made
+camera-like JPEG (quality 90, ~7.5 MB). Everything is deterministic by seed; the crops are made
 once per process and cached.
 
 Identities: Obama (three photographs), Biden, Hopper, Collins and Marie Curie (one each; Pierre
@@ -36,8 +36,10 @@ FACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "faces"
 FRAME_SIZE = (6000, 4000)  # a 24 MP camera frame
 PROXY_LONG_EDGE = 2048
 JPEG_QUALITY = 90
-GRAIN_SIGMA = 9.0  # sensor-like grain; with it a 24 MP frame encodes to ~8 MB at quality 90
+GRAIN_SIGMA = 9.0  # sensor-like grain; with it a 24 MP frame encodes to ~7.5 MB at quality 90
 GAP = 24  # pixels kept free between two pasted heads
+
+Box = tuple[int, int, int, int]  # left, top, width, height
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +66,19 @@ SAME_PHOTOGRAPH = (
     Picture("obama-partial-1.jpg", "obama", "obama-1"),  # obama-1 cut at x=419: half a face
     Picture("curie-couple-exif-orientation-6.jpg", "marie-curie", "curie-couple"),
 )
+# Marie Curie is also in the 1927 Solvay group (front row, third from the left, the only woman),
+# 23 years after the Curie couple picture: her HOG box there at upsample 1. The other 28 are
+# people who appear in no other file.
+SOLVAY = "solvay-1927-group.jpg"
+SOLVAY_MARIE_CURIE: Box = (365, 494, 36, 36)
 SELFIE_PICTURE = "obama-2"  # the held-out selfie of benchmarks that need one
 DEFAULT_POOL = tuple(p.picture for p in PICTURES if p.picture != SELFIE_PICTURE)
 SELFIE_VARIANTS = ("original", "flip", "dark", "bright", "jpeg-q25", "rotate+8", "rotate-8")
 
-Box = tuple[int, int, int, int]  # left, top, width, height
-
 
 def available(folder: Path = FACES_DIR) -> bool:
-    return all((folder / p.file).is_file() for p in (*PICTURES, *SAME_PHOTOGRAPH))
+    files = [p.file for p in (*PICTURES, *SAME_PHOTOGRAPH)] + [SOLVAY]
+    return all((folder / file).is_file() for file in files)
 
 
 def picture(name: str) -> Picture:
@@ -97,10 +103,6 @@ class Crop:
     image: Image.Image
     mask: Image.Image
     face: Box  # in crop pixels
-
-    @property
-    def native_face_px(self) -> int:
-        return self.face[2]
 
 
 @functools.cache
@@ -312,17 +314,45 @@ def write_frame(
     return frame.faces
 
 
-def selfie_bytes(name: str, variant: str = "original", folder: Path = FACES_DIR) -> bytes:
-    """A guest's upload made from a real file: ``"original"`` is the file's own bytes; the
-    other ``SELFIE_VARIANTS`` are the upright picture mirrored, darkened (x0.6), brightened
-    (x1.35), recompressed at JPEG quality 25 or rotated by 8 degrees either way."""
+@dataclass(frozen=True, slots=True)
+class SelfieUpload:
+    data: bytes  # what the guest uploads
+    face: Box  # the sitter's face box in the upright picture those bytes show
+    size: tuple[int, int]  # that upright picture's width and height
+
+
+def sitter(name: str, folder: Path = FACES_DIR) -> tuple[Box, tuple[int, int]]:
+    """The largest face HOG finds (upsample 0) in a file, upright, and the upright size."""
+    return _sitter(picture(name).file, folder)
+
+
+@functools.cache
+def _sitter(file: str, folder: Path) -> tuple[Box, tuple[int, int]]:
+    image = open_oriented(folder / file)
+    rects = list(_detector()(np.asarray(image), 0))
+    if not rects:
+        raise ValueError(f"no face found in {file}")
+    rect = max(rects, key=lambda r: r.width() * r.height())
+    return (rect.left(), rect.top(), rect.width(), rect.height()), image.size
+
+
+def selfie(name: str, variant: str = "original", folder: Path = FACES_DIR) -> SelfieUpload:
+    """A guest's upload made from a real file, and where the sitter's face is on it.
+    ``"original"`` is the file's own bytes; the other ``SELFIE_VARIANTS`` are the upright
+    picture mirrored, darkened (x0.6), brightened (x1.35), recompressed at JPEG quality 25 or
+    rotated by 8 degrees either way (the face box follows the same transform)."""
     source = picture(name)
+    face, size = _sitter(source.file, folder)
     if variant == "original":
-        return (folder / source.file).read_bytes()
+        return SelfieUpload((folder / source.file).read_bytes(), face, size)
     image = open_oriented(folder / source.file)
+    marker = Image.new("L", image.size, 0)
+    ImageDraw.Draw(marker).rectangle(
+        (face[0], face[1], face[0] + face[2] - 1, face[1] + face[3] - 1), fill=255
+    )
     quality = 92
     if variant == "flip":
-        image = ImageOps.mirror(image)
+        image, marker = ImageOps.mirror(image), ImageOps.mirror(marker)
     elif variant == "dark":
         image = ImageEnhance.Brightness(image).enhance(0.6)
     elif variant == "bright":
@@ -332,11 +362,18 @@ def selfie_bytes(name: str, variant: str = "original", folder: Path = FACES_DIR)
     elif variant in ("rotate+8", "rotate-8"):
         angle = 8.0 if variant == "rotate+8" else -8.0
         image = image.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(128, 128, 128))
+        marker = marker.rotate(angle, Image.Resampling.NEAREST, expand=True)
     else:
         raise ValueError(f"unknown selfie variant {variant!r}")
+    left, top, right, bottom = marker.getbbox() or (0, 0, 0, 0)  # rotated: the box around it
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
-    return out.getvalue()
+    return SelfieUpload(out.getvalue(), (left, top, right - left, bottom - top), image.size)
+
+
+def selfie_bytes(name: str, variant: str = "original", folder: Path = FACES_DIR) -> bytes:
+    """Only the bytes of ``selfie(name, variant)``: a photograph name or file name, as uploaded."""
+    return selfie(name, variant, folder).data
 
 
 def iou(a: Box, b: Box) -> float:
@@ -346,4 +383,3 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union else 0.0
-

@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 EMBEDDING_DIM = 128
 MAX_SELFIE_PIXELS = 50_000_000  # a 48 MP phone photo fits; a decompression bomb does not
 SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~80 ms
+MAX_FULL_DECODE_PIXELS = 24_000_000  # PNG and others decode in full (no draft): cap the memory
+CONFIDENT_SCORE = 0.5  # HOG score; real faces measured ~1-3, a mission patch 0.06
 
 
 def models_dir() -> Path:
@@ -70,34 +72,40 @@ class FaceModel:
             str(folder / "dlib_face_recognition_resnet_model_v1.dat")
         )
 
+    def _detect(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        rects, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        return list(zip(rects, scores, strict=True))
+
+    def _face(self, image: np.ndarray, rect: dlib.rectangle, embed: bool = True) -> Face | None:
+        """One detection as a Face: the box clipped to the picture (dlib's right/bottom are
+        inclusive), searchable when that box is at least ``min_face_px`` on its short side."""
+        height, width = image.shape[:2]
+        left, top = max(0, rect.left()), max(0, rect.top())
+        w, h = min(width, rect.right() + 1) - left, min(height, rect.bottom() + 1) - top
+        if w <= 0 or h <= 0:
+            return None
+        searchable = min(w, h) >= self.min_face_px
+        embedding = self._embed(image, rect) if searchable and embed else None
+        return Face(left, top, w, h, searchable, embedding)
+
     def faces(self, image: np.ndarray) -> list[Face]:
         """Every face in an RGB ``uint8`` image, largest first. Faces smaller than
-        ``min_face_px`` are returned as unsearchable, without an embedding: at that size a
-        match is as likely to be someone else."""
-        found = []
-        height, width = image.shape[:2]
-        for rect in self._detector(image, self.upsample):
-            left, top = max(0, rect.left()), max(0, rect.top())
-            w, h = min(width, rect.right()) - left, min(height, rect.bottom()) - top
-            if w <= 0 or h <= 0:
-                continue
-            searchable = min(rect.width(), rect.height()) >= self.min_face_px
-            embedding = self._embed(image, rect) if searchable else None
-            found.append(Face(left, top, w, h, searchable, embedding))
+        ``min_face_px`` are returned as unsearchable, without an embedding: the measured
+        impostor margin shrinks with size (docs/faces.md)."""
+        found = [f for rect, _ in self._detect(image) if (f := self._face(image, rect)) is not None]
         found.sort(key=lambda f: f.width * f.height, reverse=True)
         return found
 
     def largest(self, image: np.ndarray) -> tuple[Face | None, int]:
         """The largest face (as Rekognition does with a selfie) and how many faces there were.
-        Only the largest is embedded."""
-        rects = list(self._detector(image, self.upsample))
-        if not rects:
+        Only the largest is embedded. Confident detections are preferred: a badge or a patch
+        on a shirt can make a weak detection larger than the face."""
+        detections = self._detect(image)
+        if not detections:
             return None, 0
-        rect = max(rects, key=lambda r: r.width() * r.height())
-        searchable = min(rect.width(), rect.height()) >= self.min_face_px
-        embedding = self._embed(image, rect) if searchable else None
-        face = Face(rect.left(), rect.top(), rect.width(), rect.height(), searchable, embedding)
-        return face, len(rects)
+        confident = [d for d in detections if d[1] >= CONFIDENT_SCORE] or detections
+        rect = max(confident, key=lambda d: d[0].width() * d[0].height())[0]
+        return self._face(image, rect), len(detections)
 
     def _embed(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
         shape = self._landmarks(image, rect)
@@ -113,7 +121,8 @@ def decode_selfie(data: bytes, *, long_edge: int = SELFIE_LONG_EDGE) -> tuple[np
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as opened:
                 width, height = opened.size
-                if width * height > MAX_SELFIE_PIXELS or max(width, height) > 20_000:
+                limit = MAX_SELFIE_PIXELS if opened.format == "JPEG" else MAX_FULL_DECODE_PIXELS
+                if width * height > limit or max(width, height) > 20_000:
                     raise ImageRejected("too_large", f"the picture is {width}x{height} pixels")
                 opened.draft("RGB", (long_edge, long_edge))
                 comment = opened.info.get("comment")
