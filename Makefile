@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces clean
+.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces bench-accuracy clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-sync: $(STAMP)
 
 bench-faces: $(STAMP)
 	$(BIN)/python bench/faces.py
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python bench/faces_accuracy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
