@@ -76,15 +76,21 @@ class SyncQueue:
         self.store = store
 
     async def claim(self, now: float | None = None, lease: float = LEASE_SECONDS) -> SyncJob | None:
-        """The most urgent ready job (proxies first, oldest first), leased to the caller."""
+        """The most urgent ready job, leased to the caller: proxies first, newest first (after a
+        burst or an outage the frame just taken becomes searchable before the backlog, as in the
+        local index); then originals, oldest first."""
         now = time.time() if now is None else now
+        ready = "((state = 'pending' AND next_attempt_at <= ?) OR (state = 'leased' AND lease_until < ?))"
         async with self.store.transaction() as db:
-            async with db.execute(
-                "SELECT id FROM sync_jobs WHERE (state = 'pending' AND next_attempt_at <= ?)"
-                " OR (state = 'leased' AND lease_until < ?) ORDER BY priority, id LIMIT 1",
-                (now, now),
-            ) as cur:
-                row = await cur.fetchone()
+            row = None
+            for order in ("priority = 0 ORDER BY id DESC", "priority > 0 ORDER BY priority, id"):
+                async with db.execute(
+                    f"SELECT id FROM sync_jobs WHERE {ready} AND {order} LIMIT 1",  # noqa: S608 - constants
+                    (now, now),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    break
             if row is None:
                 return None
             await db.execute(
