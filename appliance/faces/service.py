@@ -48,35 +48,39 @@ def default_workers() -> int:
 
 
 class EventGallery:
-    """One event's searchable faces in memory."""
+    """One event's searchable faces in memory: a float32 matrix grown by doubling, so topping it
+    up after every indexed photo costs nothing like a copy of the whole event."""
 
     def __init__(self, event: str) -> None:
         self.event = event
-        self.photo_ids = np.zeros(0, np.int64)
-        self.vectors = np.zeros((0, 128), np.float32)
+        self._ids = np.zeros(64, np.int64)
+        self._vectors = np.zeros((64, 128), np.float32)
+        self.faces = 0
         self.last_face_id = 0
 
     def add(self, more: EventVectors) -> None:
-        if len(more.photo_ids):
-            self.photo_ids = np.concatenate([self.photo_ids, more.photo_ids])
-            self.vectors = np.concatenate([self.vectors, more.vectors])
+        n = len(more.photo_ids)
+        if n:
+            if self.faces + n > len(self._ids):
+                capacity = max(2 * len(self._ids), self.faces + n)
+                self._ids = np.resize(self._ids, capacity)
+                self._vectors = np.resize(self._vectors, (capacity, 128))
+            self._ids[self.faces : self.faces + n] = more.photo_ids
+            self._vectors[self.faces : self.faces + n] = more.vectors
+            self.faces += n
         self.last_face_id = max(self.last_face_id, more.last_face_id)
 
     def search(self, query: np.ndarray, threshold: float) -> list[tuple[int, float]]:
         """(photo id, distance) of every photo with a face closer than ``threshold``, closest
         first; a photo counts once, by its closest face."""
-        if not len(self.photo_ids):
+        if not self.faces:
             return []
-        distances = np.linalg.norm(self.vectors - query.astype(np.float32), axis=1)
+        distances = np.linalg.norm(self._vectors[: self.faces] - query.astype(np.float32), axis=1)
         hits = np.flatnonzero(distances < threshold)
         best: dict[int, float] = {}
         for i in hits[np.argsort(distances[hits])]:
-            best.setdefault(int(self.photo_ids[i]), float(distances[i]))
+            best.setdefault(int(self._ids[i]), float(distances[i]))
         return sorted(best.items(), key=lambda kv: kv[1])
-
-    @property
-    def faces(self) -> int:
-        return len(self.photo_ids)
 
 
 @dataclass(frozen=True, slots=True)
