@@ -28,3 +28,10 @@ class Bridge:
     ) -> T:
         """Run ``fn(*args, **kwargs)`` on the loop and block this thread for its result."""
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result(timeout)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Stop a service's background tasks and wait until each has finished unwinding."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,7 +7,6 @@ and the page is small and talks to nobody but the box."""
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from PIL import Image
 
 from appliance import credentials
 from tests.boxproc import Box, make_box, store
+from tests.test_guest_api import wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,16 +59,6 @@ def reencoded(data: bytes) -> bytes:
     Image.open(io.BytesIO(data)).convert("RGB").save(out, "JPEG", quality=72)
     assert out.getvalue() != data
     return out.getvalue()
-
-
-def wait_indexed(box: Box, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        faces = box.cli("status")["faces"]
-        if faces["photos_pending"] == 0 and faces["in_flight"] == 0:
-            return
-        assert time.monotonic() < deadline, f"face index did not catch up: {faces}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from appliance.bridge import cancel_and_wait
 from appliance.faces import worker
 from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
 
@@ -143,10 +144,8 @@ class FaceService:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._wake.set in self.store.listeners:
+        await cancel_and_wait(self._tasks)
+        with contextlib.suppress(ValueError):
             self.store.listeners.remove(self._wake.set)
         for pool in (self._index_pool, self._selfie_pool):
             if pool is not None:

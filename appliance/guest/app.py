@@ -393,25 +393,19 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             pages.access.failures.hit(_client(request))
         return photo
 
-    @app.get("/e/{code}/p/{token}/thumb.jpg")
-    async def thumbnail(request: Request, code: str, token: str) -> Response:
-        photo = await photo_or_none(request, code, token)
+    @app.get("/e/{code}/p/{token}/{variant}.jpg")
+    async def image(request: Request, code: str, token: str, variant: str) -> Response:
+        """``thumb.jpg`` (480 px) or ``view.jpg`` (the proxy, else a JPEG original)."""
+        photo = await photo_or_none(request, code, token) if variant in ("thumb", "view") else None
         if photo is None:
             return _not_found()
-        path = await pages.thumbnail(photo)
+        if variant == "thumb":
+            path = await pages.thumbnail(photo)
+        else:
+            path = pages.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
         if path is None:
             return _not_found()
-        return _cached_file(request, path, f"t-{photo.sha256[:32]}", "image/jpeg")
-
-    @app.get("/e/{code}/p/{token}/view.jpg")
-    async def view(request: Request, code: str, token: str) -> Response:
-        photo = await photo_or_none(request, code, token)
-        if photo is None:
-            return _not_found()
-        path = pages.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
-        if path is None:
-            return _not_found()
-        return _cached_file(request, path, f"v-{photo.sha256[:32]}", "image/jpeg")
+        return _cached_file(request, path, f"{variant[0]}-{photo.sha256[:32]}", "image/jpeg")
 
     @app.get("/e/{code}/p/{token}/download")
     async def download(request: Request, code: str, token: str) -> Response:

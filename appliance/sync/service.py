@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from appliance.bridge import cancel_and_wait
 from appliance.proxy import ProxyError, make_proxy
 from appliance.store.store import slug
 from appliance.store.syncqueue import SyncJob, SyncQueue
@@ -147,9 +148,7 @@ class SyncService:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         with contextlib.suppress(ValueError):
             self.store.listeners.remove(self._wake.set)
 
