@@ -20,13 +20,16 @@ import os
 import shutil
 import signal
 import sys
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from appliance import __version__, credentials
-from appliance.bridge import Bridge
-from appliance.config import Settings
+from appliance.bridge import Bridge, cancel_and_wait
+from appliance.config import Settings, load_settings
 from appliance.control.api import make_admin_app
 from appliance.control.httpserver import HttpServer
 from appliance.control.web import make_web_app
@@ -35,6 +38,7 @@ from appliance.faces.service import FaceService
 from appliance.ftp import FtpService
 from appliance.ftp.server import local_address
 from appliance.guest.access import GuestAccess
+from appliance.health import Health, every, sd_notify, watchdog, watchdog_interval
 from appliance.ingest.hotfolder import HotFolder
 from appliance.ingest.janitor import Janitor
 from appliance.ingest.landing import Lander
@@ -44,6 +48,8 @@ from appliance.store import Store, UploadKey
 from appliance.sync import SyncService
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 2.0  # seconds between probes of the database writer, the web server, the selfie process
 
 
 class Box:
@@ -58,11 +64,14 @@ class Box:
         self.certs: CertPaths | None = None
         self.web_port: int | None = None
         self.stopping = asyncio.Event()
+        self.health = Health(max_age=settings.heartbeat_max_age)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.layout.create()
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.store)
@@ -86,10 +95,11 @@ class Box:
                     jails=self.layout.ftp,
                     cert_file=self.certs.cert,
                     key_file=self.certs.key,
+                    health=self.health,
                 )
             )
             self.sync = await stack.enter_async_context(
-                SyncService(self.settings.cloud, self.store, self.layout, bridge)
+                SyncService(self.settings.cloud, self.store, self.layout, bridge, self.health)
             )
             self.faces = await stack.enter_async_context(
                 FaceService(
@@ -111,11 +121,86 @@ class Box:
                 )
             stack.callback(self.layout.box_json.unlink, missing_ok=True)
             await self._first_start()
+            self._start_heartbeats()
+            stack.push_async_callback(cancel_and_wait, self._tasks)
             self._write_box_json()  # last: tests and tools take it as "ready"
+            sd_notify("READY=1", f"STATUS={await self.status_line()}")
             logger.info("shutterbox %s ready (data in %s)", __version__, self.layout.root)
             await self.stopping.wait()
+            sd_notify("STOPPING=1", "STATUS=shutting down")
             logger.info("shutting down")
         return 0
+
+    def _start_heartbeats(self) -> None:
+        """Probes for the parts that have no loop of their own to beat from, and the systemd
+        watchdog (only when systemd asked for one)."""
+        web_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
+            self.settings.web.host, self.settings.web.host
+        )
+        web_url = f"http://{'[' + web_host + ']' if ':' in web_host else web_host}:{self.web_port}/healthz"
+
+        async def database() -> None:
+            async with self.store.transaction():  # the single writer can take the write lock
+                pass
+
+        async def web() -> None:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                (await client.get(web_url)).raise_for_status()
+
+        async def faces() -> None:
+            if self.faces is not None:
+                await self.faces.ping()
+
+        probes = {"database": database, "web": web, "faces": faces}
+        self._tasks += [
+            asyncio.create_task(every(HEARTBEAT_EVERY, name, self.health, probe), name=f"health-{name}")
+            for name, probe in probes.items()
+        ]
+        interval = watchdog_interval()
+        if interval is not None:
+            self._tasks.append(
+                asyncio.create_task(watchdog(self.health, interval, self.status_line), name="watchdog")
+            )
+            logger.info("systemd watchdog: pinging every %.1f s while every part beats", interval)
+
+    async def status_line(self) -> str:
+        """One line for systemd's STATUS= (shown by ``systemctl status``)."""
+        counts = await self.store.counts()
+        parts = [f"{counts['photos_total']} photos"]
+        if self.faces is not None and self.faces.enabled:
+            pending = (await self.faces.faces.counts())["photos_pending"]
+            parts.append(f"{pending} waiting for face index")
+        if self.sync is not None and self.sync.enabled:
+            jobs = await self.sync.queue.counts()
+            parts.append(
+                f"{jobs.get('pending', 0) + jobs.get('leased', 0)} sync jobs, uplink {self.sync.uplink.state}"
+            )
+        if self.ftp is not None:
+            parts.append(f"{len(self.ftp.sessions.snapshot())} camera sessions")
+        return ", ".join(parts)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the settings and apply what can change while running (the log level);
+        everything else is reported as needing a restart. A broken file changes nothing."""
+        sd_notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            fresh = load_settings(self.layout.root)
+        except ConfigError as exc:
+            logger.error("reload refused, settings unchanged: %s", exc)
+        else:
+            if fresh.log_level != self.settings.log_level:
+                logging.getLogger().setLevel(fresh.log_level)
+                logging.getLogger("pyftpdlib").setLevel("DEBUG" if fresh.log_level == "DEBUG" else "WARNING")
+                logger.warning("log level %s -> %s", self.settings.log_level, fresh.log_level)
+            changed = [
+                name
+                for name in type(fresh).model_fields
+                if name != "log_level" and getattr(fresh, name) != getattr(self.settings, name)
+            ]
+            if changed:
+                logger.warning("reload: [%s] changed; restart the box to apply", "], [".join(changed))
+            self.settings = self.settings.model_copy(update={"log_level": fresh.log_level})
+        sd_notify("READY=1")
 
     async def _check_hotfolder_event(self) -> None:
         code = self.settings.hotfolder.event
@@ -245,6 +330,8 @@ class Box:
             "ftp": self.ftp.status() if self.ftp else None,
             "cloud": await self.sync.status() if self.sync else None,
             "faces": await self.faces.status() if self.faces else None,
+            "health": self.health.snapshot(),
+            "stalled": self.health.stale(),
             "web_port": self.web_port,
             "disk": {
                 "free_bytes": disk.free,

@@ -143,6 +143,10 @@ def _up(data: Path) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for library in ("httpx", "httpcore", "aiosqlite", "asyncio", "multipart", "python_multipart"):
+        # their INFO/DEBUG is one line per request or query: the box's own health probes alone
+        # would write one every two seconds
+        logging.getLogger(library).setLevel("WARNING")
     if settings.log_level != "DEBUG":
         # pyftpdlib logs every FTP command at INFO: per-frame work under load, and wear on an SD
         # card through the journal. The box logs logins, session ends and every frame itself.

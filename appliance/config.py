@@ -255,6 +255,10 @@ class Settings(BaseSettings):
     """Local face index."""
     guest: GuestSettings = Field(default_factory=GuestSettings)
     """Guest pages."""
+    heartbeat_max_age: float = Field(30.0, ge=1)
+    """Seconds a part of the box (an FTP listener, the database writer, the web server, the selfie
+    process, the cloud monitor) may go without a heartbeat before the systemd watchdog pings stop
+    and systemd restarts the box."""
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     """Logging level (logs go to stderr, for journald). DEBUG adds every FTP command."""
 

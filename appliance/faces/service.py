@@ -112,6 +112,7 @@ class FaceService:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.latencies: deque[float] = deque(maxlen=1000)  # shutter (received) to searchable, s
+        self.selfie_pid: int | None = None
         self.indexed = 0
 
     # --- life cycle
@@ -128,7 +129,7 @@ class FaceService:
         loop = asyncio.get_running_loop()
         # The selfie process always runs: it also reads and normalises selfies for a cloud search.
         self._selfie_pool = self._pool(1, 0)
-        await loop.run_in_executor(self._selfie_pool, worker.warm)  # started now: no wait for guest one
+        self.selfie_pid = await loop.run_in_executor(self._selfie_pool, worker.warm)  # no wait for guest one
         if not self.settings.enabled:
             logger.info("local face indexing off (faces.enabled = false)")
             return self
@@ -275,12 +276,18 @@ class FaceService:
         matches = gallery.search(result.embedding, self.settings.match_threshold)
         return LocalSearch(matches, result.faces, result.jpeg, None)
 
+    async def ping(self) -> None:
+        """Round trip to the selfie process: guests' searches depend on it answering."""
+        if self._selfie_pool is not None:
+            await asyncio.get_running_loop().run_in_executor(self._selfie_pool, worker.warm)
+
     async def status(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
         return {
             "enabled": self.enabled,
             "workers": self.workers,
             "in_flight": len(self._inflight),
+            "selfie_pid": self.selfie_pid,
             **await self.faces.counts(),
             "searchable_p50_s": round(lat[len(lat) // 2], 2) if lat else None,
             "searchable_p95_s": round(lat[int(len(lat) * 0.95)], 2) if lat else None,

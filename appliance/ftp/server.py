@@ -25,6 +25,7 @@ from appliance.ftp.filesystem import JailFS
 from appliance.ftp.handlers import BoxHandler, ImplicitTLSHandler
 from appliance.ftp.sessions import Sessions
 from appliance.ftp.tls import make_context
+from appliance.health import Health
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +58,7 @@ class _Listener:
     server: _Server
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    health: Health | None = None
 
     @property
     def port(self) -> int:
@@ -66,6 +68,8 @@ class _Listener:
         try:
             while not self.stop.is_set():
                 self.server.serve_forever(timeout=0.5, blocking=False, handle_exit=False)
+                if self.health is not None:
+                    self.health.beat(f"ftp-{self.name}")  # this listener's I/O loop turns
         except Exception:
             logger.exception("FTP listener %s crashed", self.name)
         finally:
@@ -83,8 +87,10 @@ class FtpService:
         jails: Path,
         cert_file: Path,
         key_file: Path,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health
         self.sessions = Sessions()
         self.stats: dict[str, int] = {}
         self.defender = Defender(
@@ -126,7 +132,7 @@ class FtpService:
         server = _Server((self.settings.host, port), self._handler_class(base), IOLoop())
         server.max_cons = self.settings.max_connections
         server.max_cons_per_ip = self.settings.max_connections_per_ip
-        return _Listener(name, server)
+        return _Listener(name, server, health=self.health)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -148,6 +154,8 @@ class FtpService:
     ) -> None:
         for listener in self._listeners:
             listener.stop.set()
+            if self.health is not None:
+                self.health.forget(f"ftp-{listener.name}")
         for listener in self._listeners:
             if listener.thread is not None:
                 await asyncio.to_thread(listener.thread.join, 30)

@@ -46,6 +46,7 @@ from cloudsync.s3 import MultipartState, PartRecord, S3Uploader
 if TYPE_CHECKING:
     from appliance.bridge import Bridge
     from appliance.config import CloudSettings
+    from appliance.health import Health
     from appliance.layout import Layout
     from appliance.store import Store
 
@@ -93,8 +94,16 @@ class _Journal:
 
 
 class SyncService:
-    def __init__(self, settings: CloudSettings, store: Store, layout: Layout, bridge: Bridge) -> None:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        store: Store,
+        layout: Layout,
+        bridge: Bridge,
+        health: Health | None = None,
+    ) -> None:
         self.settings = settings
+        self.health = health
         self.store = store
         self.layout = layout
         self.bridge = bridge
@@ -314,6 +323,8 @@ class SyncService:
         "back" within seconds."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL)
+            if self.health is not None:
+                self.health.beat("cloud-monitor")
             try:
                 await asyncio.to_thread(self.probe_uploader.checksum_of, f"{self.settings.prefix}/.probe")
             except NetworkError:
