@@ -127,8 +127,9 @@ class Box:
             sd_notify("READY=1", f"STATUS={await self.status_line()}")
             logger.info("shutterbox %s ready (data in %s)", __version__, self.layout.root)
             await self.stopping.wait()
-            sd_notify("STOPPING=1", "STATUS=shutting down")
+            sd_notify("STOPPING=1", "STATUS=shutting down: finishing uploads in flight")
             logger.info("shutting down")
+            await self.ftp.drain(self.settings.ftp.drain_seconds)
         return 0
 
     def _start_heartbeats(self) -> None:

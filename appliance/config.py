@@ -62,6 +62,9 @@ class FtpSettings(_Section):
     """Seconds a control connection may sit idle before it is closed."""
     data_timeout: int = Field(60, ge=5)
     """Seconds a data transfer may stall with no bytes before it is aborted."""
+    drain_seconds: float = Field(20.0, ge=0)
+    """On shutdown (SIGTERM), how long uploads already running may take to finish and get their
+    226; new logins and transfers are refused with 421 meanwhile."""
     max_file_size_mb: int = Field(4096, ge=1)
     """Largest single upload accepted, in MB; a larger one is refused with 552."""
     ban_threshold: int = Field(10, ge=1)

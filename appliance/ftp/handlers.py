@@ -164,6 +164,9 @@ class TLSLandingDTP(_LandingMixin, TLS_DTPHandler):  # type: ignore[misc]
     pass
 
 
+DRAIN_REFUSED = frozenset(("USER", "PASS", "STOR", "APPE", "STOU", "RETR", "PASV", "EPSV", "PORT", "EPRT"))
+
+
 class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     """Configured per server by ``FtpService`` (pyftpdlib configures handlers by class attribute)."""
 
@@ -193,6 +196,11 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         if "\x00" in line:
             self.respond("501 Invalid character in command.")
+            return
+        if self.draining.is_set() and cmd in DRAIN_REFUSED:
+            # shutting down: transfers already running finish; nothing new starts
+            self.respond("421 The box is restarting; try again in a few seconds.")
+            self.close_when_done()
             return
         super().pre_process_command(line, cmd, arg)
 

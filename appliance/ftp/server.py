@@ -103,6 +103,7 @@ class FtpService:
         self._lander = lander
         self._context = make_context(cert_file, key_file)
         self._listeners: list[_Listener] = []
+        self.draining = threading.Event()
 
     def _handler_class(self, base: type[BoxHandler]) -> type[BoxHandler]:
         s = self.settings
@@ -113,6 +114,7 @@ class FtpService:
             "defender": self.defender,
             "sessions": self.sessions,
             "stats": self.stats,
+            "draining": self.draining,
             "max_sessions_per_key": s.max_sessions_per_key,
             "ssl_context": self._context,
             "tls_control_required": s.tls_required,
@@ -160,6 +162,22 @@ class FtpService:
             if listener.thread is not None:
                 await asyncio.to_thread(listener.thread.join, 30)
         self._listeners.clear()
+
+    async def drain(self, seconds: float) -> int:
+        """Refuse new logins and transfers, and wait up to ``seconds`` for uploads in flight to
+        finish (and be acknowledged); returns how many were still running when time ran out."""
+        self.draining.set()
+        busy = self.sessions.transferring()
+        for _ in range(int(seconds * 10)):  # polled: the transfers run on session threads
+            if not busy:
+                break
+            await asyncio.sleep(0.1)
+            busy = self.sessions.transferring()
+        if busy:
+            logger.warning(
+                "%d uploads still running after %.0f s; they are cut and kept for resume", busy, seconds
+            )
+        return busy
 
     def revoke(self, username: str) -> int:
         """Forget cached logins of the key and cut its live sessions."""

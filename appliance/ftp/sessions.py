@@ -28,6 +28,12 @@ class Sessions:
         with self._lock:
             return len(self._by_key.get(username, ()))
 
+    def transferring(self) -> int:
+        """Sessions with a data channel open right now (an upload in flight)."""
+        with self._lock:
+            handlers = [h for hs in self._by_key.values() for h in hs]
+        return sum(1 for h in handlers if getattr(h, "data_channel", None) is not None)
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {name: len(handlers) for name, handlers in self._by_key.items()}
