@@ -45,6 +45,7 @@ from appliance.ingest.landing import Lander
 from appliance.layout import Layout
 from appliance.pki import CertPaths, ensure_certificates
 from appliance.store import Store, UploadKey
+from appliance.store.syncqueue import SyncQueue
 from appliance.sync import SyncService
 
 logger = logging.getLogger(__name__)
@@ -339,6 +340,8 @@ class Box:
                 "total_bytes": disk.total,
                 "reserve_bytes": self.settings.storage.reserve_mb << 20,
                 "accepting_uploads": disk.free >= self.settings.storage.reserve_mb << 20,
+                "evict_below_bytes": self.settings.storage.evict_below_mb << 20,
+                **await SyncQueue(self.store).evicted(),
             },
         }
 

@@ -125,6 +125,15 @@ class StorageSettings(_Section):
     """Days a rejected (truncated or corrupt) upload is kept for the operator to inspect."""
     partial_hours: int = Field(24, ge=0)
     """Hours an interrupted upload is kept so the camera can resume it (REST/APPE)."""
+    evict_below_mb: int = Field(2048, ge=0)
+    """When free space falls below this, originals already safely in S3 are deleted from the
+    box, oldest first, until it is back above. Never an unsynced frame, never a proxy. 0: never."""
+
+    @model_validator(mode="after")
+    def _evict_above_reserve(self) -> StorageSettings:
+        if self.evict_below_mb and self.evict_below_mb <= self.reserve_mb:
+            raise ValueError("storage.evict_below_mb must be above storage.reserve_mb (or 0 to never evict)")
+        return self
 
 
 class HotFolderSettings(_Section):

@@ -245,7 +245,8 @@ def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
     files: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for photo in photos:
-        path = Path(photo.stored_path) if originals else Path(photo.proxy_path or photo.stored_path)
+        use_original = originals and photo.evicted_at is None  # else only the proxy is on the box
+        path = Path(photo.stored_path) if use_original or not photo.proxy_path else Path(photo.proxy_path)
         stem, suffix = Path(photo.original_name).stem, path.suffix.lower()
         name = f"{stem}{suffix}"
         if name in seen:

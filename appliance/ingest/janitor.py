@@ -11,6 +11,13 @@ At start, before the FTP server listens, so nothing moves underneath it:
 
 Every ten minutes: interrupted uploads kept for resume (writable files in the jails) older than
 ``storage.partial_hours`` and quarantined files older than ``storage.quarantine_days`` go.
+
+Every 10 s, the storage policy: below ``storage.evict_below_mb`` free, originals whose upload to
+S3 is done (checksum verified) are deleted from the box, oldest first, with the camera's view of
+them (a hard link in its jail), until free space is back above the mark. The row is marked
+first; a crash in between leaves a file that the next pass deletes. Never an unsynced frame,
+never a proxy (the local face index and the guests' full view need it). Guests' downloads fall
+back to the proxy.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from appliance.bridge import cancel_and_wait
 from appliance.errors import NotFoundError
 from appliance.ingest.formats import Inspection, InvalidFile, inspect
 from appliance.ingest.landing import Destination, landed_frame
+from appliance.store.syncqueue import SyncQueue
 
 if TYPE_CHECKING:
     from appliance.config import StorageSettings
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 600.0
+EVICT_INTERVAL = 10.0
+EVICT_BATCH = 200
 
 
 class Janitor:
@@ -44,20 +56,74 @@ class Janitor:
         self.layout = layout
         self.store = store
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self.queue = SyncQueue(store)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Self:
         await self.reconcile()
-        self._task = asyncio.create_task(self._sweep_forever())
+        self._tasks = [asyncio.create_task(self._sweep_forever())]
+        if self.settings.evict_below_mb:
+            self._tasks.append(asyncio.create_task(self._evict_forever()))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._tasks)
+
+    # --- storage policy
+
+    async def _evict_forever(self) -> None:
+        while True:
+            try:
+                await self.evict()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("storage policy pass failed; trying again later")
+            await asyncio.sleep(EVICT_INTERVAL)
+
+    async def evict(self) -> dict[str, int]:
+        """One pass of the storage policy (see the module docstring)."""
+        mark = self.settings.evict_below_mb << 20
+        leftovers = await self.queue.evicted_paths()
+        await asyncio.to_thread(_unlink_all, leftovers)
+        evicted = {"photos": 0, "bytes": 0}
+        while shutil.disk_usage(self.layout.root).free < mark:
+            batch = await self.queue.evictable(EVICT_BATCH)
+            if not batch:
+                logger.warning(
+                    "disk below storage.evict_below_mb and nothing left that is safely in S3 to delete"
+                )
+                break
+            await self.queue.mark_evicted([photo_id for photo_id, *_ in batch])
+            freed = await asyncio.to_thread(self._delete_originals, batch)
+            evicted["photos"] += len(batch)
+            evicted["bytes"] += freed
+            if freed == 0:  # nothing on this filesystem shrank: stop rather than spin
+                break
+        if evicted["photos"]:
+            logger.warning(
+                "storage policy: deleted %d originals (%.0f MB) already in S3; %.0f MB free",
+                evicted["photos"],
+                evicted["bytes"] / 1e6,
+                shutil.disk_usage(self.layout.root).free / 1e6,
+            )
+        return evicted
+
+    def _delete_originals(self, batch: list[tuple[int, str, str | None, str | None, int]]) -> int:
+        freed = 0
+        for _, stored, username, ftp_path, size in batch:
+            original = Path(stored)
+            if username and ftp_path:
+                link = self.layout.ftp / username / ftp_path.lstrip("/")
+                with contextlib.suppress(OSError):
+                    if link.exists() and original.exists() and os.path.samefile(link, original):
+                        link.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                original.unlink()
+                freed += size
+        return freed
 
     async def reconcile(self) -> dict[str, int]:
         report = {"interrupted": 0, "adopted": 0, "missing": 0}
@@ -80,8 +146,13 @@ class Janitor:
         for path in on_disk:
             if str(path) not in known and await self._adopt(path):
                 report["adopted"] += 1
+        evicted = set(await self.queue.evicted_paths())  # gone on purpose: safely in S3
         missing = await asyncio.to_thread(
-            lambda: [photo_id for stored, photo_id in known.items() if not os.path.exists(stored)]
+            lambda: [
+                photo_id
+                for stored, photo_id in known.items()
+                if stored not in evicted and not os.path.exists(stored)
+            ]
         )
         if missing:
             await self.store.set_state(missing, "missing")
@@ -160,3 +231,8 @@ class Janitor:
             with contextlib.suppress(OSError):
                 day.rmdir()  # only when empty
         return removed
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)

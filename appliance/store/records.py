@@ -94,6 +94,7 @@ class Photo:
     proxy_path: str | None = None  # the searchable proxy JPEG, once made
     faces_state: str | None = None  # local face index: None (to do), "done" or "failed"
     searchable_local_at: str | None = None  # when the local face index recorded its faces
+    evicted_at: str | None = None  # the original was deleted from the box, safely in S3
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -146,4 +146,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX faces_by_event ON faces (event, id);
     CREATE INDEX faces_by_photo ON faces (photo_id);
     """,
+    # 4: storage policy: originals deleted from the box once safely in S3
+    """
+    ALTER TABLE photos ADD COLUMN evicted_at TEXT;
+    CREATE INDEX photos_evicted ON photos (evicted_at) WHERE evicted_at IS NOT NULL;
+    """,
 )

@@ -145,6 +145,41 @@ class SyncQueue:
                 "UPDATE photos SET proxy_path = ?, proxy_sha256 = ? WHERE id = ?", (path, sha256, photo_id)
             )
 
+    # --- storage policy
+
+    async def evictable(self, limit: int) -> list[tuple[int, str, str | None, str | None, int]]:
+        """Originals safely in S3 (their upload job is done, checksum verified) still on the
+        box, oldest first: (photo id, stored path, username, FTP path, size)."""
+        rows = await self.store._all(
+            "SELECT p.id, p.stored_path, p.username, p.ftp_path, p.size FROM photos p"
+            " JOIN sync_jobs j ON j.photo_id = p.id AND j.kind = 'original' AND j.state = 'done'"
+            " WHERE p.evicted_at IS NULL ORDER BY p.id LIMIT ?",
+            (limit,),
+        )
+        return [(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    async def mark_evicted(self, photo_ids: list[int]) -> None:
+        """Committed before the files go: a crash in between leaves a file to delete again,
+        never a row that claims a file the box does not have."""
+        marks = ",".join("?" * len(photo_ids))
+        async with self.store.transaction() as db:
+            await db.execute(
+                f"UPDATE photos SET evicted_at = ? WHERE evicted_at IS NULL AND id IN ({marks})",  # noqa: S608
+                (utcnow(), *photo_ids),
+            )
+
+    async def evicted(self) -> dict[str, int]:
+        row = await self.store._one(
+            "SELECT count(*), coalesce(sum(size), 0) FROM photos WHERE evicted_at IS NOT NULL"
+        )
+        assert row is not None
+        return {"evicted_photos": int(row[0]), "evicted_bytes": int(row[1])}
+
+    async def evicted_paths(self) -> list[str]:
+        return [
+            r[0] for r in await self.store._all("SELECT stored_path FROM photos WHERE evicted_at IS NOT NULL")
+        ]
+
     # --- quota
 
     async def indexed_count(self, event: str) -> int:
