@@ -32,10 +32,13 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerate the lock after changing dependencies in pyproject.toml (needs uv).
+# Regenerate the locks after changing dependencies in pyproject.toml (needs uv): the development
+# lock (tests, tools) and the box's own (what the SD-card image installs).
 lock:
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes -o requirements-box.lock
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -1,0 +1,25 @@
+#!/bin/sh
+# First boot of a new box: a unique host name (two boxes on one LAN never clash), SSH host keys,
+# the box's TLS CA and server certificate (made by shutterbox itself), and what the operator
+# needs next printed on the console. Runs once (the unit's ConditionPathExists guard).
+set -eu
+
+DATA=/var/lib/shutterbox
+ID=$(cut -c1-4 /etc/machine-id)
+NAME="shutterbox-$ID"
+echo "$NAME" > /etc/hostname
+hostname "$NAME" 2>/dev/null || true
+ssh-keygen -A >/dev/null 2>&1 || true
+
+install -d -o shutterbox -g shutterbox -m 0700 "$DATA"
+# check-config validates the settings; the certificates are made by the box at its first start.
+runuser -u shutterbox -- /opt/shutterbox/venv/bin/shutterbox check-config --data "$DATA" >/dev/null
+
+{
+    echo
+    echo "shutterbox: this box is $NAME ($NAME.local on the venue network)."
+    echo "  Cameras: FTP/FTPS to $NAME.local port 21 (implicit FTPS 990); guests: http://$NAME.local/"
+    echo "  Make an event and camera keys:  sudo -u shutterbox shutterbox event create NAME --data $DATA"
+    echo
+} > /dev/console 2>/dev/null || true
+touch /var/lib/shutterbox-firstboot.done

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Runs inside the new root filesystem (chroot) from build-rootfs.sh: installs shutterbox from
+# /opt/shutterbox/src into a virtualenv with the hashed lock, puts the units in place and
+# enables them, sets up first boot and SSH. Idempotent.
+set -eu
+
+SRC=/opt/shutterbox/src
+VENV=/opt/shutterbox/venv
+
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --no-cache-dir --require-hashes -r "$SRC/requirements-box.lock"
+"$VENV/bin/pip" install --quiet --no-cache-dir --no-deps --no-build-isolation "$SRC" 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet --no-cache-dir --no-deps "$SRC"
+ln -sf "$VENV/bin/shutterbox" /usr/local/bin/shutterbox
+
+install -m 0644 "$SRC/systemd/shutterbox.service" /etc/systemd/system/shutterbox.service
+install -m 0644 "$SRC/image-build/shutterbox-firstboot.service" /etc/systemd/system/shutterbox-firstboot.service
+install -m 0755 "$SRC/image-build/firstboot.sh" /usr/local/sbin/shutterbox-firstboot
+install -D -m 0644 "$SRC/systemd/sysusers.d/shutterbox.conf" /usr/lib/sysusers.d/shutterbox.conf
+systemd-sysusers /usr/lib/sysusers.d/shutterbox.conf
+mkdir -p /etc/systemd/system/multi-user.target.wants
+ln -sf /etc/systemd/system/shutterbox.service /etc/systemd/system/multi-user.target.wants/shutterbox.service
+ln -sf /etc/systemd/system/shutterbox-firstboot.service \
+    /etc/systemd/system/multi-user.target.wants/shutterbox-firstboot.service
+
+# SSH with keys only: the operator's public key goes to /root/.ssh/authorized_keys (README).
+mkdir -p /etc/ssh/sshd_config.d
+cat > /etc/ssh/sshd_config.d/50-shutterbox.conf <<'EOF'
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+EOF
+# Host keys are made per box at first boot, never baked into the image.
+rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+
+# Journald in memory only: the SD card is spared (the box's own state is in its database).
+mkdir -p /etc/systemd/journald.conf.d
+printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=64M\n' > /etc/systemd/journald.conf.d/50-shutterbox.conf
+
+# A machine id per box, made at first boot.
+: > /etc/machine-id
