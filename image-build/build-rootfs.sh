@@ -32,6 +32,9 @@ if [ -n "$SNAPSHOT" ]; then
 else
     MIRROR="http://deb.debian.org/debian"
 fi
+# pip inside the new root trusts what the build machine trusts (a builder behind a TLS-inspecting
+# proxy has its own CA); the bundle is removed again and is not part of the image.
+BUILD_CA=${BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}
 SOURCE_DATE_EPOCH=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
@@ -48,6 +51,8 @@ mmdebstrap \
     --architectures="$ARCH" \
     --include=python3,python3-venv,ca-certificates,systemd,systemd-sysv,dbus,openssh-server,iproute2,libgomp1 \
     --customize-hook="mkdir -p \"\$1/opt/shutterbox\" && cp -a '$STAGE' \"\$1/opt/shutterbox/src\"" \
-    --customize-hook="chroot \"\$1\" /bin/sh /opt/shutterbox/src/image-build/install-in-rootfs.sh" \
+    --customize-hook="cp '$BUILD_CA' \"\$1/tmp/build-ca.crt\"" \
+    --customize-hook="chroot \"\$1\" env PIP_CERT=/tmp/build-ca.crt /bin/sh /opt/shutterbox/src/image-build/install-in-rootfs.sh" \
+    --customize-hook="rm -f \"\$1/tmp/build-ca.crt\"" \
     "$SUITE" "$OUT" "$MIRROR"
 echo "root filesystem for $ARCH in $OUT"
