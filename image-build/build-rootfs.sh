@@ -49,7 +49,7 @@ PLATFORM=()
 if [ "$ARCH" = arm64 ]; then PLATFORM=(--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64); fi
 python3 -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps \
     --python-version 3.11 "${PLATFORM[@]}" -r "$REPO/requirements-box.lock" -d "$WHEELS"
-python3 -m pip download --quiet --disable-pip-version-check --no-deps setuptools wheel -d "$WHEELS"
+python3 -m pip download --quiet --disable-pip-version-check --python-version 3.11 "${PLATFORM[@]}" --only-binary=:all: setuptools wheel -d "$WHEELS"
 
 rm -rf "$OUT"
 mkdir -p "$(dirname "$OUT")"
