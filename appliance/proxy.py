@@ -20,6 +20,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # margin under Rekognition's 5 MB
 
 
+def draft_size(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
+    """The size to ask ``Image.draft`` for so that it can scale while decoding: the picture's
+    own aspect at ``long_edge``. (Asking for a square makes a 3:2 frame's short side the limit:
+    6000x4000 at 1/2 is 3000x2000, under 2048 tall, so the decoder would decode all 24 MP.)"""
+    width, height = size
+    scale = min(1.0, long_edge / max(width, height, 1))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 class ProxyError(Exception):
     """The photo cannot be turned into a proxy (not a decodable image)."""
 
@@ -37,7 +46,7 @@ def make_proxy(source: Path, dest: Path, *, long_edge: int = 2048, quality: int 
     """Write the proxy of ``source`` to ``dest`` (atomically, fsynced) and describe it."""
     try:
         with Image.open(source) as opened:
-            opened.draft("RGB", (long_edge, long_edge))
+            opened.draft("RGB", draft_size(opened.size, long_edge))
             comment = opened.info.get("comment")  # carried over: a label some workflows rely on
             # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
             opened.thumbnail((long_edge, long_edge), Image.Resampling.LANCZOS)

@@ -21,6 +21,8 @@ import dlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from appliance.proxy import draft_size
+
 EMBEDDING_DIM = 128
 MAX_SELFIE_PIXELS = 50_000_000  # a 48 MP phone photo fits; a decompression bomb does not
 SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~80 ms
@@ -124,7 +126,7 @@ def decode_selfie(data: bytes, *, long_edge: int = SELFIE_LONG_EDGE) -> tuple[np
                 limit = MAX_SELFIE_PIXELS if opened.format == "JPEG" else MAX_FULL_DECODE_PIXELS
                 if width * height > limit or max(width, height) > 20_000:
                     raise ImageRejected("too_large", f"the picture is {width}x{height} pixels")
-                opened.draft("RGB", (long_edge, long_edge))
+                opened.draft("RGB", draft_size(opened.size, long_edge))
                 comment = opened.info.get("comment")
                 opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR)
                 image = ImageOps.exif_transpose(opened).convert("RGB")

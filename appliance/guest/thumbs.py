@@ -9,12 +9,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from appliance.proxy import draft_size
+
 THUMB_EDGE = 480
 
 
 def make_thumbnail(source: Path, dest: Path, edge: int = THUMB_EDGE) -> None:
     with Image.open(source) as opened:
-        opened.draft("RGB", (edge, edge))
+        opened.draft("RGB", draft_size(opened.size, edge))
         opened.thumbnail((edge, edge), Image.Resampling.BILINEAR)
         image = ImageOps.exif_transpose(opened).convert("RGB")
     dest.parent.mkdir(parents=True, exist_ok=True)
