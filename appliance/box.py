@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ class Box:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # Sync jobs block a thread each for as long as a blackout lasts (up to the 90 s read
+        # timeout); thumbnails, scrypt and file walks must still find a free one.
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=8 + self.settings.cloud.workers, thread_name_prefix="box-io")
+        )
         self.layout.create()
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.store)

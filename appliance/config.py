@@ -188,7 +188,7 @@ class CloudSettings(_Section):
     """IndexFaces MaxFaces: the largest faces kept per photo."""
     upload_mbit: float | None = Field(20.0, gt=0)
     """Upload bandwidth cap in Mbit/s for all sync traffic, so guests keep their WiFi. Unset: none."""
-    workers: int = Field(2, ge=1, le=16)
+    workers: int = Field(4, ge=1, le=16)
     """Concurrent sync jobs."""
     proxy_long_edge: int = Field(2048, ge=256, le=8192)
     """Long edge of the searchable proxy JPEG, in pixels (the local face index reads the same proxy)."""

@@ -700,7 +700,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--blackout-first", type=float, help="first blackout, s after the first frame (default 60; --quick 8)"
     )
-    parser.add_argument("--workers", type=int, help="the box's cloud.workers (default: the box's own, 2)")
+    parser.add_argument("--workers", type=int, help="the box's cloud.workers (default: the box's own, 4)")
     parser.add_argument("--deadline", type=float, help="settle phase limit in s (default 1800; --quick 300)")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="drain phase limit in s")
     parser.add_argument(
