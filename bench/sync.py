@@ -477,7 +477,8 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
         "blackouts": blackouts,
         "bytes": {
             "before_last_searchable": bytes_before,
-            "min_per_photo_mb": _r(statistics.mean(c.proxy_sizes) * (1 + 4 / 3) / MB, 3),
+            # the proxy's PUT; IndexFaces reads it from the bucket (cloud.index_from_s3, the default)
+            "min_per_photo_mb": _r(statistics.mean(c.proxy_sizes) / MB, 3),
             "emulated_phase_up_mb": {
                 "s3": _r((s3_emulated - base_s3) / MB, 1),
                 "rekognition": _r((rek_emulated - base_rek) / MB, 1),
@@ -587,9 +588,9 @@ def render(report: dict[str, Any]) -> str:
         f"load: {cfg['frames']} frames, {cfg['cameras']} cameras x {cfg['fps_per_camera']:g} frame/s;"
         f" originals {cfg['width']}x{cfg['height']} JPEG avg {cfg['original_mb_avg']:.2f} MB, box's proxies"
         f" avg {cfg['proxy_kb_avg']:.0f} kB; 0-5 declared faces of {len(PEOPLE)} guests",
-        f"box: {cfg['workers'] or 'default (2)'} sync workers, cloud.upload_mbit {BOX_UPLOAD_MBIT}"
+        f"box: {cfg['workers'] or 'default (4)'} sync workers, cloud.upload_mbit {BOX_UPLOAD_MBIT}"
         f" (not the bottleneck); data in {cfg['data_dir_fs']}",
-        f"offered: proxy PUT + IndexFaces (base64) = {res['bytes']['min_per_photo_mb']:.2f} MB per photo"
+        f"offered: proxy PUT (IndexFaces reads it from S3) = {res['bytes']['min_per_photo_mb']:.2f} MB/photo"
         f" x {cfg['frames_per_s']:g} frames/s = {cfg['offered_mbit']:.1f} Mbit/s before any original,"
         f" on a {cfg['link_mbit']:g} Mbit/s link",
         "",
@@ -786,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "height": HEIGHT,
             "original_mb_avg": round(orig_avg / MB, 3),
             "proxy_kb_avg": round(proxy_avg / 1e3, 1),
-            "offered_mbit": round(frames_per_s * proxy_avg * (1 + 4 / 3) * 8 / 1e6, 2),
+            "offered_mbit": round(frames_per_s * proxy_avg * 8 / 1e6, 2),
             "link_mbit": args.link_mbit,
             "latency_ms": args.latency_ms,
             "blackout_seconds": args.blackout_seconds,
