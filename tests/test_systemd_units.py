@@ -48,23 +48,14 @@ def appliance_root(tmp_path: Path) -> Path:
     return root
 
 
+def verify(root: Path, unit: str) -> subprocess.CompletedProcess[str]:
+    command = ["systemd-analyze", "verify", "--man=no", "--generators=no", f"--root={root}", unit]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+
 @pytest.mark.parametrize("unit", sorted(p.name for p in UNITS.glob("*.service")))
 def test_unit_verifies_cleanly(tmp_path: Path, unit: str) -> None:
-    root = appliance_root(tmp_path)
-    result = subprocess.run(
-        [
-            "systemd-analyze",
-            "verify",
-            "--man=no",
-            "--generators=no",
-            f"--root={root}",
-            f"/etc/systemd/system/{unit}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = verify(appliance_root(tmp_path), f"/etc/systemd/system/{unit}")
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == "", "no warning either"
 
@@ -73,21 +64,7 @@ def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
     root = appliance_root(tmp_path)
     broken = root / "etc/systemd/system/shutterbox.service"
     broken.write_text(broken.read_text().replace("Type=notify", "Type=notfy"))
-    result = subprocess.run(
-        [
-            "systemd-analyze",
-            "verify",
-            "--man=no",
-            "--generators=no",
-            f"--root={root}",
-            "/etc/systemd/system/shutterbox.service",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert "notfy" in result.stderr
+    assert "notfy" in verify(root, "/etc/systemd/system/shutterbox.service").stderr
 
 
 def test_service_matches_what_the_box_does() -> None:

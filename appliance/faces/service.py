@@ -146,8 +146,7 @@ class FaceService:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await cancel_and_wait(self._tasks)
-        with contextlib.suppress(ValueError):
-            self.store.listeners.remove(self._wake.set)
+        self.store.unlisten(self._wake.set)
         for pool in (self._index_pool, self._selfie_pool):
             if pool is not None:
                 # Photos in flight are simply indexed again at the next start.

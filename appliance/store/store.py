@@ -58,6 +58,11 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[], None]] = []  # told (on the loop) when photos were queued
 
+    def unlisten(self, callback: Callable[[], None]) -> None:
+        """Stop telling ``callback`` about queued photos (a service shutting down)."""
+        if callback in self.listeners:
+            self.listeners.remove(callback)
+
     async def __aenter__(self) -> Self:
         if self.readonly:
             uri = f"file:{self.path}?mode=ro"

@@ -158,8 +158,7 @@ class SyncService:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await cancel_and_wait(self._tasks)
-        with contextlib.suppress(ValueError):
-            self.store.listeners.remove(self._wake.set)
+        self.store.unlisten(self._wake.set)
 
     # --- workers
 
