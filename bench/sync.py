@@ -161,6 +161,8 @@ def _box_settings(cloud: Cloud, args: argparse.Namespace) -> dict[str, str]:
     }
     if args.workers:
         settings["cloud__workers"] = str(args.workers)
+    if args.proxy_long_edge:
+        settings["cloud__proxy_long_edge"] = str(args.proxy_long_edge)
     return settings
 
 
@@ -700,6 +702,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--blackout-every", type=float, default=180.0, help="seconds between blackouts")
     parser.add_argument(
         "--blackout-first", type=float, help="first blackout, s after the first frame (default 60; --quick 8)"
+    )
+    parser.add_argument(
+        "--proxy-long-edge", type=int, help="the box's cloud.proxy_long_edge (default: the box's own, 2048)"
     )
     parser.add_argument("--workers", type=int, help="the box's cloud.workers (default: the box's own, 4)")
     parser.add_argument("--deadline", type=float, help="settle phase limit in s (default 1800; --quick 300)")
