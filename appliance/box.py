@@ -44,6 +44,7 @@ from appliance.ingest.hotfolder import HotFolder
 from appliance.ingest.janitor import Janitor
 from appliance.ingest.landing import Lander
 from appliance.layout import Layout
+from appliance.mdns import Mdns
 from appliance.pki import CertPaths, ensure_certificates
 from appliance.store import Store, UploadKey
 from appliance.store.syncqueue import SyncQueue
@@ -122,6 +123,16 @@ class Box:
                 HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
             )
             self.web_port = web.port
+            assert self.ftp is not None
+            ports = self.ftp.ports
+            await stack.enter_async_context(
+                Mdns(
+                    self.settings.mdns,
+                    ftp_port=ports["ftp"],
+                    web_port=web.port or self.settings.web.port,
+                    implicit_tls_port=ports.get("ftps_implicit"),
+                )
+            )
             if self.settings.hotfolder.path is not None:
                 await stack.enter_async_context(
                     HotFolder(self.settings.hotfolder, self.store, lander, bridge)

@@ -200,6 +200,25 @@ class CloudSettings(_Section):
     """Size of each multipart part (S3's minimum is 5 MB)."""
 
 
+class MdnsSettings(_Section):
+    """mDNS advertising, so cameras and phones find the box by name."""
+
+    enabled: bool = True
+    """Advertise ``_ftp._tcp`` (cameras) and ``_http._tcp`` (guest page) on the LAN."""
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """Host label advertised as ``<name>.local``. Unset: this machine's host name (unique per box
+    from its first boot)."""
+    interfaces: list[str] = Field(default_factory=list)
+    """IPv4 addresses to advertise and listen on. Empty: every interface."""
+
+    @field_validator("interfaces")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.IPv4Address(address)
+        return value
+
+
 class FacesSettings(_Section):
     """The local face index guests search on the venue LAN (works with the uplink down)."""
 
@@ -265,6 +284,8 @@ class Settings(BaseSettings):
     """Cloud sync (S3, Rekognition); off unless a bucket is set."""
     faces: FacesSettings = Field(default_factory=FacesSettings)
     """Local face index."""
+    mdns: MdnsSettings = Field(default_factory=MdnsSettings)
+    """mDNS advertising."""
     guest: GuestSettings = Field(default_factory=GuestSettings)
     """Guest pages."""
     heartbeat_max_age: float = Field(30.0, ge=1)

@@ -159,6 +159,7 @@ def make_box(tmp: Path, **settings: str) -> Box:
         "SHUTTERBOX_STORAGE__RESERVE_MB": "64",
         # the storage policy deletes synced originals when the disk runs low: off unless a test asks
         "SHUTTERBOX_STORAGE__EVICT_BELOW_MB": "0",
+        "SHUTTERBOX_MDNS__ENABLED": "false",  # test boxes stay off the LAN (test_mdns turns it on)
     }
     env.update({f"SHUTTERBOX_{k.upper()}": v for k, v in settings.items()})
     return Box(tmp, env)
