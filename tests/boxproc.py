@@ -66,7 +66,7 @@ class Box:
         path = self.data / "box.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self, timeout: float = 20.0) -> Box:
+    def start(self, timeout: float = 60.0) -> Box:  # face worker processes start before "ready"
         box_json = self.data / "run" / "box.json"
         box_json.unlink(missing_ok=True)
         self.data.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,13 @@ def login_fails(box: Box, user: str, password: str) -> str:
 
 
 def greeting(box: Box) -> str:
+    """The server's first line; a refusal can also arrive as a reset (the server closes a socket
+    it is refusing as soon as it has written the 421), reported as "reset"."""
     with socket.create_connection(("127.0.0.1", box.ftp_port), timeout=10) as sock:
-        return sock.recv(200).decode()
+        try:
+            return sock.recv(200).decode() or "reset"
+        except ConnectionResetError:
+            return "reset"
 
 
 def test_wrong_password_is_refused_and_not_logged(box: Box) -> None:
@@ -223,11 +228,11 @@ def test_connections_per_ip_are_capped(tmp_path: Path) -> None:
     try:
         held = [socket.create_connection(("127.0.0.1", box.ftp_port), timeout=10) for _ in range(2)]
         assert all(sock.recv(100).startswith(b"220") for sock in held)
-        assert greeting(box).startswith("421")
+        assert greeting(box).startswith(("421", "reset"))
         for sock in held:
             sock.close()
         deadline = time.monotonic() + 10
-        while greeting(box).startswith("421") and time.monotonic() < deadline:
+        while not greeting(box).startswith("220") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert greeting(box).startswith("220"), "slots free up when connections close"
     finally:
