@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from tests.boxproc import Box, make_box
+from tests.fakes.rekognition import FakeRekognition
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 S3_BUCKET = "venue-photos"
@@ -95,3 +96,13 @@ def jpeg_bytes(
     else:
         image.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+@pytest.fixture
+def rekognition(s3_endpoint: str) -> Iterator[FakeRekognition]:
+    """The fake Rekognition, reading IndexFaces' S3Object images from moto as Rekognition reads
+    S3. Whatever the test did, every request the box sent must fit botocore's service model."""
+    with FakeRekognition(s3=s3_client(s3_endpoint)) as fake:
+        yield fake
+    assert fake.invalid_requests == [], fake.invalid_requests[:3]
+    assert fake.crashes == []

@@ -13,9 +13,7 @@ import httpx
 
 from tests.fakes.rekognition import FakeRekognition
 from tests.test_guest_api import FACES, face, search, upload, wait_indexed
-from tests.test_sync import cloud_box, jobs, objects, rekognition, wait_for
-
-__all__ = ["rekognition"]  # the fixture, reused
+from tests.test_sync import cloud_box, jobs, objects, wait_for
 
 
 def test_synced_originals_are_evicted_and_nothing_else(

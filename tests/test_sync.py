@@ -8,7 +8,7 @@ from __future__ import annotations
 import ftplib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,7 @@ import pytest
 
 from tests.boxproc import Box, make_box, store
 from tests.conftest import S3_BUCKET as BUCKET
-from tests.conftest import s3_client
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
-
-
-@pytest.fixture
-def rekognition(s3_endpoint: str) -> Iterator[FakeRekognition]:
-    """The fake reads IndexFaces' S3Object images from moto, as Rekognition reads S3."""
-    with FakeRekognition(s3=s3_client(s3_endpoint)) as fake:
-        yield fake
-    # whatever the test did, every request the box sent fit botocore's service model
-    assert fake.invalid_requests == [], fake.invalid_requests[:3]
-    assert fake.crashes == []
 
 
 def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> Box:

@@ -226,8 +226,7 @@ class FaceService:
             return
         self.indexed += 1
         await self._top_up(todo.event)
-        photo = await self.store.get_photo(todo.photo_id)
-        self.latencies.append(time.time() - _epoch(photo.received_at))
+        self.latencies.append(time.time() - _epoch(todo.received_at))
 
     def _restart_index_pool(self) -> None:
         old = self._index_pool

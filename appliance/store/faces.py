@@ -29,6 +29,7 @@ class FaceTodo:
     sha256: str
     stored_path: str
     proxy_path: str | None
+    received_at: str  # for the shutter-to-searchable figure
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,10 @@ class FaceStore:
         skipped = tuple(skip)
         marks = ",".join("?" * len(skipped))
         not_in = f" AND id NOT IN ({marks})" if skipped else ""
-        sql = "SELECT id, event, sha256, stored_path, proxy_path FROM photos WHERE faces_state IS NULL"
+        sql = (
+            "SELECT id, event, sha256, stored_path, proxy_path, received_at FROM photos"
+            " WHERE faces_state IS NULL"
+        )
         rows = await self.store._all(
             f"{sql} AND kind = 'jpeg'{not_in} ORDER BY id DESC LIMIT ?",
             (*skipped, limit),
