@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import importlib.metadata
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -27,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
-from appliance import __version__, credentials
+from appliance import __version__, credentials, metrics
 from appliance.bridge import Bridge, cancel_and_wait
 from appliance.config import Settings, load_settings
 from appliance.control.api import make_admin_app
 from appliance.control.httpserver import HttpServer
+from appliance.control.logring import LogRing
+from appliance.control.token import TokenCheck
 from appliance.control.web import make_web_app
 from appliance.errors import ConfigError, NotFoundError
 from appliance.faces.service import FaceService
@@ -66,6 +72,10 @@ class Box:
         self.guest: GuestAccess | None = None
         self.certs: CertPaths | None = None
         self.web_port: int | None = None
+        self.admin_port: int | None = None
+        self.logs = LogRing()
+        self.token = TokenCheck(layout.admin_token)
+        self.started = time.time()
         self.stopping = asyncio.Event()
         self.health = Health(max_age=settings.heartbeat_max_age)
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,6 +92,8 @@ class Box:
         )
         self.layout.create()
         async with AsyncExitStack() as stack:
+            logging.getLogger().addHandler(self.logs)
+            stack.callback(logging.getLogger().removeHandler, self.logs)
             await stack.enter_async_context(self.store)
             await self._check_hotfolder_event()
             bridge = Bridge(loop)
@@ -119,6 +131,12 @@ class Box:
             )
             self.guest = GuestAccess(self.settings.guest, self.layout)
             await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
+            admin = self.settings.admin
+            if admin.port is not None:
+                listener = await stack.enter_async_context(
+                    HttpServer(make_admin_app(self, lan=True), host=admin.host, port=admin.port)
+                )
+                self.admin_port = listener.port
             web = await stack.enter_async_context(
                 HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
             )
@@ -244,6 +262,7 @@ class Box:
             "ftp_port": self.ftp.ports.get("ftp"),
             "ftps_implicit_port": self.ftp.ports.get("ftps_implicit"),
             "web_port": self.web_port,
+            "admin_port": self.admin_port,
             "passive_ports": self.settings.ftp.passive_ports,
         }
         tmp = self.layout.box_json.with_suffix(".tmp")
@@ -341,26 +360,156 @@ class Box:
 
     async def status(self) -> dict[str, Any]:
         disk = shutil.disk_usage(self.layout.root)
-        return {
+        reserve = self.settings.storage.reserve_mb << 20
+        frames, frame_bytes = metrics.INGEST_MINUTE.total()
+        _, recent_bytes = metrics.INGEST_TEN_MINUTES.total()
+        rate = recent_bytes / min(metrics.INGEST_TEN_MINUTES.seconds, max(1.0, time.time() - self.started))
+        cloud = await self.sync.status() if self.sync else None
+        status: dict[str, Any] = {
             "version": __version__,
+            "versions": versions(),
             "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 1),
             "data": str(self.layout.root),
             "queue": await self.store.counts(),
+            "queue_summary": await self._queue_summary(cloud),
+            "throughput": {
+                "frames_per_min": float(frames),
+                "bytes_in_per_s": frame_bytes / 60.0,
+                "uploads_per_min": float(metrics.SYNC_MINUTE.total()[0]),
+            },
             "ftp": self.ftp.status() if self.ftp else None,
-            "cloud": await self.sync.status() if self.sync else None,
+            "cloud": cloud,
             "faces": await self.faces.status() if self.faces else None,
             "health": self.health.snapshot(),
             "stalled": self.health.stale(),
             "web_port": self.web_port,
+            "admin_port": self.admin_port,
+            "system": await asyncio.to_thread(system_figures),
             "disk": {
                 "free_bytes": disk.free,
                 "total_bytes": disk.total,
-                "reserve_bytes": self.settings.storage.reserve_mb << 20,
-                "accepting_uploads": disk.free >= self.settings.storage.reserve_mb << 20,
+                "reserve_bytes": reserve,
+                "accepting_uploads": disk.free >= reserve,
                 "evict_below_bytes": self.settings.storage.evict_below_mb << 20,
+                # at the last ten minutes' ingest rate, until uploads are refused
+                "time_to_full_s": max(0.0, disk.free - reserve) / rate if rate > 0 else None,
                 **await SyncQueue(self.store).evicted(),
             },
         }
+        status["alerts"] = await self.alerts(status)
+        return status
+
+    async def _queue_summary(self, cloud: dict[str, Any] | None) -> dict[str, Any]:
+        """The cloud queue at a glance: what waits, what runs, what failed for good."""
+        jobs = cloud["jobs"] if cloud else await SyncQueue(self.store).counts()
+        oldest = await SyncQueue(self.store).oldest_waiting()
+        return {
+            "cloud_enabled": bool(cloud and cloud["enabled"]),
+            "pending": jobs.get("pending", 0) + jobs.get("blocked", 0),
+            "in_flight": jobs.get("leased", 0),
+            "failed": jobs.get("dead", 0),
+            "oldest_pending_age_s": age_seconds(oldest) if oldest else None,
+        }
+
+    async def cameras(self) -> list[dict[str, Any]]:
+        """Per upload key: live sessions, frames today and in total, the last frame, and errors
+        (rejected uploads from the database plus failed logins and refusals since the start)."""
+        midnight = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = await self.store.camera_stats(midnight.astimezone(dt.UTC).isoformat(timespec="milliseconds"))
+        live = self.ftp.sessions.snapshot() if self.ftp else {}
+        session_errors = self.ftp.sessions.errors() if self.ftp else {}
+        cameras = []
+        for row in rows:
+            last_error, last_error_at = None, None
+            if row["last_rejection"]:
+                last_error_at, last_error = row["last_rejection"].split("\x1f", 1)
+            trouble = session_errors.get(row["username"])
+            if trouble is not None and trouble.last_at is not None:
+                at = dt.datetime.fromtimestamp(trouble.last_at, dt.UTC).isoformat(timespec="milliseconds")
+                if last_error_at is None or at > last_error_at:
+                    last_error, last_error_at = trouble.last, at
+            cameras.append(
+                {
+                    "username": row["username"],
+                    "event": row["event"],
+                    "camera": row["camera"],
+                    "function": row["function"],
+                    "revoked": row["revoked_at"] is not None,
+                    "connected": live.get(row["username"], 0),
+                    "last_frame_at": row["last_frame_at"],
+                    "frames_today": row["frames_today"],
+                    "frames_total": row["frames_total"],
+                    "errors": row["rejected"] + (trouble.count if trouble else 0),
+                    "last_error": last_error,
+                    "last_error_at": last_error_at,
+                }
+            )
+        return cameras
+
+    async def alerts(self, status: dict[str, Any]) -> list[dict[str, str]]:
+        """What needs a human now, worst first."""
+        limits = self.settings.alerts
+        alerts: list[dict[str, str]] = []
+        for part in status["stalled"]:
+            alerts.append({"level": "critical", "text": f"{part} has stopped responding"})
+        disk = status["disk"]
+        if not disk["accepting_uploads"]:
+            alerts.append({"level": "critical", "text": "disk reserve reached: cameras are refused (452)"})
+        elif disk["free_bytes"] - disk["reserve_bytes"] < limits.disk_warning_mb << 20:
+            left = (disk["free_bytes"] - disk["reserve_bytes"]) >> 20
+            alerts.append({"level": "warning", "text": f"disk nearly at its reserve: {left} MB left"})
+        cloud = status["cloud"]
+        if cloud and cloud["enabled"] and cloud["uplink"] == "offline":
+            down = time.time() - cloud["uplink_since"]
+            if down >= limits.uplink_down_minutes * 60:
+                alerts.append({"level": "warning", "text": f"uplink down for {down / 60:.0f} min"})
+        failed = status["queue_summary"]["failed"]
+        if failed:
+            alerts.append({"level": "warning", "text": f"{failed} sync jobs dead-lettered: retry or discard"})
+        now = dt.datetime.now(dt.UTC)
+        for camera in await self.cameras():
+            if camera["revoked"] or not camera["last_frame_at"]:
+                continue
+            silent = (now - dt.datetime.fromisoformat(camera["last_frame_at"])).total_seconds() / 60
+            if limits.camera_silent_minutes <= silent <= 120:
+                alerts.append(
+                    {"level": "warning", "text": f"camera {camera['camera']} silent for {silent:.0f} min"}
+                )
+        return alerts
+
+
+def age_seconds(iso: str) -> float:
+    return max(0.0, (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(iso)).total_seconds())
+
+
+def versions() -> dict[str, str]:
+    found = {"shutterbox": __version__, "python": platform.python_version()}
+    for package in ("pyftpdlib", "fastapi", "uvicorn", "boto3", "dlib-bin", "textual"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[package] = importlib.metadata.version(package)
+    return found
+
+
+def system_figures() -> dict[str, Any]:
+    """CPU temperature (the Pi's ``cpu_thermal``, else the first sensor), load, CPU and memory."""
+    temperature = None
+    with contextlib.suppress(AttributeError, OSError):
+        sensors = psutil.sensors_temperatures()
+        for name in ("cpu_thermal", "coretemp", "k10temp", "soc_thermal", *sensors):
+            if sensors.get(name):
+                temperature = float(sensors[name][0].current)
+                break
+    memory = psutil.virtual_memory()
+    return {
+        "cpu_temp_c": temperature,
+        "load": list(os.getloadavg()),
+        "cpu_percent": psutil.cpu_percent(interval=None),
+        "cpu_count": os.cpu_count(),
+        "memory_used_bytes": memory.total - memory.available,
+        "memory_total_bytes": memory.total,
+        "box_rss_bytes": psutil.Process().memory_info().rss,
+    }
 
 
 def run_box(settings: Settings, data_dir: Path) -> int:

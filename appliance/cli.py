@@ -105,6 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="queue, FTP and disk status")
     sub.add_parser("rejections", parents=[common], help="rejected (truncated or corrupt) uploads")
     sub.add_parser("ca-cert", parents=[common], help="print the box's CA certificate (PEM) for cameras")
+    sub.add_parser(
+        "cameras", parents=[common], help="per camera key: connected, last frame, frames today, errors"
+    )
+    sync = sub.add_parser("sync", help="cloud sync").add_subparsers(dest="action", required=True)
+    sync.add_parser("pause", parents=[common], help="pause cloud sync (kept across restarts)")
+    sync.add_parser("resume", parents=[common], help="resume cloud sync")
+    token = sub.add_parser("admin-token", help="the admin API's bearer token for LAN clients").add_subparsers(
+        dest="action", required=True
+    )
+    token.add_parser(
+        "rotate", parents=[common], help="make a new token (the old one stops working); prints it once"
+    )
+    token.add_parser("revoke", parents=[common], help="remove the token: LAN clients are refused")
+    sub.add_parser("console", parents=[common], help="the operator console (Textual), for a screen or SSH")
     return parser
 
 
@@ -114,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             return _up(data)
+        if args.command == "console":
+            from tui.app import run as run_console
+
+            return run_console(data)
+        if args.command == "admin-token":
+            return _admin_token(args, data)
         if args.command == "check-config":
             settings = load_settings(data)
             _emit(args, settings.model_dump(mode="json"), "configuration OK")
@@ -294,11 +314,42 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
             _emit_lines(
                 args, result, lambda r: f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
             )
+        elif args.command == "cameras":
+            result = box.request("GET", "/api/cameras")
+            _emit_lines(args, result, _camera_line)
+        elif args.command == "sync":
+            result = box.request("POST", f"/api/sync/{args.action}")
+            _emit(args, result, "cloud sync paused" if result["paused"] else "cloud sync resumed")
         elif args.command == "ca-cert":
             result = box.request("GET", "/api/tls/ca.crt")
             print(result, end="")  # noqa: T201
         else:  # pragma: no cover - argparse guarantees the commands
             return EXIT_USAGE
+    return EXIT_OK
+
+
+def _camera_line(c: dict[str, Any]) -> str:
+    state = "revoked" if c["revoked"] else "connected" if c["connected"] else "-"
+    error = f"  ({c['last_error']})" if c["last_error"] else ""
+    return (
+        f"{c['username']:<24} {c['camera']:<16} {state:<9} today {c['frames_today']:>5}"
+        f"  total {c['frames_total']:>6}  last {c['last_frame_at'] or '-'}  errors {c['errors']}{error}"
+    )
+
+
+def _admin_token(args: argparse.Namespace, data: Path) -> int:
+    """Works with the box running or not (first boot makes the token before the box starts)."""
+    from appliance.control import token
+
+    layout = Layout(data.resolve())
+    if not layout.root.is_dir():
+        raise NotRunningError(f"no shutterbox data in {data}")
+    if args.action == "rotate":
+        secret = token.rotate(layout.admin_token)
+        _emit(args, {"token": secret}, secret)
+    else:
+        existed = token.revoke(layout.admin_token)
+        _emit(args, {"revoked": existed}, "admin token removed" if existed else "no admin token was set")
     return EXIT_OK
 
 

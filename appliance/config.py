@@ -115,6 +115,28 @@ class WebSettings(_Section):
     """Web port; 80 on the appliance image. 0 picks a free port."""
 
 
+class AdminSettings(_Section):
+    """The admin API over HTTP (the CLI and console use the unix socket ``run/control.sock``)."""
+
+    host: str = "127.0.0.1"
+    """Address of the admin listener. Loopback clients need no token; to let the cloud backend or a
+    Prometheus scraper in from the LAN, bind ``0.0.0.0`` and make a token with
+    ``shutterbox admin-token rotate``."""
+    port: int | None = Field(8081, ge=0, le=65535)
+    """Admin port; 0 picks a free port; unset (``none`` in the environment): no HTTP listener."""
+
+
+class AlertSettings(_Section):
+    """When the console's alert line (and ``/api/status`` ``alerts``) asks for a human."""
+
+    camera_silent_minutes: float = Field(10.0, gt=0)
+    """A camera that sent frames in the last two hours but none for this long."""
+    uplink_down_minutes: float = Field(10.0, gt=0)
+    """The uplink offline for this long (only with cloud sync on)."""
+    disk_warning_mb: int = Field(1024, ge=0)
+    """Warn when free space is less than this above ``storage.reserve_mb``."""
+
+
 class StorageSettings(_Section):
     """Where frames land and how much disk is kept free."""
 
@@ -286,6 +308,10 @@ class Settings(BaseSettings):
     """Local face index."""
     mdns: MdnsSettings = Field(default_factory=MdnsSettings)
     """mDNS advertising."""
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    """The admin API listener."""
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    """Alert thresholds."""
     guest: GuestSettings = Field(default_factory=GuestSettings)
     """Guest pages."""
     heartbeat_max_age: float = Field(30.0, ge=1)

@@ -37,6 +37,22 @@ def hash_secret(secret: str) -> str:
     return "$".join(["scrypt", str(_LOG2_N), str(_R), str(_P), _b64(salt), _b64(key)])
 
 
+def valid_hash(stored: str) -> bool:
+    """Whether ``stored`` is a hash this box can verify (a pushed key's ``secret_hash``)."""
+    match = _HASH_RE.match(stored)
+    if match is None or not 10 <= int(match.group(1)) <= _MAX_LOG2_N:
+        return False
+    r, p = int(match.group(2)), int(match.group(3))
+    try:
+        salt = base64.b64decode(match.group(4), validate=True)
+        key = base64.b64decode(match.group(5), validate=True)
+    except ValueError:
+        return False
+    # a login must stay cheap on a 2 GB board: at most 64 MiB and a few passes per check
+    memory = 128 * (1 << int(match.group(1))) * r
+    return r >= 1 and memory <= 64 << 20 and 1 <= p <= 4 and len(salt) >= 8 and 16 <= len(key) <= 64
+
+
 def verify_secret(secret: str, stored: str) -> bool:
     """True when ``secret`` matches ``stored``; constant time in the secret's content."""
     match = _HASH_RE.match(stored)

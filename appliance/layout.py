@@ -53,6 +53,16 @@ class Layout:
         return self.root / "quarantine"
 
     @property
+    def admin_token(self) -> Path:
+        """SHA-256 of the admin API's bearer token for LAN clients (0600); absent: none set."""
+        return self.root / "admin-token.sha256"
+
+    @property
+    def sync_paused(self) -> Path:
+        """Present while the operator has paused cloud sync (so a pause survives a restart)."""
+        return self.root / "sync.paused"
+
+    @property
     def run(self) -> Path:
         """Runtime files: the control socket and ``box.json`` (pid and bound ports)."""
         return self.root / "run"

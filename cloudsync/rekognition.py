@@ -13,6 +13,7 @@ Blocking boto3 calls; run on worker threads. Every call goes through the shared 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,19 +50,28 @@ class FaceMatch:
 
 
 class FaceIndex:
-    def __init__(self, client: Any, limiter: RateLimiter) -> None:
+    def __init__(
+        self, client: Any, limiter: RateLimiter, observe: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``observe(operation, result)`` is told of every call (result: ok, throttled, error)."""
         self.client = client
         self.limiter = limiter
+        self.observe = observe or (lambda operation, result: None)
 
     def _call(self, method: str, lane: int, **kwargs: Any) -> Any:
         self.limiter.acquire(lane)
+        operation = "".join(part.title() for part in method.split("_"))
         try:
-            return getattr(self.client, method)(**kwargs)
+            reply = getattr(self.client, method)(**kwargs)
         except (ClientError, BotoCoreError, OSError) as exc:
             error = classify(exc)
-            if isinstance(error, ThrottledError):
+            throttled = isinstance(error, ThrottledError)
+            self.observe(operation, "throttled" if throttled else "error")
+            if throttled:
                 self.limiter.backoff()
             raise error from exc
+        self.observe(operation, "ok")
+        return reply
 
     def ensure_collection(self, collection: str) -> bool:
         """Create the event's collection if needed; True when it was created now."""

@@ -156,6 +156,7 @@ def make_box(tmp: Path, **settings: str) -> Box:
         "SHUTTERBOX_FTP__PASSIVE_PORTS": passive_range(),
         "SHUTTERBOX_WEB__HOST": "127.0.0.1",
         "SHUTTERBOX_WEB__PORT": "0",
+        "SHUTTERBOX_ADMIN__PORT": "0",
         "SHUTTERBOX_STORAGE__RESERVE_MB": "64",
         # the storage policy deletes synced originals when the disk runs low: off unless a test asks
         "SHUTTERBOX_STORAGE__EVICT_BELOW_MB": "0",

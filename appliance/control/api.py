@@ -1,20 +1,29 @@
-"""Admin API on the unix control socket (the one way in for the CLI). Requests are served on
-the asyncio thread; FTP session changes (revoke) are handed to FtpService, which is thread-safe.
+"""The admin API: the one way in for the CLI, the console and the cloud backend. Requests are
+served on the asyncio thread; FTP session changes (revoke) are handed to FtpService, which is
+thread-safe. OpenAPI at ``/openapi.json`` (and ``/docs``); reference in docs/admin-api.md.
 
-Reachable only through ``DATA/run/control.sock`` (mode 0600, inside a 0700 folder): whoever can
-open it is the box's operator.
+Served twice by the box:
+- on ``DATA/run/control.sock`` (mode 0600, inside a 0700 folder): whoever can open it is the
+  box's operator (CLI, console);
+- over HTTP on ``[admin]`` host:port (``lan=True``): loopback clients as on the socket, any other
+  client only with ``Authorization: Bearer <token>`` (``shutterbox admin-token rotate``; only its
+  SHA-256 is stored, compared in constant time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+import segno
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from appliance import __version__, credentials
+from appliance import __version__, credentials, metrics
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
 from appliance.guest.app import default_public_url
@@ -45,6 +54,36 @@ class KeyIn(_Body):
     function: str = Field("main", min_length=1, max_length=64)
 
 
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
+EVENT_CODE_PATTERN = f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$"
+
+
+class EventPush(_Body):
+    """An event as the cloud backend knows it (``PUT /api/events/{code}``)."""
+
+    name: str = Field(min_length=1, max_length=120)
+    functions: list[str] = Field(default_factory=lambda: ["main"], max_length=50)
+    originals: Literal["all", "jpeg", "none"] = "all"
+
+
+class KeyPush(_Body):
+    """A camera key pushed by the cloud backend: its secret, or a scrypt hash the box verifies."""
+
+    event: str = Field(pattern=EVENT_CODE_PATTERN)
+    camera: str = Field(min_length=1, max_length=64)
+    function: str = Field("main", min_length=1, max_length=64)
+    secret: str | None = Field(None, min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    secret_hash: str | None = Field(None, max_length=400)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KeyPush:
+        if (self.secret is None) == (self.secret_hash is None):
+            raise ValueError("give exactly one of secret and secret_hash")
+        if self.secret_hash is not None and not credentials.valid_hash(self.secret_hash):
+            raise ValueError("secret_hash must be scrypt$<log2 n 10-20>$<r>$<p>$<salt b64>$<key b64>")
+        return self
+
+
 class PinIn(_Body):
     pin: str | None = Field(min_length=4, max_length=32, pattern=r"^[A-Za-z0-9]+$")
 
@@ -53,8 +92,44 @@ class QuotaIn(_Body):
     index_quota: int | None = Field(ge=0)
 
 
-def make_admin_app(box: Box) -> FastAPI:
-    app = FastAPI(title="shutterbox admin", version=__version__)
+class _LanGuard(BaseHTTPMiddleware):
+    """Loopback clients pass; everyone else needs the bearer token."""
+
+    def __init__(self, app: Any, box: Box) -> None:
+        super().__init__(app)
+        self.box = box
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        host = request.client.host if request.client else ""
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if not self.box.token.configured:
+                return JSONResponse(
+                    {"detail": "no admin token is set on this box (shutterbox admin-token rotate)"},
+                    status_code=401,
+                )
+            if scheme.lower() != "bearer" or not self.box.token.ok(token.strip()):
+                return JSONResponse(
+                    {"detail": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+
+def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
+    app = FastAPI(
+        title="shutterbox admin",
+        version=__version__,
+        description="The box's admin API (see docs/admin-api.md). Over HTTP from the LAN, send "
+        "`Authorization: Bearer <token>`.",
+    )
+    if lan:
+        app.add_middleware(_LanGuard, box=box)
 
     @app.exception_handler(StoreError)
     async def store_refused(request: Request, exc: StoreError) -> JSONResponse:
@@ -89,6 +164,84 @@ def make_admin_app(box: Box) -> FastAPI:
     async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:
         return (await box.store.set_originals_policy(code, body.originals)).to_json()
 
+    @app.put("/api/events/{code}")
+    async def push_event(code: str, body: EventPush, response: Response) -> dict[str, Any]:
+        """Create the event under the backend's code, or bring its name and functions up to date;
+        pushing the same thing twice changes nothing (200 with ``changed: false``)."""
+        if not _matches(EVENT_CODE_PATTERN, code):
+            raise HTTPException(
+                422, f"event code must be {credentials.EVENT_CODE_LENGTH} of {credentials.ALPHABET}"
+            )
+        event = await box.store.find_event(code)
+        if event is None:
+            event = await box.store.create_event(
+                body.name, code=code, functions=body.functions, originals_policy=body.originals
+            )
+            response.status_code = 201
+            return {**event.to_json(), "changed": True}
+        changed = False
+        if event.name != body.name:
+            event = await box.store.rename_event(code, body.name)
+            changed = True
+        for function in body.functions:
+            if function not in event.functions:
+                event = await box.store.add_function(code, function)
+                changed = True
+        if event.originals_policy != body.originals:
+            event = await box.store.set_originals_policy(code, body.originals)
+            changed = True
+        return {**event.to_json(), "changed": changed}
+
+    @app.put("/api/keys/{username}")
+    async def push_key(username: str, body: KeyPush, response: Response) -> dict[str, Any]:
+        """Create or confirm a camera key the backend made. The same push again changes nothing;
+        a new secret replaces the old one and cuts the key's live sessions; a revoked key stays
+        revoked (409) and a key never moves to another event or camera (409)."""
+        if not _matches(USERNAME_PATTERN, username):
+            raise HTTPException(
+                422, "username must be 3-64 of a-z 0-9 . _ - (starting with a letter or digit)"
+            )
+        digest = body.secret_hash
+        key = await box.store.find_key(username)
+        if key is None:
+            if digest is None:
+                assert body.secret is not None
+                digest = await asyncio.to_thread(credentials.hash_secret, body.secret)
+            key = await box.store.create_key(
+                event=body.event,
+                function=body.function,
+                camera=body.camera,
+                secret_hash=digest,
+                username=username,
+            )
+            response.status_code = 201
+            return {**key.to_json(), "changed": True}
+        if key.revoked_at is not None:
+            raise HTTPException(409, f"upload key {username} is revoked; push a new username")
+        if (key.event, key.function, key.camera) != (body.event, body.function, body.camera):
+            raise HTTPException(
+                409,
+                f"upload key {username} belongs to {key.event}/{key.function}/{key.camera};"
+                " push a new username",
+            )
+        if digest is not None:
+            same = digest == key.secret_hash
+        else:
+            assert body.secret is not None
+            same = await asyncio.to_thread(credentials.verify_secret, body.secret, key.secret_hash)
+            if not same:
+                digest = await asyncio.to_thread(credentials.hash_secret, body.secret)
+        if same:
+            return {**key.to_json(), "changed": False}
+        assert digest is not None
+        key = await box.store.set_key_secret(username, digest)
+        cut = box.ftp.revoke(username) if box.ftp else 0  # sessions logged in with the old secret
+        return {**key.to_json(), "changed": True, "sessions_cut": cut}
+
+    @app.get("/api/cameras")
+    async def cameras() -> list[dict[str, Any]]:
+        return await box.cameras()
+
     @app.get("/api/keys")
     async def list_keys(event: str | None = None) -> list[dict[str, Any]]:
         return [k.to_json() for k in await box.store.list_keys(event)]
@@ -100,6 +253,7 @@ def make_admin_app(box: Box) -> FastAPI:
 
     @app.delete("/api/keys/{username}")
     async def revoke_key(username: str) -> dict[str, Any]:
+        """Revoke and cut live sessions; revoking a revoked key again changes nothing."""
         key = await box.store.revoke_key(username)
         cut = box.ftp.revoke(username) if box.ftp else 0
         return {**key.to_json(), "sessions_cut": cut}
@@ -134,6 +288,28 @@ def make_admin_app(box: Box) -> FastAPI:
     async def discard_dead_letter(job_id: int) -> dict[str, Any]:
         await sync().queue.discard(job_id)
         return {"job_id": job_id, "state": "discarded"}
+
+    @app.post("/api/sync/pause")
+    async def pause_sync() -> dict[str, Any]:
+        """Jobs in flight finish; no new one starts until resumed (kept across restarts)."""
+        await sync().set_paused(True)
+        return {"paused": True}
+
+    @app.post("/api/sync/resume")
+    async def resume_sync() -> dict[str, Any]:
+        await sync().set_paused(False)
+        return {"paused": False}
+
+    @app.get("/api/logs")
+    async def logs(after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
+        """The box's recent log lines (newest last), from ``after`` on."""
+        return box.logs.since(after, limit)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        """Prometheus text exposition (every metric in docs/metrics.md)."""
+        body = metrics.render(await box.status())
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.put("/api/events/{code}/quota")
     async def set_quota(code: str, body: QuotaIn) -> dict[str, Any]:
@@ -172,8 +348,19 @@ def make_admin_app(box: Box) -> FastAPI:
         await box.store.set_guest_secret(code, "host_key_hash", None)
         return {"event": code, "host_link": False}
 
+    @app.get("/api/events/{code}/qr.svg")
+    async def guest_qr(code: str) -> Response:
+        """The guest page's QR code, to print or show."""
+        await box.store.get_event(code)
+        svg = segno.make(guest_url(code), error="m").svg_inline(scale=8, border=2)
+        return Response(svg, media_type="image/svg+xml")
+
     @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
     async def ca_certificate() -> str:
         return box.ca_certificate_pem()
 
     return app
+
+
+def _matches(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None

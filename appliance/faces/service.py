@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from appliance import metrics
 from appliance.bridge import cancel_and_wait
 from appliance.faces import worker
 from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
@@ -226,7 +227,9 @@ class FaceService:
             return
         self.indexed += 1
         await self._top_up(todo.event)
-        self.latencies.append(time.time() - _epoch(todo.received_at))
+        latency = time.time() - _epoch(todo.received_at)
+        self.latencies.append(latency)
+        metrics.SHUTTER_TO_SEARCHABLE.labels("local").observe(latency)
 
     def _restart_index_pool(self) -> None:
         old = self._index_pool

@@ -24,6 +24,7 @@ from pyftpdlib.exceptions import _FileReadWriteError
 from pyftpdlib.handlers import DTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 
+from appliance import metrics
 from appliance.errors import RejectedUpload
 from appliance.ftp.authorizer import UnknownUser
 from appliance.ftp.defender import Defender
@@ -73,7 +74,9 @@ class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
             upload = channel._in_dtp_queue[0]
             channel._in_dtp_queue = None
             if isinstance(upload, StagingFile):
-                channel.lander.keep_partial(upload, "data connection reset before any byte arrived")
+                channel.lander.keep_partial(
+                    upload, "data connection reset before any byte arrived", "interrupted"
+                )
             channel.respond("426 Data connection lost; transfer aborted.")
 
 
@@ -105,14 +108,14 @@ class _LandingMixin:
                         logger.error,
                     )
                     self.transfer_finished = False
-                    self._keep(upload, "internal error while storing")
+                    self._keep(upload, "internal error while storing", "error")
                 else:
                     self._resp = (f"226 Transfer complete; stored as photo {photo.id}.", logger.debug)
                     self.cmd_channel.server_stats("received")
             else:
                 reply = self._resp[0] if self._resp else "aborted (ABOR or connection lost)"
                 self._drain(upload)
-                self._keep(upload, f"transfer interrupted: {reply}")
+                self._keep(upload, f"transfer interrupted: {reply}", "interrupted")
         super().close()  # type: ignore[misc]
 
     def _drain(self, upload: StagingFile, limit: int = 64 << 20) -> None:
@@ -133,9 +136,9 @@ class _LandingMixin:
         except (OSError, RejectedUpload):
             pass
 
-    def _keep(self, upload: StagingFile, reason: str) -> None:
+    def _keep(self, upload: StagingFile, reason: str, label: str) -> None:
         try:
-            self.cmd_channel.lander.keep_partial(upload, reason)
+            self.cmd_channel.lander.keep_partial(upload, reason, label)
         except Exception:
             logger.exception("could not keep the partial upload %s", upload.original_name)
 
@@ -149,7 +152,7 @@ class _LandingMixin:
         cause = exc.__cause__ if isinstance(exc, _FileReadWriteError) else exc
         if isinstance(cause, RejectedUpload):
             if isinstance(self.file_obj, StagingFile):
-                self._keep(self.file_obj, cause.reason)
+                self._keep(self.file_obj, cause.reason, metrics.reject_reason(cause.reply))
             self._resp = (cause.reply, logger.warning)
             self.close()
             return
@@ -206,6 +209,8 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     def server_stats(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
+        if name.startswith("login_") or name == "banned":
+            metrics.FTP_LOGINS.labels(name.removeprefix("login_")).inc()
 
     # --- login
 
@@ -225,6 +230,8 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             self.authorizer.validate_authentication(username, line, self)
         except AuthenticationFailed as err:
             self.server_stats("login_failed")
+            if not isinstance(err, UnknownUser):
+                self.sessions.note_error(username, "login failed: wrong password")
             score = (
                 Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD
             )
@@ -278,6 +285,9 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             self.lander.check_space()
         except RejectedUpload as exc:
             self.server_stats("refused_disk_full")
+            metrics.FRAMES_REJECTED.labels("disk_full").inc()
+            if self.username:
+                self.sessions.note_error(self.username, exc.reason)
             self.respond(exc.reply)
             return True
         return False

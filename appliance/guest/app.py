@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.responses import FileResponse
 
-from appliance import credentials
+from appliance import credentials, metrics
 from appliance.errors import NotFoundError
 from appliance.guest.access import host_key_hash
 from appliance.guest.thumbs import make_thumbnail
@@ -118,6 +118,7 @@ class GuestPages:
             return {"error": "unavailable"}
         local = await faces.search(event.code, selfie)
         if local.error:
+            metrics.GUEST_SEARCHES.labels(local.error).inc()
             return {"error": local.error, "faces_in_selfie": local.faces_in_selfie}
         sync = self.box.sync
         cloud = None
@@ -143,6 +144,7 @@ class GuestPages:
         photos = await self.box.store.event_photos(event.code, scores)
         mode = "cloud" if cloud is not None else "local"
         offline = sync is not None and sync.enabled and cloud is None
+        metrics.GUEST_SEARCHES.labels(mode).inc()
         return {
             "matches": [Match(p, *scores[p.id]) for p in photos],
             "mode": mode,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Self
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from appliance import metrics
 from appliance.errors import ConfigError, RejectedUpload
 from appliance.ingest.landing import Destination
 
@@ -120,6 +121,7 @@ class HotFolder:
             except RejectedUpload as exc:
                 outcome = f"rejected: {exc.reason}"
                 logger.warning("hot folder file %s rejected: %s", path, exc.reason)
+                metrics.FRAMES_REJECTED.labels(metrics.reject_reason(exc.reply)).inc()
                 self.bridge.call(
                     self.store.add_rejection,
                     username=None,

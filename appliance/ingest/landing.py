@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance import metrics
 from appliance.errors import RejectedUpload
 from appliance.ingest.formats import Inspection, InvalidFile, inspect
 from appliance.store import LandedFrame, Photo
@@ -151,7 +152,7 @@ class Lander:
                 upload.dest, upload.tmp_path, upload.original_name, upload.ftp_path, upload.sha256()
             )
         except RejectedUpload as exc:
-            self.keep_partial(upload, exc.reason)
+            self.keep_partial(upload, exc.reason, metrics.reject_reason(exc.reply))
             raise
         self._link_into_jail(Path(photo.stored_path), upload.jail_path)
         return photo
@@ -198,6 +199,7 @@ class Lander:
         fsync_dir(stored.parent)
         frame = landed_frame(dest, name, ftp_path, sha256, size, inspection, stored)
         photo, created = self.bridge.call(self.store.add_photo, frame)
+        metrics.frame_received(inspection.kind, size)
         logger.info(
             "%s photo %d: %s from %s (%s, %d bytes, sha256 %s)",
             "queued" if created else "duplicate of",
@@ -222,9 +224,11 @@ class Lander:
 
     # --- called when a transfer is rejected or interrupted
 
-    def keep_partial(self, upload: StagingFile, reason: str) -> None:
-        """Keep the bytes under the camera's name for a resume, quarantine them, record why."""
+    def keep_partial(self, upload: StagingFile, reason: str, label: str) -> None:
+        """Keep the bytes under the camera's name for a resume, quarantine them, record why
+        (``label`` is the reason's metric label, see ``metrics.reject_reason``)."""
         upload.seal()
+        metrics.FRAMES_REJECTED.labels(label).inc()
         if not upload.tmp_path.exists():
             return
         size = upload.tmp_path.stat().st_size
@@ -239,6 +243,7 @@ class Lander:
             )
             quarantined.parent.mkdir(parents=True, exist_ok=True)
             os.link(upload.tmp_path, quarantined)
+            metrics.FRAMES_QUARANTINED.inc()
             try:
                 os.replace(upload.tmp_path, upload.jail_path)
             except OSError:

@@ -151,4 +151,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE photos ADD COLUMN evicted_at TEXT;
     CREATE INDEX photos_evicted ON photos (evicted_at) WHERE evicted_at IS NOT NULL;
     """,
+    # 5: the operator's cameras view (last frame and frames today per upload key)
+    """
+    CREATE INDEX photos_by_username ON photos (username, received_at);
+    CREATE INDEX rejections_by_username ON rejections (username, id);
+    """,
 )

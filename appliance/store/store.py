@@ -183,6 +183,18 @@ class Store:
             row["host_key_hash"],
         )
 
+    async def find_event(self, code: str) -> Event | None:
+        try:
+            return await self.get_event(code)
+        except NotFoundError:
+            return None
+
+    async def rename_event(self, code: str, name: str) -> Event:
+        await self.get_event(code)
+        async with self.transaction() as db:
+            await db.execute("UPDATE events SET name = ? WHERE code = ?", (name, code))
+        return await self.get_event(code)
+
     async def set_originals_policy(self, code: str, policy: str) -> Event:
         """Which originals of new photos are uploaded (photos already queued keep their jobs)."""
         if policy not in ORIGINALS_POLICIES:
@@ -289,6 +301,34 @@ class Store:
                     "UPDATE upload_keys SET revoked_at = ? WHERE username = ?", (utcnow(), username)
                 )
         return await self.get_key(username)
+
+    async def set_key_secret(self, username: str, secret_hash: str) -> UploadKey:
+        """A new secret for an existing, unrevoked key (a credential push that rotates it)."""
+        key = await self.get_key(username)
+        if key.revoked_at is not None:
+            raise StoreError(f"upload key {username} is revoked; push a new key instead")
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE upload_keys SET secret_hash = ? WHERE username = ?", (secret_hash, username)
+            )
+        return await self.get_key(username)
+
+    async def camera_stats(self, since: str) -> list[dict[str, Any]]:
+        """Per upload key: frames in total and since ``since`` (ISO UTC), the last frame, and the
+        rejected uploads with the latest reason."""
+        rows = await self._all(
+            "SELECT k.username, k.event, k.function, k.camera, k.revoked_at,"
+            " (SELECT count(*) FROM photos p WHERE p.username = k.username) AS frames_total,"
+            " (SELECT count(*) FROM photos p WHERE p.username = k.username AND p.received_at >= ?)"
+            " AS frames_today,"
+            " (SELECT max(received_at) FROM photos p WHERE p.username = k.username) AS last_frame_at,"
+            " (SELECT count(*) FROM rejections r WHERE r.username = k.username) AS rejected,"
+            " (SELECT at || char(31) || reason FROM rejections r WHERE r.username = k.username"
+            "  ORDER BY r.id DESC LIMIT 1) AS last_rejection"
+            " FROM upload_keys k ORDER BY k.event, k.created_at",
+            (since,),
+        )
+        return [dict(r) for r in rows]
 
     # --- photos (the queue)
 

@@ -274,6 +274,14 @@ class SyncQueue:
         rows = await self.store._all("SELECT state, count(*) FROM sync_jobs GROUP BY state")
         return {r[0]: r[1] for r in rows}
 
+    async def oldest_waiting(self) -> str | None:
+        """received_at of the oldest photo with a job still to do (pending or in flight)."""
+        row = await self.store._one(
+            "SELECT min(p.received_at) FROM sync_jobs j JOIN photos p ON p.id = j.photo_id"
+            " WHERE j.state IN ('pending', 'leased')"
+        )
+        return row[0] if row else None
+
     async def dead_letters(self) -> list[DeadLetter]:
         rows = await self.store._all(
             "SELECT j.id, j.photo_id, j.kind, p.event, p.original_name, j.attempts,"

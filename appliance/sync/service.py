@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from appliance import metrics
 from appliance.bridge import cancel_and_wait
 from appliance.proxy import ProxyError, make_proxy
 from appliance.store.store import slug
@@ -56,6 +57,14 @@ MAX_BACKOFF = 300.0
 STALE_MULTIPART = dt.timedelta(days=1)
 PROBE_INTERVAL = 3.0
 IDLE_WAIT = 2.0
+_COUNTER_NAMES = {
+    "quota": "quota_parked",
+    "throttled": "throttled",
+    "network_error": "network_errors",
+    "transient_error": "transient_errors",
+    "dead": "dead_lettered",
+    "error": "internal_errors",
+}
 
 
 class QuotaReached(Exception):
@@ -110,7 +119,7 @@ class SyncService:
         self.queue = SyncQueue(store)
         self.uplink = Uplink()
         self.enabled = settings.bucket is not None
-        self.paused = False
+        self.paused = layout.sync_paused.exists()
         self.stats: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -124,6 +133,8 @@ class SyncService:
         released = await self.queue.release_leases()
         if released:
             logger.warning("%d sync jobs were in flight when the box stopped; they run again", released)
+        if self.paused:
+            logger.warning("cloud sync is paused by the operator (shutterbox sync resume)")
         if not self.enabled:
             logger.info("cloud sync off (no cloud.bucket configured)")
             return self
@@ -144,7 +155,11 @@ class SyncService:
             part_size=s.part_size_mb << 20,
             pace=self.bandwidth.take,
         )
-        self.faces = FaceIndex(rekognition, RateLimiter(s.rekognition_tps))
+        self.faces = FaceIndex(
+            rekognition,
+            RateLimiter(s.rekognition_tps),
+            observe=lambda operation, result: metrics.REKOGNITION_CALLS.labels(operation, result).inc(),
+        )
         self.journal = _Journal(self.queue, self.bridge)
         self.probe_uploader = S3Uploader(probe, s.bucket)
         self.store.listeners.append(self._wake.set)
@@ -200,7 +215,19 @@ class SyncService:
             await self._idle.wait()
             yield
         finally:
-            self.paused = was
+            self.paused = was or self.layout.sync_paused.exists()  # the operator may have acted meanwhile
+
+    async def set_paused(self, paused: bool) -> None:
+        """The operator's pause (kept across restarts): jobs in flight finish, no new one starts."""
+        marker = self.layout.sync_paused
+        if paused:
+            await asyncio.to_thread(marker.write_text, "paused by the operator\n", encoding="utf-8")
+        else:
+            await asyncio.to_thread(marker.unlink, missing_ok=True)
+        if paused != self.paused:
+            logger.warning("cloud sync %s by the operator", "paused" if paused else "resumed")
+        self.paused = paused
+        self._wake.set()
 
     async def purge_cloud(self, event: str) -> dict[str, int | bool]:
         """Delete the event's S3 prefix and Rekognition collection (call inside paused_for)."""
@@ -212,35 +239,38 @@ class SyncService:
         return {"s3_objects_deleted": deleted, "collection_deleted": dropped}
 
     async def _run(self, job: SyncJob) -> None:
+        result = "done"
         try:
             if job.kind == "proxy":
                 await self._proxy_job(job)
             else:
                 await self._original_job(job)
             self.uplink.ok()
-            self.stats[f"{job.kind}_done"] += 1
         except QuotaReached:
+            result = "quota"
             await self.queue.block(job.id, "the event's index quota is reached")
-            self.stats["quota_parked"] += 1
         except ThrottledError as exc:
+            result = "throttled"
             self.uplink.trouble()
             await self.queue.retry_later(job.id, backoff(1, cap=10.0), str(exc))
-            self.stats["throttled"] += 1
         except NetworkError as exc:
+            result = "network_error"
             self.uplink.failed()
             await self.queue.retry_later(job.id, backoff(job.attempts, cap=30.0), str(exc))
-            self.stats["network_errors"] += 1
         except TransientError as exc:
+            result = "transient_error"
             self.uplink.trouble()
             await self.queue.retry_later(job.id, backoff(job.attempts), str(exc))
-            self.stats["transient_errors"] += 1
         except (PermanentError, ProxyError) as exc:
+            result = "dead"
             logger.warning("photo %d %s job dead-lettered: %s", job.photo_id, job.kind, exc)
             await self.queue.dead(job.id, str(exc))
-            self.stats["dead_lettered"] += 1
         except Exception as exc:
+            result = "error"
             logger.exception("photo %d %s job failed unexpectedly", job.photo_id, job.kind)
             await self.queue.retry_later(job.id, backoff(job.attempts), f"internal error: {exc!r}")
+        self.stats[_COUNTER_NAMES.get(result, f"{job.kind}_done")] += 1
+        metrics.sync_job(job.kind, result)
 
     async def _cloud(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A blocking cloudsync call on a thread, with a few quick in-job retries of transient
@@ -308,6 +338,10 @@ class SyncService:
             await self.queue.ledger_fail(ledger_id, str(exc))
             raise
         await self.queue.indexed(job.id, job.photo_id, list(result.face_ids), ledger_id)
+        received = dt.datetime.fromisoformat(job.received_at)
+        metrics.SHUTTER_TO_SEARCHABLE.labels("cloud").observe(
+            (dt.datetime.now(dt.UTC) - received).total_seconds()
+        )
 
     async def _original_job(self, job: SyncJob) -> None:
         ext = Path(job.original_name).suffix.lower()
