@@ -20,8 +20,11 @@ grep -q '^shutterbox:' "$ROOT/etc/passwd" || fail "no shutterbox account"
 grep -q '^PasswordAuthentication no' "$ROOT/etc/ssh/sshd_config.d/50-shutterbox.conf" || fail "SSH passwords"
 ls "$ROOT"/etc/ssh/ssh_host_*_key >/dev/null 2>&1 && fail "SSH host keys baked into the image"
 [ -s "$ROOT/etc/machine-id" ] && fail "machine-id baked into the image"
-[ -L "$ROOT/etc/systemd/system/multi-user.target.wants/shutterbox.service" ] || fail "unit not enabled"
+for unit in shutterbox shutterbox-console shutterbox-firstboot; do
+    [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/$unit.service" ] || fail "$unit.service not enabled"
+done
 systemd-analyze verify --man=no --generators=no --root="$ROOT" \
-    /etc/systemd/system/shutterbox.service /etc/systemd/system/shutterbox-firstboot.service \
+    /etc/systemd/system/shutterbox.service /etc/systemd/system/shutterbox-console.service \
+    /etc/systemd/system/shutterbox-firstboot.service \
     || fail "systemd-analyze verify"
 echo "check-rootfs: $ROOT OK"

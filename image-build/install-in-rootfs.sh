@@ -19,12 +19,17 @@ rm -rf "$WHEELS"
 ln -sf "$VENV/bin/shutterbox" /usr/local/bin/shutterbox
 
 install -m 0644 "$SRC/systemd/shutterbox.service" /etc/systemd/system/shutterbox.service
+install -m 0644 "$SRC/systemd/shutterbox-console.service" /etc/systemd/system/shutterbox-console.service
 install -m 0644 "$SRC/image-build/shutterbox-firstboot.service" /etc/systemd/system/shutterbox-firstboot.service
 install -m 0755 "$SRC/image-build/firstboot.sh" /usr/local/sbin/shutterbox-firstboot
 install -D -m 0644 "$SRC/systemd/sysusers.d/shutterbox.conf" /usr/lib/sysusers.d/shutterbox.conf
 systemd-sysusers /usr/lib/sysusers.d/shutterbox.conf
 mkdir -p /etc/systemd/system/multi-user.target.wants
 ln -sf /etc/systemd/system/shutterbox.service /etc/systemd/system/multi-user.target.wants/shutterbox.service
+ln -sf /etc/systemd/system/shutterbox-console.service \
+    /etc/systemd/system/multi-user.target.wants/shutterbox-console.service
+# The console replaces the login prompt on the screen (SSH and the other VTs still log in).
+ln -sf /dev/null /etc/systemd/system/getty@tty1.service
 ln -sf /etc/systemd/system/shutterbox-firstboot.service \
     /etc/systemd/system/multi-user.target.wants/shutterbox-firstboot.service
 

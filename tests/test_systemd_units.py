@@ -97,3 +97,13 @@ def test_sysusers_creates_the_service_account(tmp_path: Path) -> None:
         line for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("shutterbox:")
     )
     assert account.split(":")[5:] == ["/var/lib/shutterbox", "/usr/sbin/nologin"]
+
+
+def test_console_unit_takes_the_screen_as_the_box_account() -> None:
+    unit = dict(directives(UNITS / "shutterbox-console.service"))
+    assert unit["ExecStart"].split()[1:3] == ["console", "--data"]
+    assert unit["User"] == "shutterbox"  # the control socket is 0600, owned by the box's account
+    assert unit["TTYPath"] == "/dev/tty1" and unit["StandardInput"] == "tty"
+    assert "getty@tty1.service" in unit["Conflicts"]
+    assert unit["Restart"] == "always"  # quitting the console never leaves a login prompt
+    assert unit["RestrictAddressFamilies"] == "AF_UNIX"  # it reaches nothing but the box
