@@ -136,13 +136,17 @@ class Box:
 
     def ftp(self, user: str, password: str, *, tls: bool = False, timeout: float = 20) -> ftplib.FTP:
         client: ftplib.FTP = ftplib.FTP_TLS(timeout=timeout) if tls else ftplib.FTP(timeout=timeout)
-        client.connect("127.0.0.1", self.ftp_port)
-        if isinstance(client, ftplib.FTP_TLS):
-            client.auth()
-            client.login(user, password)
-            client.prot_p()
-        else:
-            client.login(user, password)
+        try:
+            client.connect("127.0.0.1", self.ftp_port)
+            if isinstance(client, ftplib.FTP_TLS):
+                client.auth()
+                client.login(user, password)
+                client.prot_p()
+            else:
+                client.login(user, password)
+        except BaseException:
+            client.close()  # a box killed mid-login must not leave the socket to the collector
+            raise
         return client
 
     def jail(self, user: str) -> Path:
