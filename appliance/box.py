@@ -66,6 +66,9 @@ class Box:
         self.settings = settings
         self.layout = layout
         self.store: Store = Store(layout.database)
+        # the admin API's own read-only connection (its own thread): a status poll or a scrape
+        # reads a WAL snapshot instead of queueing behind ingest's commits on the writer's
+        self.reader: Store = Store(layout.database, readonly=True)
         self.ftp: FtpService | None = None
         self.sync: SyncService | None = None
         self.faces: FaceService | None = None
@@ -95,6 +98,7 @@ class Box:
             logging.getLogger().addHandler(self.logs)
             stack.callback(logging.getLogger().removeHandler, self.logs)
             await stack.enter_async_context(self.store)
+            await stack.enter_async_context(self.reader)  # after the writer has migrated
             await self._check_hotfolder_event()
             bridge = Bridge(loop)
             self.certs = await asyncio.to_thread(self._certificates)
@@ -364,14 +368,14 @@ class Box:
         frames, frame_bytes = metrics.INGEST_MINUTE.total()
         _, recent_bytes = metrics.INGEST_TEN_MINUTES.total()
         rate = recent_bytes / min(metrics.INGEST_TEN_MINUTES.seconds, max(1.0, time.time() - self.started))
-        cloud = await self.sync.status() if self.sync else None
+        cloud = await self.sync.status(self.reader) if self.sync else None
         status: dict[str, Any] = {
             "version": __version__,
             "versions": versions(),
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
             "data": str(self.layout.root),
-            "queue": await self.store.counts(),
+            "queue": await self.reader.counts(),
             "queue_summary": await self._queue_summary(cloud),
             "throughput": {
                 "frames_per_min": float(frames),
@@ -380,7 +384,7 @@ class Box:
             },
             "ftp": self.ftp.status() if self.ftp else None,
             "cloud": cloud,
-            "faces": await self.faces.status() if self.faces else None,
+            "faces": await self.faces.status(self.reader) if self.faces else None,
             "health": self.health.snapshot(),
             "stalled": self.health.stale(),
             "web_port": self.web_port,
@@ -394,7 +398,7 @@ class Box:
                 "evict_below_bytes": self.settings.storage.evict_below_mb << 20,
                 # at the last ten minutes' ingest rate, until uploads are refused
                 "time_to_full_s": max(0.0, disk.free - reserve) / rate if rate > 0 else None,
-                **await SyncQueue(self.store).evicted(),
+                **await SyncQueue(self.reader).evicted(),
             },
         }
         status["alerts"] = await self.alerts(status)
@@ -402,8 +406,8 @@ class Box:
 
     async def _queue_summary(self, cloud: dict[str, Any] | None) -> dict[str, Any]:
         """The cloud queue at a glance: what waits, what runs, what failed for good."""
-        jobs = cloud["jobs"] if cloud else await SyncQueue(self.store).counts()
-        oldest = await SyncQueue(self.store).oldest_waiting()
+        jobs = cloud["jobs"] if cloud else await SyncQueue(self.reader).counts()
+        oldest = await SyncQueue(self.reader).oldest_waiting()
         return {
             "cloud_enabled": bool(cloud and cloud["enabled"]),
             "pending": jobs.get("pending", 0) + jobs.get("blocked", 0),
@@ -416,7 +420,7 @@ class Box:
         """Per upload key: live sessions, frames today and in total, the last frame, and errors
         (rejected uploads from the database plus failed logins and refusals since the start)."""
         midnight = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-        rows = await self.store.camera_stats(midnight.astimezone(dt.UTC).isoformat(timespec="milliseconds"))
+        rows = await self.reader.camera_stats(midnight.astimezone(dt.UTC).isoformat(timespec="milliseconds"))
         live = self.ftp.sessions.snapshot() if self.ftp else {}
         session_errors = self.ftp.sessions.errors() if self.ftp else {}
         cameras = []

@@ -282,14 +282,17 @@ class FaceService:
         if self._selfie_pool is not None:
             await asyncio.get_running_loop().run_in_executor(self._selfie_pool, worker.warm)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, reader: Store | None = None) -> dict[str, Any]:
+        """``reader``: a read-only Store to count from (the admin API's, so a status poll never
+        queues behind ingest's writes on the writer's connection)."""
         lat = sorted(self.latencies)
+        counts = await (FaceStore(reader) if reader is not None else self.faces).counts()
         return {
             "enabled": self.enabled,
             "workers": self.workers,
             "in_flight": len(self._inflight),
             "selfie_pid": self.selfie_pid,
-            **await self.faces.counts(),
+            **counts,
             "searchable_p50_s": round(lat[len(lat) // 2], 2) if lat else None,
             "searchable_p95_s": round(lat[int(len(lat) * 0.95)], 2) if lat else None,
             "galleries": {e: g.faces for e, g in self._galleries.items()},

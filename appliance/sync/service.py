@@ -408,13 +408,14 @@ class SyncService:
             logger.info("cloud face search for %s not possible (%s); answered locally", event, exc)
         return None
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, reader: Store | None = None) -> dict[str, Any]:
+        """``reader``: a read-only Store to count from (see FaceService.status)."""
         return {
             "enabled": self.enabled,
             "bucket": self.settings.bucket,
             "uplink": self.uplink.state.value,
             "uplink_since": self.uplink.since,
             "paused": self.paused,
-            "jobs": await self.queue.counts(),
+            "jobs": await (SyncQueue(reader) if reader is not None else self.queue).counts(),
             "counters": dict(self.stats),
         }
