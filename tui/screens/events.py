@@ -1,0 +1,94 @@
+"""Events: the list of events with their functions and guest settings; create one (``n``), add
+a camera to the highlighted one (``a``), open its keys (Enter) or its guest QR code (``g``).
+
+Runs on the console's asyncio thread; reloads ``GET /api/events`` on every poll while visible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from tui.screens.base import BoxScreen
+from tui.screens.forms import NewEventForm, add_camera
+from tui.status import DASH, fmt_date, text
+from tui.widgets import BoxTable
+
+
+def _row(event: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    functions = event.get("functions")
+    demo = " (demo)" if event.get("demo") else ""
+    return (
+        str(event.get("code")),
+        (
+            str(event.get("code")),
+            Text(f"{text(event, 'name') or DASH}{demo}", no_wrap=True, overflow="ellipsis"),
+            ", ".join(str(f) for f in functions) if isinstance(functions, list) else DASH,
+            text(event, "originals_policy") or DASH,
+            "yes" if event.get("pin") else "no",
+            fmt_date(event.get("created_at")),
+        ),
+    )
+
+
+class EventsScreen(BoxScreen):
+    MODE = "events"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "new_event", "New event"),
+        Binding("a", "add_camera", "Add camera"),
+        Binding("g", "guest", "Guest QR"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield BoxTable("Code", "Name", "Functions", "Originals", "PIN", "Created")
+        yield Static("No events yet: press n to create one.", classes="empty")
+        yield Static(Text("Enter: the event's keys", "dim"), classes="detail")
+
+    async def load(self) -> str | None:
+        self.events = await self.client.events()
+        self.query_one(BoxTable).fill([_row(e) for e in self.events])
+        self.query_one(".empty").set_class(not self.events, "-shown")
+        return None
+
+    @property
+    def selected(self) -> str | None:
+        return self.query_one(BoxTable).selected
+
+    def action_new_event(self) -> None:
+        async def created(event: dict[str, Any] | None) -> None:
+            if event is None:
+                return
+            self.notify(f"created event {event.get('code')} ({event.get('name')})", markup=False)
+            await self.reload()
+            table = self.query_one(BoxTable)
+            codes = [str(e.get("code")) for e in self.events]
+            if event.get("code") in codes:
+                table.move_cursor(row=codes.index(str(event.get("code"))), animate=False)
+
+        self.app.push_screen(NewEventForm(), created)
+
+    async def action_add_camera(self) -> None:
+        await add_camera(self, self.selected)
+
+    async def action_guest(self) -> None:
+        code = self.selected
+        if code is None:
+            return
+        await self.console_app.open_guest(code)
+
+    async def action_keys(self) -> None:
+        code = self.selected
+        if code is None:
+            return
+        await self.console_app.open_keys(code)
+
+    async def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        await self.action_keys()
