@@ -366,6 +366,7 @@ class Box:
         disk = shutil.disk_usage(self.layout.root)
         reserve = self.settings.storage.reserve_mb << 20
         frames, frame_bytes = metrics.INGEST_MINUTE.total()
+        uploads, upload_bytes = metrics.SYNC_MINUTE.total()
         _, recent_bytes = metrics.INGEST_TEN_MINUTES.total()
         rate = recent_bytes / min(metrics.INGEST_TEN_MINUTES.seconds, max(1.0, time.time() - self.started))
         cloud = await self.sync.status(self.reader) if self.sync else None
@@ -380,7 +381,8 @@ class Box:
             "throughput": {
                 "frames_per_min": float(frames),
                 "bytes_in_per_s": frame_bytes / 60.0,
-                "uploads_per_min": float(metrics.SYNC_MINUTE.total()[0]),
+                "uploads_per_min": float(uploads),
+                "bytes_out_per_s": upload_bytes / 60.0,
             },
             "ftp": self.ftp.status() if self.ftp else None,
             "cloud": cloud,

@@ -62,6 +62,11 @@ REKOGNITION_CALLS = Counter(
     ["operation", "result"],
     registry=REGISTRY,
 )
+SENT_BYTES = Counter(
+    "shutterbox_sent_bytes",
+    "Bytes uploaded to S3 (proxies and originals; retried parts count again)",
+    registry=REGISTRY,
+)
 GUEST_SEARCHES = Counter(
     "shutterbox_guest_searches",
     "Guest selfie searches by result (local or cloud: who answered; else no_face, face_too_small,"
@@ -121,7 +126,7 @@ class Window:
 
 INGEST_MINUTE = Window(60.0)  # frames/min and bytes/s on the dashboard
 INGEST_TEN_MINUTES = Window(600.0)  # the rate behind "time to full"
-SYNC_MINUTE = Window(60.0)
+SYNC_MINUTE = Window(60.0)  # S3 objects uploaded and their bytes: the uplink's throughput
 
 
 def frame_received(kind: str, size: int) -> None:
@@ -133,8 +138,12 @@ def frame_received(kind: str, size: int) -> None:
 
 def sync_job(kind: str, result: str) -> None:
     SYNC_JOBS.labels(kind, result).inc()
-    if result == "done":
-        SYNC_MINUTE.add()
+
+
+def uploaded(bytes_sent: int) -> None:
+    """An object went to S3 (not called when it was already there)."""
+    SENT_BYTES.inc(bytes_sent)
+    SYNC_MINUTE.add(bytes_sent)
 
 
 class Snapshot(Collector):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -302,8 +303,9 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
 
     @app.get("/api/logs")
     async def logs(after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
-        """The box's recent log lines (newest last), from ``after`` on."""
-        return box.logs.since(after, limit)
+        """The box's recent log lines (newest last), from ``after`` on. ``pid`` changes when the box
+        restarts (and the sequence starts again from 1)."""
+        return {**box.logs.since(after, limit), "pid": os.getpid()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:

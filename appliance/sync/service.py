@@ -298,9 +298,11 @@ class SyncService:
             )
             await self.queue.set_proxy(job.photo_id, str(proxy.path), proxy.sha256)
             path, proxy_sha = proxy.path, proxy.sha256
-        await self._cloud(
+        sent = await self._cloud(
             self.uploader.upload, self._key(job, f"proxy/{job.sha256}.jpg"), path, proxy_sha, self.journal
         )
+        if not sent.already_there:
+            metrics.uploaded(sent.bytes_sent)
         if not self.settings.index_faces:
             await self.queue.done(job.id)
             return
@@ -347,7 +349,9 @@ class SyncService:
         ext = Path(job.original_name).suffix.lower()
         ext = ext if ext[1:].isalnum() and len(ext) <= 9 else ".bin"
         key = self._key(job, f"{job.sha256}{ext}")
-        await self._cloud(self.uploader.upload, key, Path(job.stored_path), job.sha256, self.journal)
+        sent = await self._cloud(self.uploader.upload, key, Path(job.stored_path), job.sha256, self.journal)
+        if not sent.already_there:
+            metrics.uploaded(sent.bytes_sent)
         await self.queue.done(job.id)
 
     async def _probe(self) -> None:
