@@ -1,4 +1,5 @@
-"""FTP ingest benchmark: shutterbox against Debian's vsftpd, same clients, same files, one run.
+"""FTP ingest benchmark: shutterbox against Debian's vsftpd and pure-ftpd, same clients, same
+files, one run.
 
 What it measures
     N concurrent FTP clients (default 8: one persistent ftplib session each, own folder, PASV,
@@ -10,29 +11,34 @@ What it measures
     * phase 2: ``--mixed-frames`` frames (default 80) cycling through all ``--sizes`` (2, 25 MB).
 
     Each phase runs against shutterbox (which fsyncs, validates, hashes and queues every frame
-    before its 226) and then against vsftpd (which only write(2)s the file; no fsync).
+    before its 226), then against vsftpd and then against pure-ftpd (which only write(2) the
+    file; neither fsyncs).
     Reported per phase and server: frames/min and MB/s (payload bytes / wall time, from the
     first STOR to the last 226), 226 latency p50/p99 (from closing the data connection after
     the last byte to receiving the 226 reply, nearest-rank percentiles), errors, how many
     frames were found stored byte-for-byte on disk afterwards, the server's CPU (process tree,
     % of one core) and peak memory (sum of RSS over the server's process tree, sampled every
-    0.5 s). Then the shutterbox/vsftpd MB/s ratio, the box's peak RSS and the issue's targets:
-    >= 3300 frames/min of 2 MB frames and >= 0.7x vsftpd's MB/s.
+    0.5 s). Then the shutterbox/vsftpd and shutterbox/pure-ftpd MB/s ratios, the box's peak RSS
+    and the issue's targets: >= 3300 frames/min of 2 MB frames and >= 0.7x vsftpd's MB/s (no
+    target is set against pure-ftpd; it is a second anchor).
 
     shutterbox gets one upload key per client (at a venue each camera has its own; the box
-    caps sessions per key), vsftpd one local user. Every frame is a distinct valid JPEG (3 base
-    images per size, made unique by a COM segment naming the run and the frame), held in
-    memory by the client processes. Server data goes to a fresh directory on a real disk
-    (/tmp, or /var/tmp if /tmp is tmpfs). After each phase the harness runs sync(2) and waits
-    for the server to go idle, so that one phase's writeback or backlog does not land in the
-    next one. The script prints figures; it never fails on timing.
+    caps sessions per key), vsftpd and pure-ftpd the same local user. Every frame is a distinct
+    valid JPEG (3 base images per size, made unique by a COM segment naming the run and the
+    frame), held in memory by the client processes. Server data goes to a fresh directory on a
+    real disk (/tmp, or /var/tmp if /tmp is tmpfs). After each phase the harness runs sync(2)
+    and waits for the server to go idle, so that one phase's writeback or backlog does not land
+    in the next one. The script prints figures; it never fails on timing.
 
 How to reproduce
     make bench-ingest                      # or: .venv/bin/python bench/ingest.py
     .venv/bin/python bench/ingest.py --frames 100 --json
-    Run as root for the vsftpd half: it creates a local user ``sbbench`` (deleted afterwards
-    if the script created it) and runs /usr/sbin/vsftpd (apt-get install vsftpd).
-    Both servers and the clients share the machine's CPUs; on a 2-core box that is part of
+    Run as root for the vsftpd and pure-ftpd parts: they create a local user ``sbbench``
+    (deleted afterwards if the script created it) and run /usr/sbin/vsftpd and pure-ftpd
+    directly, not as services. Debian's two packages conflict (both provide ftp-server), so:
+    apt-get install vsftpd, then unpack pure-ftpd beside it (its libraries are vsftpd's and
+    libc's): apt-get download pure-ftpd && dpkg-deb -x pure-ftpd_*.deb /opt/pure-ftpd
+    The servers and the clients share the machine's CPUs; on a 2-core box that is part of
     what is measured. See bench/README.md for the flags.
 """
 
@@ -88,6 +94,11 @@ SAMPLE_S = 0.5
 BUSY_WARN_PCT = 10.0  # whole-machine CPU before a server's run above which figures are suspect
 VSFTPD = Path("/usr/sbin/vsftpd")
 VSFTPD_USER = "sbbench"
+# Debian's pure-ftpd and vsftpd packages conflict (both provide ftp-server): with vsftpd installed,
+# pure-ftpd's binary is unpacked from its .deb instead (see pureftpd_server).
+PUREFTPD_PATHS = (Path("/usr/sbin/pure-ftpd"), Path("/opt/pure-ftpd/usr/sbin/pure-ftpd"))
+PUREFTPD_UNPACK = "apt-get download pure-ftpd && dpkg-deb -x pure-ftpd_*.deb /opt/pure-ftpd"
+ANCHORS = ("vsftpd", "pure-ftpd")  # the servers shutterbox is compared with, in running order
 BOX_DEFAULT_CONNECTIONS_PER_IP = 16  # shutterbox's ftp.max_connections_per_ip default
 
 
@@ -340,6 +351,7 @@ def shutterbox_server(work: Path, passive: tuple[int, int], clients: int) -> Ite
         "SHUTTERBOX_FTP__PORT": str(_free_port()),
         "SHUTTERBOX_FTP__PASSIVE_PORTS": f"{passive[0]}-{passive[1]}",
         "SHUTTERBOX_WEB__PORT": str(_free_port()),
+        "SHUTTERBOX_ADMIN__PORT": "0",  # any free port: another box may hold the default 8081
     }
     notes: list[str] = []
     if clients + 1 > BOX_DEFAULT_CONNECTIONS_PER_IP:  # every client comes from 127.0.0.1
@@ -493,6 +505,118 @@ def vsftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
     finally:
         if proc is not None:
             _stop(proc)
+        _drop_user(VSFTPD_USER, created)
+
+
+def pureftpd_binary() -> Path | None:
+    return next((p for p in PUREFTPD_PATHS if os.access(p, os.X_OK)), None)
+
+
+def _pureftpd_version() -> str | None:
+    """From the binary (``pure-ftpd v1.0.50 [privsep]``): dpkg does not know an unpacked one."""
+    binary = pureftpd_binary()
+    if binary is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+        words = (out.stdout + out.stderr).split()
+        if len(words) > 1 and words[0] == "pure-ftpd":
+            return f"{words[1].lstrip('v')} ({binary})"
+    return str(binary)
+
+
+def pureftpd_command(binary: Path, port: int, passive: tuple[int, int], pidfile: Path) -> list[str]:
+    """pure-ftpd's command line: standalone in the foreground on loopback, local users only
+    (``-l unix``), chrooted to their home (``-A``), no anonymous login (``-E``)."""
+    sessions = (passive[1] - passive[0] + 1) // 2  # pure-ftpd caps -c at half the passive ports
+    return [
+        str(binary),
+        "-S",
+        f"{HOST},{port}",  # listen address and port
+        "-l",
+        "unix",  # /etc/passwd + /etc/shadow, as vsftpd's PAM stack
+        "-A",  # chroot every user (but root) to their home directory
+        "-E",  # authenticated users only
+        "-H",  # no reverse DNS
+        "-f",
+        "none",  # no syslog
+        "-p",
+        f"{passive[0]}:{passive[1]}",  # passive ports, as vsftpd's pasv_min/max_port
+        "-c",
+        str(sessions),
+        "-C",
+        str(sessions),  # every client comes from 127.0.0.1
+        "-U",
+        "133:022",  # files 644, directories 755: vsftpd's local_umask=022
+        "-g",
+        str(pidfile),  # not /var/run/pure-ftpd.pid, which a system service may own
+    ]
+
+
+def _set_home(name: str, home: str) -> None:
+    subprocess.run(["usermod", "--home", home, name], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def pureftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
+    """pure-ftpd run directly (not Debian's wrapper or service) with the user vsftpd uses.
+
+    pure-ftpd chroots a unix user to the home directory in /etc/passwd, so for the run the
+    user's home points at a fresh upload directory under ``work`` (the same filesystem as the
+    other servers' data); the old home is put back afterwards. The binary is Debian's, installed
+    (/usr/sbin) or, since the package conflicts with vsftpd's, unpacked under /opt/pure-ftpd.
+    """
+    if os.geteuid() != 0:
+        raise Skipped("pure-ftpd skipped: run as root (it needs a local system user)")
+    binary = pureftpd_binary()
+    if binary is None:
+        raise Skipped(
+            f"pure-ftpd skipped: not found in {', '.join(map(str, PUREFTPD_PATHS))}. Debian's"
+            f" package conflicts with vsftpd's; unpack it next to vsftpd: {PUREFTPD_UNPACK}"
+        )
+    password = secrets.token_urlsafe(18)
+    created = _ensure_user(VSFTPD_USER, password)
+    proc: subprocess.Popen[bytes] | None = None
+    old_home: str | None = None
+    try:
+        user = pwd.getpwnam(VSFTPD_USER)
+        base = work / "pure-ftpd"
+        upload_root = base / "ftp"
+        upload_root.mkdir(parents=True)
+        os.chown(upload_root, user.pw_uid, user.pw_gid)
+        for d in (work, base):
+            d.chmod(0o711)  # the session runs as the user and must reach upload_root
+        try:
+            _set_home(VSFTPD_USER, str(upload_root))
+        except subprocess.CalledProcessError as exc:  # e.g. the user has running processes
+            raise RuntimeError(
+                f"pure-ftpd: cannot point {VSFTPD_USER}'s home at the upload directory: {exc.stderr.strip()}"
+            ) from exc
+        old_home = user.pw_dir
+        port = _free_port()
+        log = base / "pure-ftpd.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                pureftpd_command(binary, port, passive, base / "pure-ftpd.pid"),
+                cwd=base,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        endpoint = Endpoint(HOST, port, VSFTPD_USER, password)
+        _wait_for_login(endpoint, proc, log)
+        note = (
+            "pure-ftpd does not fsync either: its 226 follows write(2) + close(2) (strace of a run:"
+            " no fsync, fdatasync or ftruncate)"
+        )
+        yield Server("pure-ftpd", [endpoint], proc.pid, upload_root, [note])
+    finally:
+        if proc is not None:
+            _stop(proc)
+        if old_home is not None:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _set_home(VSFTPD_USER, old_home)
         _drop_user(VSFTPD_USER, created)
 
 
@@ -658,7 +782,8 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
         f"shutterbox FTP ingest benchmark, {report['date']}",
         f"machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gb']} GB RAM,"
         f" Linux {m['kernel']}, Python {m['python']}",
-        f"versions: shutterbox {versions['shutterbox']}, vsftpd {versions['vsftpd']}",
+        f"versions: shutterbox {versions['shutterbox']}, vsftpd {versions['vsftpd']},"
+        f" pure-ftpd {versions['pure-ftpd']}",
         f"config: {report['config']['clients']} clients, loopback, server data on"
         f" {report['config']['data_fs']}",
         "",
@@ -679,9 +804,10 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
                 f"{_fmt(d['peak_rss_mb'], '.0f'):>8}"
             )
     lines.append("")
-    if report["ratios"]:
-        ratios = ", ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items())
-        lines.append(f"ratio shutterbox/vsftpd MB/s: {ratios}")
+    for anchor, by_phase in report["ratios_by_anchor"].items():
+        if by_phase:
+            ratios = ", ".join(f"{k} {v:.2f}" for k, v in by_phase.items())
+            lines.append(f"ratio shutterbox/{anchor} MB/s: {ratios}")
     box = report["servers"].get("shutterbox")
     if box:
         lines.append(
@@ -716,11 +842,13 @@ def build_report(
 ) -> dict[str, Any]:
     by_key = {(row.server, row.phase.name): row for run in runs for row in run.rows}
     phase_names = list(dict.fromkeys(row.phase.name for run in runs for row in run.rows))
-    ratios = {}
-    for name in phase_names:
-        box, ref = by_key.get(("shutterbox", name)), by_key.get(("vsftpd", name))
-        if box and ref and ref.mb_per_s:
-            ratios[name] = round(box.mb_per_s / ref.mb_per_s, 3)
+    ratios_by_anchor: dict[str, dict[str, float]] = {anchor: {} for anchor in ANCHORS}
+    for anchor in ANCHORS:
+        for name in phase_names:
+            box, ref = by_key.get(("shutterbox", name)), by_key.get((anchor, name))
+            if box and ref and ref.mb_per_s:
+                ratios_by_anchor[anchor][name] = round(box.mb_per_s / ref.mb_per_s, 3)
+    ratios = ratios_by_anchor["vsftpd"]  # the issue's target is set against vsftpd
     first = phase_names[0] if phase_names else None
     box_first = by_key.get(("shutterbox", first)) if first else None
     fpm_ok = None if box_first is None else box_first.frames_per_min >= TARGET_FRAMES_PER_MIN
@@ -739,6 +867,7 @@ def build_report(
         "versions": {
             "shutterbox": _shutterbox_version(),
             "vsftpd": _deb_version("vsftpd"),
+            "pure-ftpd": _pureftpd_version(),
         },
         "config": {
             "clients": args.clients,
@@ -749,6 +878,7 @@ def build_report(
         },
         "results": [row.to_dict() for run in runs for row in run.rows],
         "ratios": ratios,
+        "ratios_by_anchor": ratios_by_anchor,
         "servers": {
             run.name: {
                 "idle_rss_mb": _round(run.idle_rss_mb, 1),
@@ -787,8 +917,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=_sizes, default=[2.0, 25.0], help="frame sizes in MB, comma-separated"
     )
-    parser.add_argument("--skip-vsftpd", action="store_true", help="benchmark shutterbox only")
-    parser.add_argument("--skip-shutterbox", action="store_true", help="benchmark vsftpd only")
+    parser.add_argument("--skip-vsftpd", action="store_true", help="leave vsftpd out")
+    parser.add_argument("--skip-pureftpd", action="store_true", help="leave pure-ftpd out")
+    parser.add_argument("--skip-shutterbox", action="store_true", help="benchmark the anchors only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.clients < 1 or args.mixed_frames < 0:
@@ -831,6 +962,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ftpd_ports = _free_range(PASSIVE_PORTS, taken)
             taken.append(ftpd_ports)
             servers.append(("vsftpd", lambda: vsftpd_server(work, ftpd_ports)))
+        if not args.skip_pureftpd:
+            pure_ports = _free_range(PASSIVE_PORTS, taken)
+            taken.append(pure_ports)
+            servers.append(("pure-ftpd", lambda: pureftpd_server(work, pure_ports)))
         for name, server_cm in servers:
             run = ServerRun(name)
             runs.append(run)  # kept on failure: the phases that completed still count
