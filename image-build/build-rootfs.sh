@@ -83,6 +83,9 @@ EOF
 PACKAGES=python3,python3-venv,ca-certificates,systemd,systemd-sysv,dbus,openssh-server,iproute2,libgomp1
 # sfdisk (fdisk) and resize2fs (e2fsprogs): first boot grows the root partition to the whole card.
 PACKAGES+=,fdisk,e2fsprogs
+# Wired network by DHCP with DNS (systemd-networkd, -resolved), and the clock from NTP: a Pi has
+# no battery clock, and S3 signatures and TLS certificates need the right time.
+PACKAGES+=,systemd-resolved,systemd-timesyncd
 PI_ARGS=()
 if [ "$PI_BOOT" = 1 ]; then
     PACKAGES+=",linux-image-$ARCH,raspi-firmware"

@@ -20,7 +20,8 @@ grep -q '^shutterbox:' "$ROOT/etc/passwd" || fail "no shutterbox account"
 grep -q '^PasswordAuthentication no' "$ROOT/etc/ssh/sshd_config.d/50-shutterbox.conf" || fail "SSH passwords"
 ls "$ROOT"/etc/ssh/ssh_host_*_key >/dev/null 2>&1 && fail "SSH host keys baked into the image"
 [ -s "$ROOT/etc/machine-id" ] && fail "machine-id baked into the image"
-for unit in shutterbox shutterbox-console shutterbox-firstboot; do
+[ -f "$ROOT/etc/systemd/network/20-wired.network" ] || fail "no wired network configuration"
+for unit in shutterbox shutterbox-console shutterbox-firstboot systemd-networkd systemd-resolved; do
     [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/$unit.service" ] || fail "$unit.service not enabled"
 done
 systemd-analyze verify --man=no --generators=no --root="$ROOT" \

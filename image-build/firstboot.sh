@@ -45,6 +45,15 @@ NAME="shutterbox-$ID"
 echo "$NAME" > /etc/hostname
 hostname "$NAME" 2>/dev/null || true
 ssh-keygen -A >/dev/null 2>&1 || true
+# An SSH key put on the card's FAT partition (writable from any computer) becomes root's key; the
+# file is removed from the card.
+if [ -s /boot/firmware/authorized_keys ]; then
+    install -d -m 0700 /root/.ssh
+    cat /boot/firmware/authorized_keys >> /root/.ssh/authorized_keys
+    chmod 0600 /root/.ssh/authorized_keys
+    rm -f /boot/firmware/authorized_keys
+    echo "shutterbox-firstboot: installed the SSH key(s) from the boot partition for root"
+fi
 
 install -d -o shutterbox -g shutterbox -m 0700 "$DATA"
 # check-config validates the settings; the certificates are made by the box at its first start.

@@ -47,5 +47,18 @@ rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
 mkdir -p /etc/systemd/journald.conf.d
 printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=64M\n' > /etc/systemd/journald.conf.d/50-shutterbox.conf
 
+# Network: DHCP on the wired port (the venue's LAN, or its router), DNS through resolved, the
+# clock from NTP. mDNS is the box's own (zeroconf in shutterbox), so resolved stays off 5353.
+mkdir -p /etc/systemd/network /etc/systemd/resolved.conf.d /etc/systemd/system/sysinit.target.wants
+printf '[Match]\nName=eth* en*\n\n[Network]\nDHCP=yes\nLinkLocalAddressing=yes\n' \
+    > /etc/systemd/network/20-wired.network
+printf '[Resolve]\nMulticastDNS=no\nLLMNR=no\n' > /etc/systemd/resolved.conf.d/50-shutterbox.conf
+ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+for unit in systemd-networkd systemd-resolved; do
+    ln -sf "/lib/systemd/system/$unit.service" "/etc/systemd/system/multi-user.target.wants/$unit.service"
+done
+ln -sf /lib/systemd/system/systemd-timesyncd.service \
+    /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service
+
 # A machine id per box, made at first boot.
 : > /etc/machine-id
