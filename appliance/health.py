@@ -85,7 +85,10 @@ async def every(seconds: float, part: str, health: Health, probe: Callable[[], A
     """Beat for ``part`` each time ``probe()`` succeeds, every ``seconds`` (run as a task)."""
     while True:
         try:
-            await asyncio.wait_for(probe(), timeout=max(seconds, 5.0))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the
+            # probe finishes (CPython gh-86296), and shutdown would wait for this task for ever
+            async with asyncio.timeout(max(seconds, 5.0)):
+                await probe()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed probe is exactly what stops the beat

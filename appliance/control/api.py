@@ -28,6 +28,7 @@ from appliance import __version__, credentials, metrics
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
 from appliance.guest.app import default_public_url
+from appliance.store.store import slug
 from cloudsync.errors import CloudError
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
             event = await box.store.rename_event(code, body.name)
             changed = True
         for function in body.functions:
-            if function not in event.functions:
+            if slug(function) not in event.functions:  # stored as slugs
                 event = await box.store.add_function(code, function)
                 changed = True
         if event.originals_policy != body.originals:
@@ -219,7 +220,7 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
             return {**key.to_json(), "changed": True}
         if key.revoked_at is not None:
             raise HTTPException(409, f"upload key {username} is revoked; push a new username")
-        if (key.event, key.function, key.camera) != (body.event, body.function, body.camera):
+        if (key.event, key.function, key.camera) != (body.event, slug(body.function), body.camera):
             raise HTTPException(
                 409,
                 f"upload key {username} belongs to {key.event}/{key.function}/{key.camera};"

@@ -173,7 +173,8 @@ class FaceService:
             if todo is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                    async with asyncio.timeout(5.0):  # not wait_for: see health.every
+                        await self._wake.wait()
                 continue
             try:
                 await self._index(todo)

@@ -34,6 +34,10 @@ class UnknownUser(AuthenticationFailed):  # type: ignore[misc]
     """No such upload key (scores higher with the Defender than a wrong password)."""
 
 
+class RevokedKey(AuthenticationFailed):  # type: ignore[misc]
+    """The key exists but was revoked (the camera is told only "Authentication failed")."""
+
+
 @dataclass(frozen=True)
 class Login:
     key: UploadKey
@@ -62,7 +66,7 @@ class KeyAuthorizer:
         if key is None:
             raise UnknownUser("Authentication failed.")
         if key.revoked_at is not None:
-            raise AuthenticationFailed("Authentication failed.")
+            raise RevokedKey("Authentication failed.")
         tag = hmac.new(self._pepper, password.encode("utf-8"), hashlib.sha256).digest()
         with self._lock:
             cached = self._verified.get(username)

@@ -26,7 +26,7 @@ from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 
 from appliance import metrics
 from appliance.errors import RejectedUpload
-from appliance.ftp.authorizer import UnknownUser
+from appliance.ftp.authorizer import RevokedKey, UnknownUser
 from appliance.ftp.defender import Defender
 from appliance.ingest.landing import Destination, StagingFile
 
@@ -230,7 +230,9 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             self.authorizer.validate_authentication(username, line, self)
         except AuthenticationFailed as err:
             self.server_stats("login_failed")
-            if not isinstance(err, UnknownUser):
+            if isinstance(err, RevokedKey):
+                self.sessions.note_error(username, "login refused: the key is revoked")
+            elif not isinstance(err, UnknownUser):
                 self.sessions.note_error(username, "login failed: wrong password")
             score = (
                 Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD

@@ -124,6 +124,7 @@ class SyncService:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._collections: set[str] = set()
+        self._collection_locks: dict[str, asyncio.Lock] = {}
         self._indexing: Counter[str] = Counter()
         self._active = 0
         self._idle = asyncio.Event()
@@ -192,7 +193,8 @@ class SyncService:
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+                    async with asyncio.timeout(IDLE_WAIT):  # not wait_for: see health.every
+                        await self._wake.wait()
                 continue
             if self.paused:  # paused while we were claiming: hand the job back untouched
                 await self.queue.retry_later(job.id, 0.0, "sync was paused")
@@ -318,8 +320,11 @@ class SyncService:
 
     async def _index(self, job: SyncJob, path: Path, proxy_sha: str) -> None:
         if job.event not in self._collections:
-            await self._cloud(self.faces.ensure_collection, job.event)
-            self._collections.add(job.event)
+            # one CreateCollection per event, not one per worker that meets it first
+            async with self._collection_locks.setdefault(job.event, asyncio.Lock()):
+                if job.event not in self._collections:
+                    await self._cloud(self.faces.ensure_collection, job.event)
+                    self._collections.add(job.event)
         if self.settings.index_from_s3:
             assert self.settings.bucket is not None
             image: bytes | S3Image = S3Image(self.settings.bucket, self._key(job, f"proxy/{job.sha256}.jpg"))
@@ -396,12 +401,10 @@ class SyncService:
         if not self.enabled or not self.settings.index_faces or self.uplink.state is State.OFFLINE:
             return None
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(
+            async with asyncio.timeout(wait):
+                return await asyncio.to_thread(
                     self.faces.search, event, selfie_jpeg, threshold=self.settings.search_similarity
-                ),
-                wait,
-            )
+                )
         except TimeoutError:
             self.uplink.trouble()
             logger.warning("cloud face search for %s took over %.1f s; answered locally", event, wait)
