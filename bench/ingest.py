@@ -465,6 +465,37 @@ def _vsftpd_conf(port: int, passive: tuple[int, int], root: Path) -> str:
     return "".join(f"{k}={v}\n" for k, v in options.items())
 
 
+def _anchor_dirs(work: Path, name: str) -> tuple[Path, Path]:
+    """``work/<name>`` and its upload folder, owned by the anchor's local user."""
+    user = pwd.getpwnam(VSFTPD_USER)
+    base = work / name
+    upload_root = base / "ftp"
+    upload_root.mkdir(parents=True)
+    os.chown(upload_root, user.pw_uid, user.pw_gid)
+    for d in (work, base):
+        d.chmod(0o711)  # the session runs as the user and must reach upload_root
+    return base, upload_root
+
+
+def _start_anchor(
+    command: Sequence[str], base: Path, port: int, password: str
+) -> tuple[subprocess.Popen[bytes], Endpoint]:
+    """Start an anchor server (its log in ``base``) and wait until the bench user can log in."""
+    log = base / f"{Path(command[0]).name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(command),
+            cwd=base,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    endpoint = Endpoint(HOST, port, VSFTPD_USER, password)
+    _wait_for_login(endpoint, proc, log)
+    return proc, endpoint
+
+
 @contextlib.contextmanager
 def vsftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
     if os.geteuid() != 0:
@@ -476,27 +507,11 @@ def vsftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
     created = _ensure_user(VSFTPD_USER, password)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        user = pwd.getpwnam(VSFTPD_USER)
-        base = work / "vsftpd"
-        upload_root = base / "ftp"
-        upload_root.mkdir(parents=True)
-        os.chown(upload_root, user.pw_uid, user.pw_gid)
-        for d in (work, base):
-            d.chmod(0o711)  # the session runs as the user and must reach upload_root
+        base, upload_root = _anchor_dirs(work, "vsftpd")
         conf = base / "vsftpd.conf"
         port = _free_port()
         conf.write_text(_vsftpd_conf(port, passive, upload_root))
-        log = base / "vsftpd.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(VSFTPD), str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        endpoint = Endpoint(HOST, port, VSFTPD_USER, password)
-        _wait_for_login(endpoint, proc, log)
+        proc, endpoint = _start_anchor([str(VSFTPD), str(conf)], base, port, password)
         note = (
             "vsftpd does not fsync: its 226 follows write(2) + close(2). (It ftruncate()s each"
             " upload, which makes ext4 start writeback at close; the 226 does not wait for it.)"
@@ -580,12 +595,7 @@ def pureftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
     old_home: str | None = None
     try:
         user = pwd.getpwnam(VSFTPD_USER)
-        base = work / "pure-ftpd"
-        upload_root = base / "ftp"
-        upload_root.mkdir(parents=True)
-        os.chown(upload_root, user.pw_uid, user.pw_gid)
-        for d in (work, base):
-            d.chmod(0o711)  # the session runs as the user and must reach upload_root
+        base, upload_root = _anchor_dirs(work, "pure-ftpd")
         try:
             _set_home(VSFTPD_USER, str(upload_root))
         except subprocess.CalledProcessError as exc:  # e.g. the user has running processes
@@ -594,18 +604,9 @@ def pureftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
             ) from exc
         old_home = user.pw_dir
         port = _free_port()
-        log = base / "pure-ftpd.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                pureftpd_command(binary, port, passive, base / "pure-ftpd.pid"),
-                cwd=base,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        endpoint = Endpoint(HOST, port, VSFTPD_USER, password)
-        _wait_for_login(endpoint, proc, log)
+        proc, endpoint = _start_anchor(
+            pureftpd_command(binary, port, passive, base / "pure-ftpd.pid"), base, port, password
+        )
         note = (
             "pure-ftpd does not fsync either: its 226 follows write(2) + close(2) (strace of a run:"
             " no fsync, fdatasync or ftruncate)"
