@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import segno
 from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -56,6 +57,7 @@ class KeyIn(_Body):
     function: str = Field("main", min_length=1, max_length=64)
 
 
+MAX_SQL_INT = 2**63 - 1  # SQLite's INTEGER; a larger number is a 422, not an OverflowError
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 EVENT_CODE_PATTERN = f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$"
 
@@ -91,7 +93,7 @@ class PinIn(_Body):
 
 
 class QuotaIn(_Body):
-    index_quota: int | None = Field(ge=0)
+    index_quota: int | None = Field(ge=0, le=MAX_SQL_INT, strict=True)
 
 
 class _LanGuard(BaseHTTPMiddleware):
@@ -282,12 +284,12 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         return [d.to_json() for d in await sync().queue.dead_letters()]
 
     @app.post("/api/deadletters/{job_id}/retry")
-    async def retry_dead_letter(job_id: int) -> dict[str, Any]:
+    async def retry_dead_letter(job_id: int = FastPath(ge=1, le=MAX_SQL_INT)) -> dict[str, Any]:
         await sync().queue.revive(job_id)
         return {"job_id": job_id, "state": "pending"}
 
     @app.post("/api/deadletters/{job_id}/discard")
-    async def discard_dead_letter(job_id: int) -> dict[str, Any]:
+    async def discard_dead_letter(job_id: int = FastPath(ge=1, le=MAX_SQL_INT)) -> dict[str, Any]:
         await sync().queue.discard(job_id)
         return {"job_id": job_id, "state": "discarded"}
 
@@ -351,7 +353,11 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         await box.store.set_guest_secret(code, "host_key_hash", None)
         return {"event": code, "host_link": False}
 
-    @app.get("/api/events/{code}/qr.svg")
+    @app.get(
+        "/api/events/{code}/qr.svg",
+        response_class=Response,
+        responses={200: {"content": {"image/svg+xml": {}}, "description": "the QR code"}},
+    )
     async def guest_qr(code: str) -> Response:
         """The guest page's QR code, to print or show."""
         await box.store.get_event(code)

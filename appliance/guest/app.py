@@ -464,7 +464,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if event is None:
             pages.access.failures.hit(client)
             return _not_found()
-        page = max(1, page)
+        page = min(max(1, page), 1_000_000)  # past the end is an empty page, never an overflow
         photos, total = await box.store.event_page(event.code, offset=(page - 1) * HOST_PAGE, limit=HOST_PAGE)
         items = [pages.match_json("", event, Match(p, 1.0, "host")) for p in photos]
         all_ids = await box.store.event_photo_ids(event.code)

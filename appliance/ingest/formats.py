@@ -54,6 +54,7 @@ _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", 
 _MAX_IFDS = 64
 _MAX_IFD_ENTRIES = 4096
 _MAX_DATA_POINTERS = 131_072  # strips or tiles in one IFD
+_MAX_TOTAL_DATA_POINTERS = 262_144  # in the whole file: bounds the checking work
 _MAX_JPEG_SEGMENTS = 4096  # marker segments (and fill bytes) before the first scan
 _MAX_BOXES = 100_000  # top-level ISO-BMFF boxes
 _JPEG_TAIL = 64 * 1024  # where to look for the end-of-image marker
@@ -280,6 +281,7 @@ class _Tiff:
         self.ifd0: dict[int, _Entry] = {}
         self.exif: dict[int, _Entry] = {}
         self.largest: tuple[int, int] | None = None
+        self._pointers_left = _MAX_TOTAL_DATA_POINTERS
 
     def walk(self) -> None:
         """Visit IFD0, its chain of next IFDs, SubIFDs and the EXIF IFD (each once)."""
@@ -352,6 +354,11 @@ class _Tiff:
             if offsets_tag not in entries:
                 continue
             starts = self._ints(entries[offsets_tag], _MAX_DATA_POINTERS)
+            self._pointers_left -= len(starts)
+            if self._pointers_left < 0:
+                raise InvalidFile(
+                    f"TIFF corrupt: more than {_MAX_TOTAL_DATA_POINTERS} strips or tiles in all"
+                )
             lengths_entry = entries.get(lengths_tag)
             lengths = self._ints(lengths_entry, _MAX_DATA_POINTERS) if lengths_entry else []
             for index, start in enumerate(starts):

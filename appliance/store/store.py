@@ -147,9 +147,9 @@ class Store:
                         " VALUES (?, ?, ?, ?, ?)",
                         (candidate, name, utcnow(), int(demo), originals_policy),
                     )
-                    for function in functions:
+                    for function in dict.fromkeys(slug(f) for f in functions):  # "Party", "party": one
                         await db.execute(
-                            "INSERT INTO functions (event, name) VALUES (?, ?)", (candidate, slug(function))
+                            "INSERT INTO functions (event, name) VALUES (?, ?)", (candidate, function)
                         )
             except sqlite3.IntegrityError as exc:
                 if code is not None:
