@@ -21,7 +21,6 @@ import json
 import re
 import select
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from schemathesis.generation import GenerationMode
 from appliance.credentials import ALPHABET
 from tests.boxproc import Box, make_box, store
 from tests.test_fuzz_formats import ESCAPES, _known_selfie_bug, mutated_picture
+from tests.test_guest_api import wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 HTTP = settings(
@@ -372,16 +372,6 @@ def search(venue: Venue, code: str, selfie: bytes, page: bool = False) -> Answer
     return raw_request(venue.web, b"POST", target.encode(), [(b"Content-Type", ctype)], body)
 
 
-def wait_indexed(box: Box, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        faces = box.cli("status")["faces"]
-        if faces["photos_pending"] == 0 and faces["in_flight"] == 0:
-            return
-        assert time.monotonic() < deadline, f"face index did not catch up: {faces}"
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
     if not FACES.is_dir():
@@ -405,7 +395,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
                 for filename, data in files.items():
                     assert store(ftp, filename, data).startswith("226")
             events[code] = {p["id"] for p in box.photos(code)}
-        wait_indexed(box)
+        wait_indexed(box, timeout=180)
         result = Venue(box, int(box.info["web_port"]), events)
         admin = f"http://127.0.0.1:{box.info['admin_port']}"
         for code in result.codes:
