@@ -1,11 +1,12 @@
-# The single entry point: make run, make test, make check, make bench-ingest|bench-sync|bench-faces.
+# The single entry point: make run, make test, make check, make bench (the report),
+# make bench-ingest|bench-console|bench-sync|bench-faces.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench-ingest bench-sync bench-faces bench-accuracy image-check clean
+.PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy soak image-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +41,19 @@ lock:
 	uv pip compile pyproject.toml --universal --python-version 3.11 \
 		--generate-hashes -o requirements-box.lock
 
+# The benchmark report: every bench/ script --runs times (default 3), medians and ranges, written to
+# docs/benchmarks.md (~2.5 h on a quiet machine, ~4 h shared). Smoke run (~15-20 min):
+#   make bench BENCH_ARGS="--quick --runs 1"   (or: .venv/bin/python bench/report.py --quick --runs 1)
+# Run as root for the FTP anchors (vsftpd, pure-ftpd). Exits 1 only when a script crashed.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
+
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-console: $(STAMP)
+	$(BIN)/python bench/console.py
 
 bench-sync: $(STAMP)
 	$(BIN)/python bench/sync.py
@@ -52,12 +64,23 @@ bench-faces: $(STAMP)
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/faces_accuracy.py
 
-# Build the box's root filesystem for this machine's architecture with the image recipe and
-# check it from inside (chroot). Needs root and mmdebstrap; takes a few minutes.
+# The whole-event soak: ~21 min of shooting with every fault at once, then every frame checked
+# (exit 1 when a check fails). Root mounts a size-limited disk for it; tests/test_soak.py runs a
+# short version inside `make test` (marked slow).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
+
+# Build the box's root filesystem for this machine's architecture with the image recipe, make the
+# SD-card image from it (before the chroot checks run anything in the root), and check both: the
+# root from inside (chroot), the image without loop devices. Needs root, mmdebstrap, fdisk,
+# dosfstools, mtools and e2fsprogs; takes a few minutes.
 ROOTFS ?= /tmp/shutterbox-rootfs
+IMAGE  ?= $(ROOTFS).img
 image-check:
 	image-build/build-rootfs.sh $(ROOTFS)
+	image-build/build-image.sh $(ROOTFS) $(IMAGE)
 	image-build/check-rootfs.sh $(ROOTFS)
+	image-build/check-image.sh $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
