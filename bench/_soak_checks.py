@@ -61,8 +61,12 @@ class Observed:
     restarts: int = 0
     graceful: int = 0
     crashes: list[str] = field(default_factory=list)
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the live box's process tree
+    peak_with_leftovers_mb: float | None = None  # that plus what killed boxes left running
+    leftovers: list[str] = field(default_factory=list)  # still running at the end
+    leftover_mb: float = 0.0
     rss_bound_mb: float = 1536.0
+    rss_runs: list[tuple[float, float]] = field(default_factory=list)  # per box process: (minutes, peak MB)
     delivered: bool = True  # every camera's card emptied after the shooting
     drained: bool = True  # no sync job left (none pending, leased or parked)
 
@@ -449,13 +453,21 @@ class Checker:
             f"{len(o.crashes)} {o.crashes[:1]}",
             not o.crashes,
         )
-        peak = o.peak_rss_mb
+        tree, both = o.peak_rss_mb, o.peak_with_leftovers_mb
         self.add(
             "box",
-            f"peak RSS of the process tree (bound {o.rss_bound_mb:.0f} MB)",
-            "-" if peak is None else f"{peak:.0f} MB",
-            peak is not None and peak <= o.rss_bound_mb,
+            f"peak RSS: the box's process tree / with what killed boxes left (bound {o.rss_bound_mb:.0f} MB)",
+            f"{_mb(tree)} / {_mb(both)}",
+            both is not None and both <= o.rss_bound_mb,
         )
+        self.add(
+            "box",
+            "processes a SIGKILLed box left running (face workers, resource tracker)",
+            f"{len(o.leftovers)}, {o.leftover_mb:.0f} MB {o.leftovers[:3]}",
+            not o.leftovers,
+        )
+        runs = ", ".join(f"{peak:.0f} MB/{minutes:.1f} min" for minutes, peak in o.rss_runs)
+        self.add("box", "peak RSS of each box process (a leak grows from one to the next)", runs or "-")
         dialogue = [e for log in o.cameras.values() for e in log.dialogue_errors]
         refused = [e for log in o.cameras.values() for e in log.unexpected]
         self.add(
@@ -487,6 +499,10 @@ def _warning_kind(line: str) -> str:
     logger, _, message = rest.partition(": ")
     words = [w for w in (w.strip("():,;.'\"") for w in message.split()[:8]) if w.isalpha()]
     return f"{logger.rsplit('.', 1)[-1]}: {' '.join(words[:4])}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} MB"
 
 
 def _sha_of(path: Path) -> str | None:

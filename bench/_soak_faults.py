@@ -13,7 +13,9 @@
   5xx (``FakeRekognition.fail_next``), disk squeezes and transfer cuts for the cameras (FIN,
   RST, TLS without close-notify, or the whole session dropped mid-file);
 - ``RssSampler`` sums RSS over the box's process tree (face and selfie workers included) every
-  few seconds, whichever process is the box at the time.
+  few seconds, whichever process is the box at the time, and over the processes killed boxes
+  left running (``BoxKeeper.leftovers``: a SIGKILLed box's face workers and resource tracker are
+  not killed with it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import psutil
 from _sync_helpers import BUCKET, log
 from ingest import ProcTree
 from moto.server import ThreadedMotoServer
@@ -56,6 +59,7 @@ class BoxKeeper:
         self.graceful = 0
         self.crashes: list[str] = []  # the box exited on its own, failed to start or to stop cleanly
         self.pids: list[int] = []
+        self.seen: dict[int, float] = {}  # pid -> create time of every process the box ever had
         self._halt = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="box-watchdog", daemon=True)
 
@@ -82,9 +86,50 @@ class BoxKeeper:
         proc = self.box.proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
+    def remember_children(self) -> None:
+        """Note the box's descendants (face workers, the multiprocessing resource tracker)."""
+        pid = self.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.seen.setdefault(child.pid, child.create_time())
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Processes the box started that still run although the box that started them is gone."""
+        current = self.pid()
+        alive = []
+        for pid, created in self.seen.items():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() != created or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                parents = {p.pid for p in proc.parents()}
+                if current is None or current not in parents:
+                    alive.append(proc)
+        return alive
+
+    def leftover_mb(self) -> float:
+        total = 0
+        for proc in self.leftovers():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total / MiB
+
+    def reap(self) -> int:
+        """SIGKILL what the box left behind (by pid, checked against its start time)."""
+        gone = self.leftovers()
+        for proc in gone:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(gone, timeout=10)
+        return len(gone)
+
     def kill9(self, down_s: float) -> None:
         """SIGKILL at once, stay down ``down_s`` (cameras and guests meet a dead port), start."""
         with self.lock:
+            self.remember_children()
             self.box.kill9()
             self.kills += 1
             time.sleep(down_s)
@@ -94,6 +139,7 @@ class BoxKeeper:
     def restart(self, **env: str) -> None:
         """SIGTERM (uploads in flight drain), new environment, start."""
         with self.lock:
+            self.remember_children()
             code = self.box.stop()
             if code != 0:
                 self.crashes.append(f"graceful stop exited with {code}")
@@ -107,6 +153,7 @@ class BoxKeeper:
         if self._watchdog.is_alive():
             self._watchdog.join(10)
         with self.lock:
+            self.remember_children()
             code = self.box.stop()
         if code not in (0, None):
             self.crashes.append(f"final stop exited with {code}")
@@ -143,6 +190,7 @@ class Disk:
         self.ballast = self.mount / "ballast"
         self.mode = "reserve"
         self.mounted = False
+        self.device = ""  # the loop device, in mode ``loop``
         self.notes: list[str] = []
         self.squeezes = 0
         self.normal_reserve_mb = 0
@@ -171,17 +219,32 @@ class Disk:
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
 
     def _mount_loop(self) -> None:
-        if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
-            raise OSError("needs root and mkfs.ext4")
+        if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None or shutil.which("losetup") is None:
+            raise OSError("needs root, mkfs.ext4 and losetup")
         with self.image.open("wb") as handle:
             handle.truncate(self.size_mb * MiB)  # sparse: only what is written takes disk space
         try:
             self._run("mkfs.ext4", "-q", "-F", "-m", "0", str(self.image))
-            self._run("mount", "-o", "loop", str(self.image), str(self.mount))
+            found = subprocess.run(
+                ["losetup", "--find", "--show", str(self.image)],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            self.device = found.stdout.strip()
+            self._run("mount", self.device, str(self.mount))
         except subprocess.CalledProcessError as exc:
+            self._detach()
             self.image.unlink(missing_ok=True)
             raise OSError(exc.stderr.strip() or str(exc)) from exc
         self.mounted = True
+
+    def _detach(self) -> None:
+        if self.device:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self._run("losetup", "-d", self.device)  # deferred by the kernel while still busy
+            self.device = ""
 
     def _mount_tmpfs(self) -> None:
         if os.geteuid() != 0:
@@ -231,6 +294,7 @@ class Disk:
                     self.notes.append(f"{' '.join(args)}: {exc}")
                     time.sleep(1.0)
             self.mounted = False
+        self._detach()
         self.image.unlink(missing_ok=True)
 
 
@@ -437,7 +501,8 @@ class RssSampler(threading.Thread):
     def __init__(self, keeper: BoxKeeper, period: float = 2.0) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.keeper, self.period = keeper, period
-        self.samples: list[tuple[float, int, float]] = []
+        self.samples: list[tuple[float, int, float]] = []  # (wall clock, box pid, MB of its tree)
+        self.left: list[tuple[float, float]] = []  # (wall clock, MB of processes dead boxes left)
         self._halt = threading.Event()
         self._trees: dict[int, ProcTree] = {}
 
@@ -446,9 +511,11 @@ class RssSampler(threading.Thread):
             pid = self.keeper.pid()
             if pid is None:
                 continue
+            self.keeper.remember_children()
             with contextlib.suppress(Exception):  # the box may be gone between the two calls
                 tree = self._trees.get(pid) or self._trees.setdefault(pid, ProcTree(pid))
                 self.samples.append((time.time(), pid, tree.rss_mb()))
+                self.left.append((time.time(), self.keeper.leftover_mb()))
 
     def stop(self) -> None:
         self._halt.set()
@@ -457,3 +524,16 @@ class RssSampler(threading.Thread):
 
     def peak(self) -> float | None:
         return max((mb for _, _, mb in self.samples), default=None)
+
+    def peak_with_leftovers(self) -> float | None:
+        """The box's tree plus what killed boxes left running, at the same sample."""
+        both = [tree + left for (_, _, tree), (_, left) in zip(self.samples, self.left, strict=False)]
+        return max(both, default=None)
+
+    def runs(self) -> list[tuple[float, float]]:
+        """(minutes sampled, peak MB) of each box process, in order."""
+        spans: dict[int, list[float]] = {}
+        for t, pid, mb in self.samples:
+            first, _last, peak = spans.get(pid, [t, t, mb])
+            spans[pid] = [first, t, max(peak, mb)]
+        return [((last - first) / 60, peak) for first, last, peak in spans.values()]

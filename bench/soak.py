@@ -57,6 +57,7 @@ from typing import Any
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
+import psutil
 from _soak_cameras import DEFAULT_CAMERAS, Camera, CameraSpec, CutPlan
 from _soak_checks import Checker, Observed, Row, render
 from _soak_corpus import RAW_EXT, check_raw_bases, make_jpeg_bases, make_raw_base, make_selfies
@@ -417,6 +418,14 @@ class Soak:
             deadletters = list(client.request("GET", "/api/deadletters"))
         self.sampler.stop()
         self.keeper.stop()
+        psutil.wait_procs(self.keeper.leftovers(), timeout=5)  # the last box's own, still exiting
+        leftovers = []
+        for proc in self.keeper.leftovers():
+            with contextlib.suppress(psutil.Error):
+                leftovers.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[-60:]}")
+        left_mb = self.keeper.leftover_mb()
+        reaped = self.keeper.reap()  # after counting: they hold the box's log, and the disk busy
+        log(f"the killed boxes left {len(leftovers)} processes running ({left_mb:.0f} MB); {reaped} killed")
         s3 = self.cloud.s3
 
         def s3_get(key: str) -> bytes:
@@ -460,6 +469,10 @@ class Soak:
             graceful=self.keeper.graceful,
             crashes=list(self.keeper.crashes),
             peak_rss_mb=self.sampler.peak(),
+            peak_with_leftovers_mb=self.sampler.peak_with_leftovers(),
+            leftovers=leftovers,
+            leftover_mb=left_mb,
+            rss_runs=self.sampler.runs(),
             rss_bound_mb=self.cfg.rss_bound_mb,
         )
 
@@ -509,6 +522,7 @@ class Soak:
         if "keeper" in self.started:
             with contextlib.suppress(Exception):
                 self.keeper.stop()
+            self.keeper.reap()
         if "cloud" in self.started:
             if self.cloud.s3 is not None:
                 self.cloud.s3.close()

@@ -2,7 +2,10 @@
 minutes of shooting, a few hundred files from six camera bodies in two events, two SIGKILLs and
 restarts, an uplink blackout, stall and slow-down, cuts by FIN, RST and TLS with resumes, S3 and
 Rekognition errors, the disk at its reserve, guests searching throughout). Every correctness
-check of the soak must pass; ``make soak`` runs the long version."""
+check of the soak must pass; ``make soak`` runs the long version.
+
+Known failure until the box is fixed: a SIGKILLed box leaves its face workers and multiprocessing's
+resource tracker running (the check "processes a SIGKILLed box left running"; bench/README.md)."""
 
 from __future__ import annotations
 
