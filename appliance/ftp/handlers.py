@@ -164,7 +164,32 @@ class LandingDTP(_LandingMixin, DTPHandler):  # type: ignore[misc]
 
 
 class TLSLandingDTP(_LandingMixin, TLS_DTPHandler):  # type: ignore[misc]
-    pass
+    """Under PROT P: a data connection that ends before its TLS handshake is done (a camera that
+    connects in clear, a link that drops) is answered on the control connection when a transfer
+    was waiting for it. pyftpdlib closes such a channel without a reply and the camera waits
+    forever (its SSL-EOF path), or replies 522 even when nothing was waiting (its failure path),
+    which a client takes as the answer to its next command."""
+
+    _in_handshake = False
+
+    def _do_ssl_handshake(self) -> None:
+        self._in_handshake = True
+        try:
+            super()._do_ssl_handshake()
+        finally:
+            self._in_handshake = False
+
+    def handle_failed_ssl_handshake(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        waiting = self.receive or self.cmd is not None
+        if self._in_handshake and not self._closed and not self._resp and waiting:
+            self._resp = (
+                "522 TLS handshake on the data connection failed; transfer aborted.",
+                logger.warning,
+            )
+        super().close()
 
 
 DRAIN_REFUSED = frozenset(("USER", "PASS", "STOR", "APPE", "STOU", "RETR", "PASV", "EPSV", "PORT", "EPRT"))
@@ -187,6 +212,10 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     stats: ClassVar[dict[str, int]]
     authorizer: KeyAuthorizer
     _current_type: str
+    _dtp_acceptor: Any
+    _dtp_connector: Any
+    _in_dtp_queue: Any
+    _out_dtp_queue: Any
 
     def handle(self) -> None:
         ban = self.defender.banned_for(self.remote_ip)
@@ -197,7 +226,9 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         super().handle()
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
-        if "\x00" in line:
+        # NUL, or a bare CR/LF inside the line (replies echo the command or its path: a line
+        # break there would hand the client a reply line it wrote itself)
+        if "\x00" in line or "\r" in line or "\n" in line:
             self.respond("501 Invalid character in command.")
             return
         if self.draining.is_set() and cmd in DRAIN_REFUSED:
@@ -278,9 +309,59 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     def open_upload(self, filename: str, mode: str) -> StagingFile:
         return self.lander.open(self.destination, Path(filename), self.fs.fs2ftp(filename), mode)
 
+    # --- data connections: never "150" for one that cannot come
+
+    def _data_coming(self) -> bool:
+        """A data connection is open, or a PASV/EPSV listener or PORT/EPRT connect is still live
+        (pyftpdlib keeps a timed-out listener or a failed connect referenced after closing it)."""
+        if self.data_channel is not None:
+            return True
+        pending = [d for d in (self._dtp_acceptor, self._dtp_connector) if d is not None]
+        return any(not d._closed for d in pending)
+
+    def _on_dtp_connection(self) -> None:
+        # pyftpdlib forgets the passive listener once it has accepted, but keeps the active
+        # connector, so the next transfer without a new PORT waited for it forever; and a new
+        # PORT/PASV during a transfer would close it, and with it the data channel's socket.
+        if self._dtp_connector is not None and self.data_channel is not None:
+            self._dtp_connector = None
+        super()._on_dtp_connection()
+
+    def push_dtp_data(self, data: Any, isproducer: bool = False, file: Any = None, cmd: Any = None) -> None:
+        """LIST, NLST, MLSD and RETR."""
+        if not self._data_coming():
+            if file is not None:
+                file.close()
+            self.respond("425 Open a data connection first (PASV or EPSV).")
+            return
+        super().push_dtp_data(data, isproducer, file, cmd)
+
+    def _drop_queued(self) -> None:
+        """Forget a transfer that answered 150 and waits for its data connection, closing its file
+        (an upload's temporary copy goes with it; pyftpdlib forgot the file without closing it)."""
+        queued = [q[0] for q in (self._in_dtp_queue,) if q] + [q[2] for q in (self._out_dtp_queue,) if q]
+        self._in_dtp_queue = self._out_dtp_queue = None
+        for file in queued:
+            if file is not None:
+                file.close()
+
+    def flush_account(self) -> None:
+        """USER or REIN."""
+        self._drop_queued()
+        super().flush_account()
+
+    def ftp_ABOR(self, line: str) -> None:
+        if self.data_channel is None and (self._in_dtp_queue or self._out_dtp_queue):
+            # pyftpdlib answered 225 and kept the transfer queued for the next data connection
+            self._drop_queued()
+            self._shutdown_connecting_dtp()
+            self.respond("426 Transfer aborted via ABOR.")
+            self.respond("226 ABOR command successful.")
+            return
+        super().ftp_ABOR(line)
+
     def _refused(self) -> bool:
-        if self.data_channel is None and self._dtp_acceptor is None and self._dtp_connector is None:
-            # pyftpdlib would answer 150 and wait forever for a data connection that cannot come
+        if not self._data_coming():
             self.respond("425 Open a data connection first (PASV or EPSV).")
             return True
         try:

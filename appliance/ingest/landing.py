@@ -19,6 +19,7 @@ and hard-linked into ``quarantine/`` with a rejection row the operator can read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -220,6 +221,9 @@ class Lander:
             os.replace(link, jail_path)
         except OSError as exc:  # the view is a courtesy; the photo is already safe
             logger.warning("could not show %s in the camera's folder: %s", jail_path.name, exc)
+        finally:
+            # rename(2) onto a name that is already this inode (the same frame sent again)
+            # does nothing and leaves the link
             link.unlink(missing_ok=True)
 
     # --- called when a transfer is rejected or interrupted
@@ -283,12 +287,17 @@ class StagingFile:
         # instead of re-reading the file after the camera is done.
         self._hasher = hashlib.sha256()
         if "r" in mode or "a" in mode:
-            if not jail_path.is_file():
-                raise FileNotFoundError(f"{jail_path.name}: no such file to resume")
-            shutil.copyfile(jail_path, self.tmp_path)
-            self._file = self.tmp_path.open("ab" if "a" in mode else "r+b")
-            self._file.seek(0, os.SEEK_END)
-            self._rehash()
+            if not jail_path.is_file():  # an errno: pyftpdlib's reply is os.strerror(errno)
+                code = errno.EISDIR if jail_path.is_dir() else errno.ENOENT
+                raise FileNotFoundError(code, os.strerror(code), jail_path.name)
+            try:
+                shutil.copyfile(jail_path, self.tmp_path)
+                self._file = self.tmp_path.open("ab" if "a" in mode else "r+b")
+                self._file.seek(0, os.SEEK_END)
+                self._rehash()
+            except BaseException:
+                self.tmp_path.unlink(missing_ok=True)
+                raise
         else:
             self._file = self.tmp_path.open("wb")
         self._written = self._file.tell()
@@ -349,7 +358,13 @@ class StagingFile:
         return self._file.tell()
 
     def close(self) -> None:
+        """pyftpdlib closes the file when it is done with it. By then an upload that received
+        bytes has been landed or kept (sealed); one that was not (a REST past the end, a transfer
+        queued and then abandoned) holds nothing of the camera's: remove its temporary."""
         self._file.close()
+        if not self.sealed:
+            self.sealed = True
+            self.tmp_path.unlink(missing_ok=True)
 
     def seal(self) -> None:
         """Flush and fsync the bytes received so far (idempotent)."""
