@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, assume, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImImagePlugin
 
@@ -574,13 +574,6 @@ def _is_im(data: bytes) -> bool:
     return True
 
 
-def _known_selfie_bug(data: bytes) -> bool:
-    """Inputs that reached the selfie decoder bugs recorded below (DDS, AVIF and IM pictures);
-    fixed (the decoder takes only phone formats and maps any decoder error to ImageRejected), so
-    nothing is skipped any more. Kept as the place to list a newly found bug."""
-    return False
-
-
 def _dds_without_pixel_format() -> bytes:
     data = bytearray(encode("DDS", size=(16, 16)))
     data[80:84] = b"\0\0\0\0"  # DDS_PIXELFORMAT.dwFlags = 0
@@ -651,7 +644,6 @@ SELFIE_MAGICS = [
 @given(magic=st.sampled_from(SELFIE_MAGICS), body=st.binary(max_size=2000))
 def test_selfie_decoder_on_arbitrary_bytes(magic: bytes, body: bytes) -> None:
     data = magic + body
-    assume(not _known_selfie_bug(data))
     selfie(data)
 
 
@@ -685,7 +677,6 @@ def mutated_picture(draw: st.DrawFn) -> bytes:
 @settings(FAST, deadline=5000, max_examples=500)
 @given(data=mutated_picture())
 def test_selfie_decoder_on_mutated_pictures(data: bytes) -> None:
-    assume(not _known_selfie_bug(data))
     selfie(data)
 
 
@@ -693,7 +684,6 @@ def test_selfie_decoder_on_mutated_pictures(data: bytes) -> None:
 @settings(FAST, deadline=5000, max_examples=4000)
 @given(data=mutated_picture())
 def test_selfie_decoder_on_mutated_pictures_long(data: bytes) -> None:
-    assume(not _known_selfie_bug(data))
     selfie(data)
 
 

@@ -456,7 +456,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         return Response(body, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
 
     @app.get("/host/{key}", response_class=HTMLResponse)
-    async def host_page(request: Request, key: str, page: int = 1) -> Response:
+    async def host_page(request: Request, key: str, page: str = "1") -> Response:
         client = _client(request)
         if pages.access.failures.exhausted(client) or len(key) > 100:
             return _not_found()
@@ -464,8 +464,15 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if event is None:
             pages.access.failures.hit(client)
             return _not_found()
-        page = min(max(1, page), 1_000_000)  # past the end is an empty page, never an overflow
-        photos, total = await box.store.event_page(event.code, offset=(page - 1) * HOST_PAGE, limit=HOST_PAGE)
+        # a page link typed by hand: anything but a number is page 1 (not FastAPI's 422 JSON),
+        # and past the end is an empty page, never an overflow
+        digits = page.strip()
+        number = 1
+        if digits.isascii() and digits.isdecimal():
+            number = min(max(1, int(digits)), 1_000_000) if len(digits) <= 7 else 1_000_000
+        photos, total = await box.store.event_page(
+            event.code, offset=(number - 1) * HOST_PAGE, limit=HOST_PAGE
+        )
         items = [pages.match_json("", event, Match(p, 1.0, "host")) for p in photos]
         all_ids = await box.store.event_photo_ids(event.code)
         return render(
@@ -473,7 +480,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             "host.html",
             event=event,
             items=items,
-            page=page,
+            page=number,
             pages=max(1, -(-total // HOST_PAGE)),
             total=total,
             key=key,
