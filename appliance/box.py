@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
+from fastapi import FastAPI
 
 from appliance import __version__, credentials, metrics
 from appliance.bridge import Bridge, cancel_and_wait
@@ -75,6 +76,7 @@ class Box:
         self.guest: GuestAccess | None = None
         self.certs: CertPaths | None = None
         self.web_port: int | None = None
+        self.web_app: FastAPI | None = None  # the guest listener's app (its schema: admin API)
         self.admin_port: int | None = None
         self.logs = LogRing()
         self.token = TokenCheck(layout.admin_token)
@@ -134,6 +136,7 @@ class Box:
                 )
             )
             self.guest = GuestAccess(self.settings.guest, self.layout)
+            self.web_app = make_web_app(self)
             await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
             admin = self.settings.admin
             if admin.port is not None:
@@ -142,7 +145,7 @@ class Box:
                 )
                 self.admin_port = listener.port
             web = await stack.enter_async_context(
-                HttpServer(make_web_app(self), host=self.settings.web.host, port=self.settings.web.port)
+                HttpServer(self.web_app, host=self.settings.web.host, port=self.settings.web.port)
             )
             self.web_port = web.port
             assert self.ftp is not None

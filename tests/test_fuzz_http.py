@@ -6,12 +6,14 @@ no token), every operation, positive and negative data, schemathesis's default c
 three the schema cannot pass as written (``ADMIN_CHECKS_EXCLUDED``). The purge
 (``DELETE /api/events/{code}``) runs last.
 
-Guest pages: the public listener has no schema on purpose (``openapi_url=None``), and building
-the app needs a running box, so Hypothesis drives the live one: raw request targets (traversal,
-encodings, forged and cross-event tokens, host keys, query junk) and search uploads (random and
-mutated pictures, wrong and malformed multipart bodies). Invariants: never a 5xx; a 404 is the
-bare "Not found"; a photo, ZIP or host link works only for the event it was signed for; nothing
-about event A ever links a photo of event B; the box stays up.
+Guest pages: the public listener lists no schema on purpose (``openapi_url=None``); the admin API
+serves it (``/api/guest/openapi.json``), and schemathesis runs every guest operation from it
+against the live guest listener (all default checks but positive_data_acceptance: a schema-valid
+event code is still mostly not an event). Hypothesis then drives the live box harder: raw request
+targets (traversal, encodings, forged and cross-event tokens, host keys, query junk) and search
+uploads (random and mutated pictures, wrong and malformed multipart bodies). Invariants: never a
+5xx; a 404 is the bare "Not found"; a photo, ZIP or host link works only for the event it was
+signed for; nothing about event A ever links a photo of event B; the box stays up.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import re
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,20 +103,38 @@ def operation_test(cases: st.SearchStrategy[Any], excluded: list[Any], max_examp
 
 
 def fuzz_operations(admin: AdminBox, schema: Any, *, purge: bool, max_examples: int) -> dict[str, str]:
-    """Run every selected operation with positive and negative cases, half of them aimed at the
-    box's real event and key (so handlers get past "no such event"); failures by operation."""
+    """Every admin operation but the purge (or only the purge), half the cases aimed at the box's
+    real event and key (so handlers get past "no such event"); failures by operation."""
+    return fuzz_schema(
+        schema,
+        lambda path: {"code": admin.event, "username": admin.username},
+        lambda method, path: ((method, path) == PURGE) == purge,
+        lambda method, path: [*ADMIN_CHECKS_EXCLUDED, *ADMIN_SCHEMA_GAPS.get((method, path), [])],
+        max_examples,
+    )
+
+
+def fuzz_schema(
+    schema: Any,
+    real: Callable[[str], dict[str, str]],
+    select: Callable[[str, str], bool],
+    excluded_checks: Callable[[str, str], list[str]],
+    max_examples: int,
+) -> dict[str, str]:
+    """Run every selected operation with positive and negative cases, and as many again with the
+    path parameters that `real(path)` names set to those real values; failures by operation."""
     load_all_checks()
-    real = {"code": admin.event, "username": admin.username}
     failures: dict[str, str] = {}
     ran = 0
     for result in schema.get_all_operations():
         operation = result.ok()
-        if ((operation.method.upper(), operation.path) == PURGE) != purge:
+        if not select(operation.method.upper(), operation.path):
             continue
         ran += 1
-        gaps = ADMIN_SCHEMA_GAPS.get((operation.method.upper(), operation.path), [])
-        excluded = CHECKS.get_by_names([*ADMIN_CHECKS_EXCLUDED, *gaps])
-        aimed = {name: value for name, value in real.items() if "{" + name + "}" in operation.path}
+        excluded = CHECKS.get_by_names(excluded_checks(operation.method.upper(), operation.path))
+        aimed = {
+            name: value for name, value in real(operation.path).items() if "{" + name + "}" in operation.path
+        }
         strategies = [
             operation.as_strategy(mode) for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
         ]
@@ -703,6 +723,68 @@ def search_upload_case(venue: Venue, data: st.DataObject, page: bool) -> None:
     for match in result["matches"]:
         for key in ("thumbnail_url", "view_url", "download_url"):
             assert urlsplit(match[key]).path.startswith(f"/e/{code}/p/"), match
+
+
+# --- the guest API, with schemathesis --------------------------------------------------------------
+
+# Path parameters are checked in the handlers (an event code, a signed token), so a schema-valid
+# value is mostly a 404: positive_data_acceptance cannot hold. Every other default check does.
+GUEST_CHECKS_EXCLUDED = ["positive_data_acceptance"]
+
+
+@pytest.fixture(scope="module")
+def guest_schema(venue: Venue) -> Any:
+    """The guest listener's schema, as the admin API serves it; requests go to the guest port."""
+    admin = f"http://127.0.0.1:{venue.box.info['admin_port']}"
+    reply = httpx.get(f"{admin}/api/guest/openapi.json", timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert raw_request(venue.web, b"GET", b"/openapi.json").status == 404  # not listed on the LAN
+    schema = schemathesis.openapi.from_dict(reply.json())
+    schema.config.update(base_url=f"http://127.0.0.1:{venue.web}")
+    return schema
+
+
+def guest_real_values(venue: Venue, path: str) -> dict[str, str]:
+    """A real event, its host key and (by route) a genuine photo or ZIP token of it."""
+    code = venue.codes[0]
+    tokens = venue.zips if "/zip/" in path else venue.tokens
+    return {
+        "code": code,
+        "token": sorted(tokens[code])[0],
+        "key": next(k for k, c in venue.host_keys.items() if c == code),
+        "variant": "thumb",
+        "fmt": "svg",
+    }
+
+
+def guest_schema_failures(venue: Venue, schema: Any, max_examples: int) -> dict[str, str]:
+    return fuzz_schema(
+        schema,
+        lambda path: guest_real_values(venue, path),
+        lambda method, path: True,
+        lambda method, path: GUEST_CHECKS_EXCLUDED,
+        max_examples,
+    )
+
+
+def test_guest_schema_documents_every_route(guest_schema: Any) -> None:
+    paths = guest_schema.raw_schema["paths"]
+    search = paths["/api/events/{code}/search"]["post"]
+    assert "selfie" in search["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"200", "400", "404", "413", "422", "429", "503"} <= set(search["responses"])
+    assert {"/", "/e/{code}", "/e/{code}/zip/{token}", "/host/{key}", "/healthz"} <= set(paths)
+
+
+def test_guest_api_operations_hold_schemathesis_checks(venue: Venue, guest_schema: Any) -> None:
+    failures = guest_schema_failures(venue, guest_schema, max_examples=30)
+    assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_guest_api_operations_hold_schemathesis_checks_long(venue: Venue, guest_schema: Any) -> None:
+    failures = guest_schema_failures(venue, guest_schema, max_examples=300)
+    assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
 def test_the_box_is_still_up_after_the_guest_fuzzing(venue: Venue) -> None:

@@ -149,6 +149,13 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
     async def status() -> dict[str, Any]:
         return await box.status()
 
+    @app.get("/api/guest/openapi.json")
+    async def guest_schema() -> dict[str, Any]:
+        """The guest listener's OpenAPI schema (that listener does not list its own routes)."""
+        if box.web_app is None:
+            raise HTTPException(503, "the guest listener is not up yet")
+        return box.web_app.openapi()
+
     @app.get("/api/events")
     async def list_events() -> list[dict[str, Any]]:
         return [e.to_json() for e in await box.store.list_events()]

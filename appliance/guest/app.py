@@ -30,6 +30,7 @@ from starlette.responses import FileResponse
 
 from appliance import credentials, metrics
 from appliance.errors import NotFoundError
+from appliance.guest import openapi as doc
 from appliance.guest.access import host_key_hash
 from appliance.guest.thumbs import make_thumbnail
 from appliance.guest.upload import UploadRejected, read_file_field
@@ -270,7 +271,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
     def cloud_on() -> bool:
         return box.sync is not None and box.sync.enabled
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, responses=doc.HOME)
     async def home(request: Request, code: str | None = None) -> Response:
         if code:
             code = code.strip().lower()
@@ -281,7 +282,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             )
         return render(request, "home.html")
 
-    @app.get("/e/{code}", response_class=HTMLResponse)
+    @app.get("/e/{code}", response_class=HTMLResponse, responses=doc.PAGE)
     async def event_page(request: Request, code: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None:
@@ -290,7 +291,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             return render(request, "pin.html", event=event)
         return render(request, "event.html", event=event, cloud=cloud_on())
 
-    @app.post("/e/{code}/pin", response_class=HTMLResponse)
+    @app.post("/e/{code}/pin", response_class=HTMLResponse, responses=doc.PIN, openapi_extra=doc.PIN_BODY)
     async def enter_pin(request: Request, code: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None or event.pin_hash is None:
@@ -339,7 +340,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         )
         return event, result, 200
 
-    @app.post("/api/events/{code}/search")
+    @app.post("/api/events/{code}/search", responses=doc.SEARCH_API, openapi_extra=doc.SELFIE_BODY)
     async def api_search(request: Request, code: str) -> Response:
         event, result, status = await run_search(request, code)
         if event is None:
@@ -365,7 +366,12 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             }
         )
 
-    @app.post("/e/{code}/search", response_class=HTMLResponse)
+    @app.post(
+        "/e/{code}/search",
+        response_class=HTMLResponse,
+        responses=doc.SEARCH_PAGE,
+        openapi_extra=doc.SELFIE_BODY,
+    )
     async def page_search(request: Request, code: str) -> Response:
         event, result, status = await run_search(request, code)
         if event is None:
@@ -396,7 +402,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             pages.access.failures.hit(_client(request))
         return photo
 
-    @app.get("/e/{code}/p/{token}/{variant}.jpg")
+    @app.get("/e/{code}/p/{token}/{variant}.jpg", response_class=Response, responses=doc.files(doc.JPEG))
     async def image(request: Request, code: str, token: str, variant: str) -> Response:
         """``thumb.jpg`` (480 px) or ``view.jpg`` (the proxy, else a JPEG original)."""
         photo = await photo_or_none(request, code, token) if variant in ("thumb", "view") else None
@@ -410,7 +416,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             return _not_found()
         return _cached_file(request, path, f"{variant[0]}-{photo.sha256[:32]}", "image/jpeg")
 
-    @app.get("/e/{code}/p/{token}/download")
+    @app.get("/e/{code}/p/{token}/download", response_class=Response, responses=doc.files(doc.ANY_FILE))
     async def download(request: Request, code: str, token: str) -> Response:
         photo = await photo_or_none(request, code, token)
         if photo is None:
@@ -429,7 +435,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             **{"Content-Disposition": f'attachment; filename="{_ascii(name)}"'},
         )
 
-    @app.get("/e/{code}/zip/{token}")
+    @app.get("/e/{code}/zip/{token}", response_class=Response, responses=doc.ZIP)
     async def download_zip(request: Request, code: str, token: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None:
@@ -447,7 +453,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             headers={"Content-Disposition": f'attachment; filename="photos-{event.code}-{stamp}.zip"'},
         )
 
-    @app.get("/e/{code}/qr.{fmt}")
+    @app.get("/e/{code}/qr.{fmt}", response_class=Response, responses=doc.QR)
     async def qr(request: Request, code: str, fmt: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None or fmt not in ("png", "svg"):
@@ -455,7 +461,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         body, media = qr_code(f"{pages.base_url(request)}/e/{event.code}", fmt)
         return Response(body, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
 
-    @app.get("/host/{key}", response_class=HTMLResponse)
+    @app.get("/host/{key}", response_class=HTMLResponse, responses=doc.PAGE)
     async def host_page(request: Request, key: str, page: str = "1") -> Response:
         client = _client(request)
         if pages.access.failures.exhausted(client) or len(key) > 100:

@@ -1,0 +1,186 @@
+"""What the guest routes document in their OpenAPI schema: the bodies they read themselves
+(multipart selfies, the PIN form) and every answer they give, so the schema is a true contract.
+
+The guest listener does not serve its schema (nothing on the venue LAN should list the routes);
+the admin API does, at ``GET /api/guest/openapi.json``, for whoever builds on the guest API and
+for the schemathesis run in tests/test_fuzz_http.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HTML = {"text/html": {"schema": {"type": "string"}}}
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
+ANY_FILE = {  # the original as the camera made it: JPEG, RAW (CR3, NEF, ARW...), HEIF
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+
+NOT_FOUND = {
+    "description": "No such event, a PIN not entered yet, a forged or foreign link, or too many wrong "
+    "guesses from this address: the bare text `Not found`, whichever it was",
+    "content": TEXT,
+}
+BAD_REQUEST = {"description": "A malformed request (the bare text `Bad request`)", "content": TEXT}
+
+ERROR_JSON = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "enum": [
+                "not_an_image",
+                "too_large",
+                "upload_too_large",
+                "no_face",
+                "face_too_small",
+                "no_file",
+                "bad_request",
+                "rate_limited",
+                "unavailable",
+            ],
+        },
+        "message": {"type": "string", "description": "What to tell the guest, in plain words"},
+    },
+}
+MATCH_JSON = {
+    "type": "object",
+    "required": [
+        "photo_id",
+        "score",
+        "source",
+        "taken_at",
+        "thumbnail_url",
+        "view_url",
+        "download_url",
+    ],
+    "properties": {
+        "photo_id": {"type": "integer"},
+        "score": {"type": "number"},
+        "source": {"type": "string", "enum": ["local", "cloud", "host"]},
+        "taken_at": {"type": "string", "description": "ISO 8601: capture time, else arrival"},
+        "thumbnail_url": {"type": "string"},
+        "view_url": {"type": "string"},
+        "download_url": {"type": "string"},
+    },
+}
+SEARCH_JSON = {
+    "type": "object",
+    "required": ["event", "mode", "offline", "faces_in_selfie", "matches", "zip_url"],
+    "properties": {
+        "event": {"type": "string"},
+        "mode": {"type": "string", "enum": ["local", "cloud"]},
+        "offline": {"type": "boolean"},
+        "faces_in_selfie": {"type": "integer"},
+        "matches": {"type": "array", "items": MATCH_JSON},
+        "zip_url": {"type": ["string", "null"]},
+    },
+}
+
+SELFIE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["selfie"],
+                    "properties": {
+                        "selfie": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "One picture (JPEG, PNG, WebP, GIF, BMP or TIFF), at most "
+                            "guest.max_selfie_mb; kept in memory for the search only",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+PIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["pin"],
+                    "properties": {"pin": {"type": "string", "maxLength": 64}},
+                }
+            }
+        },
+    }
+}
+
+
+def _search_errors(content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {
+        400: {"description": "No picture, or not sent as multipart/form-data", "content": content},
+        404: NOT_FOUND,
+        413: {"description": "Over guest.max_selfie_mb", "content": content},
+        422: {"description": "Not a picture the box reads, or no usable face in it", "content": content},
+        429: {"description": "Over guest.searches_per_minute from this address", "content": content},
+        503: {"description": "The face index is still starting", "content": content},
+    }
+
+
+SEARCH_API: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The event's photos this face is in, best first",
+        "content": {"application/json": {"schema": SEARCH_JSON}},
+    },
+    **_search_errors({"application/json": {"schema": ERROR_JSON}}),
+}
+SEARCH_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The results page", "content": HTML},
+    **_search_errors(HTML),
+}
+HOME: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The home page: type the event's code", "content": HTML},
+    303: {"description": "The code is an event's: on to its page"},
+    404: {"description": "The home page again, saying no event has that code", "content": HTML},
+}
+PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The page (or the PIN form, for an event with a PIN)", "content": HTML},
+    404: NOT_FOUND,
+}
+PIN: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Right PIN: a cookie for 7 days, on to the event's page"},
+    400: BAD_REQUEST,
+    403: {"description": "Wrong PIN: the form again", "content": HTML},
+    404: NOT_FOUND,
+}
+
+
+def files(content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """A signed photo or ZIP link; photos support If-None-Match and ranges."""
+    return {
+        200: {"description": "The file", "content": content},
+        206: {"description": "The requested range", "content": content},
+        304: {"description": "Not modified (If-None-Match)"},
+        404: NOT_FOUND,
+        416: {"description": "A range outside the file", "content": TEXT},
+    }
+
+
+ZIP: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The photos as one ZIP, streamed",
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    404: NOT_FOUND,
+}
+QR: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The QR code of the event's page",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/svg+xml": {"schema": {"type": "string"}},
+        },
+    },
+    404: NOT_FOUND,
+}
