@@ -985,6 +985,24 @@ def noise_statement(runs: Sequence[Run], load_start: Sequence[float], cpus: int)
     return f"The machine looked quiet while this report ran. Measured: {text}"
 
 
+def git_commit() -> str:
+    """The commit the scripts run from (taken before the first run, so later edits do not count),
+    flagged when tracked files differ from it."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *argv], capture_output=True, text=True, timeout=30, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{head} with uncommitted changes" if dirty else head
+
+
 def render(
     args: argparse.Namespace,
     runs: Sequence[Run],
@@ -1019,6 +1037,7 @@ def render(
         f"- **Date**: {started} to {dt.datetime.now().astimezone().isoformat(timespec='seconds')}"
         f" ({total_s / 60:.0f} min of benchmarks)",
         f"- **Command**: `{_command(args)}` from the repository root; {args.runs} run(s) per script",
+        f"- **Commit**: {getattr(args, 'commit', None) or git_commit()}",
         f"- **Machine**: {m['cpu_model']}, {m['cpus']} CPUs, {m['ram_gb']} GB RAM, Linux {m['kernel']},"
         f" Python {m['python']} ({platform.machine()})",
         f"- **Disk**: work dir {_disk(ROOT)}; benchmark data in {_disk(_work_base())}",
@@ -1189,6 +1208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan.append(Run(spec, n, argv_))
     started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     load_start = os.getloadavg()
+    args.commit = git_commit()
     _log(f"{len(plan)} script runs; writing {_rel(args.output)} at the end")
     done: list[Run] = []
     interrupted = False
