@@ -39,6 +39,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation import GenerationMode
 
 from appliance.credentials import ALPHABET
+from appliance.guest.app import MESSAGES
 from tests.boxproc import Box, make_box, store
 from tests.test_fuzz_formats import ESCAPES, mutated_picture
 from tests.test_guest_api import wait_indexed
@@ -772,6 +773,8 @@ def test_guest_schema_documents_every_route(guest_schema: Any) -> None:
     search = paths["/api/events/{code}/search"]["post"]
     assert "selfie" in search["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert {"200", "400", "404", "413", "422", "429", "503"} <= set(search["responses"])
+    errors = search["responses"]["422"]["content"]["application/json"]["schema"]["properties"]["error"]
+    assert set(errors["enum"]) == set(MESSAGES), "the documented error codes are the ones the API sends"
     assert {"/", "/e/{code}", "/e/{code}/zip/{token}", "/host/{key}", "/healthz"} <= set(paths)
 
 
