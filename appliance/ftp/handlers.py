@@ -192,6 +192,7 @@ class TLSLandingDTP(_LandingMixin, TLS_DTPHandler):  # type: ignore[misc]
         super().close()
 
 
+NO_DATA_CONNECTION = "425 Open a data connection first (PASV or EPSV)."
 DRAIN_REFUSED = frozenset(("USER", "PASS", "STOR", "APPE", "STOU", "RETR", "PASV", "EPSV", "PORT", "EPRT"))
 
 
@@ -316,8 +317,7 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         (pyftpdlib keeps a timed-out listener or a failed connect referenced after closing it)."""
         if self.data_channel is not None:
             return True
-        pending = [d for d in (self._dtp_acceptor, self._dtp_connector) if d is not None]
-        return any(not d._closed for d in pending)
+        return any(d is not None and not d._closed for d in (self._dtp_acceptor, self._dtp_connector))
 
     def _on_dtp_connection(self) -> None:
         # pyftpdlib forgets the passive listener once it has accepted, but keeps the active
@@ -332,16 +332,20 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         if not self._data_coming():
             if file is not None:
                 file.close()
-            self.respond("425 Open a data connection first (PASV or EPSV).")
+            self.respond(NO_DATA_CONNECTION)
             return
         super().push_dtp_data(data, isproducer, file, cmd)
 
     def _drop_queued(self) -> None:
         """Forget a transfer that answered 150 and waits for its data connection, closing its file
         (an upload's temporary copy goes with it; pyftpdlib forgot the file without closing it)."""
-        queued = [q[0] for q in (self._in_dtp_queue,) if q] + [q[2] for q in (self._out_dtp_queue,) if q]
+        files = []
+        if self._in_dtp_queue:  # (file, cmd)
+            files.append(self._in_dtp_queue[0])
+        if self._out_dtp_queue:  # (data, isproducer, file, cmd)
+            files.append(self._out_dtp_queue[2])
         self._in_dtp_queue = self._out_dtp_queue = None
-        for file in queued:
+        for file in files:
             if file is not None:
                 file.close()
 
@@ -362,7 +366,7 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     def _refused(self) -> bool:
         if not self._data_coming():
-            self.respond("425 Open a data connection first (PASV or EPSV).")
+            self.respond(NO_DATA_CONNECTION)
             return True
         try:
             self.lander.check_space()
