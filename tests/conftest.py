@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,25 @@ def jpeg_bytes(
     else:
         image.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def camera_jpeg(size: int, *, seed: int = 0) -> bytes:
+    """A valid JPEG of exactly ``size`` bytes, as big as a camera's frame: a small noise image
+    padded after SOI with comment segments of random bytes (incompressible, like scan data and
+    the previews and maker notes a body embeds)."""
+    body = jpeg_bytes(320, 240, seed=seed)
+    room = size - len(body)
+    if room < 4:
+        raise ValueError(f"a {size}-byte JPEG is smaller than the image inside it ({len(body)} bytes)")
+    rng = random.Random(seed)
+    segments = []
+    while room:
+        payload = min(room - 4, 65533)
+        if 0 < room - 4 - payload < 4:  # leave no remainder too small for a segment header
+            payload -= 4
+        segments.append(b"\xff\xfe" + (payload + 2).to_bytes(2, "big") + rng.randbytes(payload))
+        room -= payload + 4
+    return body[:2] + b"".join(segments) + body[2:]
 
 
 @pytest.fixture
