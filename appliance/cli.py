@@ -312,7 +312,12 @@ def _remote(args: argparse.Namespace, data: Path) -> int:
         elif args.command == "rejections":
             result = box.request("GET", "/api/rejections")
             _emit_lines(
-                args, result, lambda r: f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
+                args,
+                result,
+                lambda r: (
+                    f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
+                    + (f"  (resumed: photo {r['resumed_photo_id']})" if r["resumed_photo_id"] else "")
+                ),
             )
         elif args.command == "cameras":
             result = box.request("GET", "/api/cameras")

@@ -45,6 +45,12 @@ FRAMES_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+FRAMES_RESUMED = Counter(
+    "shutterbox_frames_resumed",
+    "Rejected or interrupted uploads a camera then resumed to a whole frame (counted in"
+    " shutterbox_frames_rejected when cut; subtract for the frames really lost to rejection)",
+    registry=REGISTRY,
+)
 FRAMES_QUARANTINED = Counter(
     "shutterbox_frames_quarantined", "Rejected uploads kept in quarantine/", registry=REGISTRY
 )

@@ -23,6 +23,7 @@ import random
 import re
 import resource
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,10 @@ class Frame:
 class Phase:
     name: str
     frames: tuple[Frame, ...]
+    # explicit FTPS (AUTH TLS) with protected data channels, ending each upload "camera"-style
+    # (close without reading: no close_notify exchange) or "ftplib"-style (unwrap: close_notify
+    # both ways, which reads whatever the server sent); None: plain FTP
+    tls: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -222,11 +227,26 @@ class LoadResult:
         return sum(w.cpu_s for w in self.workers)
 
 
-def _login(endpoint: Endpoint, folder: str) -> ftplib.FTP:
-    ftp = ftplib.FTP(timeout=FTP_TIMEOUT_S)
+def _insecure_tls() -> ssl.SSLContext:
+    """Self-signed servers on loopback: encryption on, verification off (TLS 1.2 or 1.3, as the
+    server chooses: 1.3 with both here)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _login(endpoint: Endpoint, folder: str, tls: bool = False) -> ftplib.FTP:
+    ftp = (
+        ftplib.FTP_TLS(context=_insecure_tls(), timeout=FTP_TIMEOUT_S)
+        if tls
+        else ftplib.FTP(timeout=FTP_TIMEOUT_S)
+    )
     try:
         ftp.connect(endpoint.host, endpoint.port)
         ftp.login(endpoint.user, endpoint.password)
+        if isinstance(ftp, ftplib.FTP_TLS):
+            ftp.prot_p()
         ftp.voidcmd("TYPE I")
         with contextlib.suppress(ftplib.error_perm):  # exists, or not allowed: CWD tells
             ftp.mkd(folder)
@@ -237,7 +257,7 @@ def _login(endpoint: Endpoint, folder: str) -> ftplib.FTP:
     return ftp
 
 
-def _store(ftp: ftplib.FTP, frame: Frame) -> tuple[float, float]:
+def _store(ftp: ftplib.FTP, frame: Frame, unwrap: bool = False) -> tuple[float, float]:
     """Upload one frame; return (STOR -> 226, last byte -> 226) in seconds."""
     t_stor = time.monotonic()
     conn = ftp.transfercmd(f"STOR {frame.name}")
@@ -245,6 +265,10 @@ def _store(ftp: ftplib.FTP, frame: Frame) -> tuple[float, float]:
         for chunk in frame.chunks():
             conn.sendall(chunk)
     finally:
+        # A camera's way closes without reading, which turns TLS 1.3 tickets the server sent
+        # and nobody read into a reset that cuts the upload (issue #12); ftplib's way unwraps.
+        if unwrap and isinstance(conn, ssl.SSLSocket):
+            conn = conn.unwrap()
         conn.close()
     t_sent = time.monotonic()
     ftp.voidresp()
@@ -255,7 +279,7 @@ def _store(ftp: ftplib.FTP, frame: Frame) -> tuple[float, float]:
 def _worker(
     wid: int,
     endpoint: Endpoint,
-    frames: Sequence[Frame],
+    phase: Phase,
     next_index: Any,
     ready: Any,
     start: Any,
@@ -265,10 +289,11 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ... with SIGTERM (not its own handler)
     folder = f"c{wid}"
+    frames = phase.frames
     res = WorkerResult(wid)
     ftp: ftplib.FTP | None = None
     try:
-        ftp = _login(endpoint, folder)
+        ftp = _login(endpoint, folder, phase.tls is not None)
     except ftplib.all_errors as exc:
         res.errors.append(f"login: {exc!r}")
     try:
@@ -285,7 +310,7 @@ def _worker(
             break
         frame = frames[index]
         try:
-            lat_stor, lat_226 = _store(ftp, frame)
+            lat_stor, lat_226 = _store(ftp, frame, phase.tls == "ftplib")
         except (ftplib.error_perm, ftplib.error_temp) as exc:  # the session is still usable
             res.errors.append(f"{frame.name}: {str(exc).strip()}")
             continue
@@ -293,7 +318,7 @@ def _worker(
             res.errors.append(f"{frame.name}: {exc!r}")
             ftp.close()
             try:
-                ftp = _login(endpoint, folder)
+                ftp = _login(endpoint, folder, phase.tls is not None)
             except ftplib.all_errors as exc2:
                 res.errors.append(f"re-login: {exc2!r}")
                 ftp = None
@@ -341,7 +366,7 @@ def run_load(
             args=(
                 i,
                 endpoints[i % len(endpoints)],
-                phase.frames,
+                phase,
                 next_index,
                 ready,
                 start,

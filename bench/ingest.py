@@ -80,6 +80,10 @@ from _ftpload import (
     make_frame,
     run_load,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 HOST = "127.0.0.1"
 TARGET_FRAMES_PER_MIN = 3300
@@ -317,6 +321,7 @@ class Server:
     pid: int
     upload_root: Path  # where the uploaded frames end up (searched by count_intact)
     notes: list[str] = field(default_factory=list)
+    tls: bool = False  # serves explicit FTPS (the FTPS phase runs against it)
 
 
 def _shutterbox_exe() -> Path:
@@ -387,7 +392,7 @@ def shutterbox_server(work: Path, passive: tuple[int, int], clients: int) -> Ite
             key = _cli_json([*key_cmd, "--data", data, "--json"], env)
             endpoints.append(Endpoint(HOST, port, str(key["username"]), str(key["password"])))
         _wait_for_login(endpoints[0], proc, log)
-        yield Server("shutterbox", endpoints, proc.pid, data, notes)
+        yield Server("shutterbox", endpoints, proc.pid, data, notes, tls=True)
     finally:
         code = _stop(proc)
         if code not in (0, -signal.SIGTERM, None):
@@ -433,7 +438,35 @@ def _drop_user(name: str, created: bool) -> None:
         subprocess.run(["usermod", "--lock", name], capture_output=True)
 
 
-def _vsftpd_conf(port: int, passive: tuple[int, int], root: Path) -> str:
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for the anchor's FTPS (loopback only)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "anchor.crt", folder / "anchor.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def _vsftpd_conf(port: int, passive: tuple[int, int], root: Path, tls: tuple[Path, Path]) -> str:
     options = {
         "listen": "YES",
         "listen_ipv6": "NO",
@@ -460,7 +493,17 @@ def _vsftpd_conf(port: int, passive: tuple[int, int], root: Path) -> str:
         "xferlog_enable": "NO",
         "dirmessage_enable": "NO",
         "use_localtime": "YES",
-        "ssl_enable": "NO",
+        # explicit FTPS for the FTPS phase (plain logins still allowed for the others); no
+        # data-channel session reuse demanded, as ftplib does not resume (nor do most cameras)
+        "ssl_enable": "YES",
+        "rsa_cert_file": tls[0],
+        "rsa_private_key_file": tls[1],
+        "allow_anon_ssl": "NO",
+        "force_local_logins_ssl": "NO",
+        "force_local_data_ssl": "NO",
+        "require_ssl_reuse": "NO",
+        "strict_ssl_read_eof": "NO",  # an upload may end without close_notify, as cameras end it
+        "ssl_ciphers": "HIGH",
     }
     return "".join(f"{k}={v}\n" for k, v in options.items())
 
@@ -510,13 +553,13 @@ def vsftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
         base, upload_root = _anchor_dirs(work, "vsftpd")
         conf = base / "vsftpd.conf"
         port = _free_port()
-        conf.write_text(_vsftpd_conf(port, passive, upload_root))
+        conf.write_text(_vsftpd_conf(port, passive, upload_root, _self_signed(base)))
         proc, endpoint = _start_anchor([str(VSFTPD), str(conf)], base, port, password)
         note = (
             "vsftpd does not fsync: its 226 follows write(2) + close(2). (It ftruncate()s each"
             " upload, which makes ext4 start writeback at close; the 226 does not wait for it.)"
         )
-        yield Server("vsftpd", [endpoint], proc.pid, upload_root, [note])
+        yield Server("vsftpd", [endpoint], proc.pid, upload_root, [note], tls=True)
     finally:
         if proc is not None:
             _stop(proc)
@@ -672,6 +715,8 @@ class Row:
             "frames": len(self.phase.frames),
             "frames_ok": self.load.frames_ok,
             "errors": len(self.load.errors),
+            # uploads cut short (451 truncated, 426 connection lost): must be 0, TLS or not
+            "cuts": sum(1 for e in self.load.errors if e.split(": ", 1)[-1][:3] in {"451", "426"}),
             "error_samples": self.load.errors[:5],
             "stored_intact": self.intact,
             "payload_mb": round(self.load.bytes_ok / MB, 1),
@@ -718,6 +763,9 @@ def run_server(
             tree.wait_idle()
             run.idle_rss_mb = tree.rss_mb()
             for phase in phases:
+                if phase.tls and not server.tls:
+                    run.notes.append(f"{name}: the FTPS phase is not run (no TLS set up here)")
+                    continue
                 run.rows.append(_run_phase(server, tree, phase, clients, run_id))
         finally:
             run.peak_rss_mb = tree.peak_mb()
@@ -741,7 +789,7 @@ def _run_phase(server: Server, tree: ProcTree, phase: Phase, clients: int, run_i
     return row
 
 
-def build_phases(frames: int, mixed: int, sizes: Sequence[float], run_id: str) -> list[Phase]:
+def build_phases(frames: int, mixed: int, sizes: Sequence[float], run_id: str, ftps: int = 0) -> list[Phase]:
     bases = {}
     for size in sorted(set(sizes)):
         t0 = time.monotonic()
@@ -767,6 +815,12 @@ def build_phases(frames: int, mixed: int, sizes: Sequence[float], run_id: str) -
             base = bases[size][(i // len(sizes)) % len(bases[size])]
             mixed_frames.append(make_frame(f"M{i:05d}.JPG", base, run_id))
         phases.append(Phase(f"mixed {small:g}-{max(sizes):g}MB x{mixed}", tuple(mixed_frames)))
+    for style in ("camera", "ftplib") if ftps else ():
+        tls_frames = tuple(
+            make_frame(f"T{style[0]}{i:05d}.JPG", bases[small][i % len(bases[small])], run_id)
+            for i in range(ftps)
+        )
+        phases.append(Phase(f"FTPS-{style} {small:g}MB x{ftps}", tls_frames, tls=style))
     for size_bases in bases.values():
         for base in size_bases:
             check_frame(make_frame("CHECK.JPG", base, run_id))
@@ -789,7 +843,7 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
         f" {report['config']['data_fs']}",
         "",
         f"{'phase':<22}{'server':<12}{'frames':>9}{'frames/min':>12}{'MB/s':>9}"
-        f"{'226 p50 ms':>12}{'226 p99 ms':>12}{'errors':>8}{'intact':>8}{'CPU %':>7}"
+        f"{'226 p50 ms':>12}{'226 p99 ms':>12}{'errors':>8}{'cuts':>6}{'intact':>8}{'CPU %':>7}"
         f"{'RSS MB':>8}",
     ]
     for run in runs:
@@ -800,7 +854,7 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
                 f"{d['frames_per_min']:>12.0f}{d['mb_per_s']:>9.1f}"
                 f"{_fmt(d['lat_226_ms']['p50'], '.2f'):>12}"
                 f"{_fmt(d['lat_226_ms']['p99'], '.2f'):>12}"
-                f"{d['errors']:>8}{d['stored_intact']:>8}"
+                f"{d['errors']:>8}{d['cuts']:>6}{d['stored_intact']:>8}"
                 f"{_fmt(d['server_cpu_pct_of_one_core'], '.0f'):>7}"
                 f"{_fmt(d['peak_rss_mb'], '.0f'):>8}"
             )
@@ -819,7 +873,8 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
     t = report["targets"]
     lines.append(
         f"targets: >= {TARGET_FRAMES_PER_MIN} frames/min of {t['frames_per_min_phase']} frames:"
-        f" {t['frames_per_min']}; >= {TARGET_MBPS_RATIO}x vsftpd MB/s: {t['mbps_ratio']}"
+        f" {t['frames_per_min']}; >= {TARGET_MBPS_RATIO}x vsftpd MB/s: {t['mbps_ratio']};"
+        f" 0 cut uploads on shutterbox over FTPS: {t['ftps_cuts']}"
     )
     lines.append("")
     lines += [f"note: {n}" for n in report["notes"]]
@@ -853,7 +908,9 @@ def build_report(
     first = phase_names[0] if phase_names else None
     box_first = by_key.get(("shutterbox", first)) if first else None
     fpm_ok = None if box_first is None else box_first.frames_per_min >= TARGET_FRAMES_PER_MIN
-    ratio_ok = None if not ratios else all(r >= TARGET_MBPS_RATIO for r in ratios.values())
+    plain_ratios = [r for name, r in ratios.items() if not name.startswith("FTPS")]
+    ratio_ok = None if not plain_ratios else all(r >= TARGET_MBPS_RATIO for r in plain_ratios)
+    ftps_rows = [row for run in runs for row in run.rows if row.server == "shutterbox" and row.phase.tls]
     all_notes = list(notes)
     for run in runs:
         all_notes += run.notes
@@ -874,6 +931,7 @@ def build_report(
             "clients": args.clients,
             "frames": args.frames,
             "mixed_frames": args.mixed_frames,
+            "ftps_frames": args.ftps_frames,
             "sizes_mb": args.sizes,
             "data_fs": data_fs,
         },
@@ -892,6 +950,9 @@ def build_report(
             "frames_per_min_phase": first.split(" ")[0] if first else "-",
             "frames_per_min": _verdict(fpm_ok),
             "mbps_ratio": _verdict(ratio_ok),
+            "ftps_cuts": _verdict(
+                None if not ftps_rows else all(r.to_dict()["cuts"] == 0 for r in ftps_rows)
+            ),
         },
         "notes": all_notes,
         "failures": failures,
@@ -914,6 +975,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--mixed-frames", type=int, default=80, help="frames in the mixed-size phase (0: skip)"
     )
+    parser.add_argument(
+        "--ftps-frames",
+        type=int,
+        default=None,
+        help="frames in the explicit-FTPS phase (protected data; default: as --frames; 0: skip)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent FTP sessions")
     parser.add_argument(
         "--sizes", type=_sizes, default=[2.0, 25.0], help="frame sizes in MB, comma-separated"
@@ -923,8 +990,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-shutterbox", action="store_true", help="benchmark the anchors only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.clients < 1 or args.mixed_frames < 0:
-        parser.error("--frames and --clients must be >= 1, --mixed-frames >= 0")
+    if args.ftps_frames is None:
+        args.ftps_frames = args.frames
+    if args.frames < 1 or args.clients < 1 or args.mixed_frames < 0 or args.ftps_frames < 0:
+        parser.error("--frames and --clients must be >= 1, --mixed-frames and --ftps-frames >= 0")
     return args
 
 
@@ -952,7 +1021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fsync_ms = _fsync_probe(work)
         data_fs = f"{work} ({fstype} on {device}; 2 MB write+fsync p50 {fsync_ms:.1f} ms)"
         _log(f"work dir {data_fs}; generating corpus ...")
-        phases = build_phases(args.frames, args.mixed_frames, args.sizes, run_id)
+        phases = build_phases(args.frames, args.mixed_frames, args.sizes, run_id, args.ftps_frames)
         taken: list[tuple[int, int]] = []
         servers: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Server]]]] = []
         if not args.skip_shutterbox:

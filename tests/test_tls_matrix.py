@@ -91,7 +91,9 @@ def _expect_whole(box: Box, event: str, user: str, frames: dict[str, bytes], tra
 class ImplicitFTPS(ftplib.FTP_TLS):
     """ftplib speaking TLS from the first byte (implicit FTPS)."""
 
-    def connect(self, host: str = "", port: int = 0, timeout: float = -999, source_address: Any = None) -> str:
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: Any = None
+    ) -> str:
         self.host, self.port = host, port
         raw = socket.create_connection((host, port), self.timeout)
         self.af = raw.family
@@ -137,7 +139,16 @@ def _client_context(version: str | None) -> ssl.SSLContext:
     return context
 
 
-def _ftplib(box: Box, mode: str, version: str | None, user: str, password: str, frames: dict[str, bytes], *, reuse: bool) -> str:
+def _ftplib(
+    box: Box,
+    mode: str,
+    version: str | None,
+    user: str,
+    password: str,
+    frames: dict[str, bytes],
+    *,
+    reuse: bool,
+) -> str:
     client: ftplib.FTP
     if mode == "plain":
         client = ftplib.FTP(timeout=60)
@@ -146,7 +157,9 @@ def _ftplib(box: Box, mode: str, version: str | None, user: str, password: str, 
         client = (ReusingFTPS if reuse else ftplib.FTP_TLS)(context=_client_context(version), timeout=60)
         client.connect("127.0.0.1", box.ftp_port)
     else:
-        client = (ReusingImplicitFTPS if reuse else ImplicitFTPS)(context=_client_context(version), timeout=60)
+        client = (ReusingImplicitFTPS if reuse else ImplicitFTPS)(
+            context=_client_context(version), timeout=60
+        )
         client.connect("127.0.0.1", int(box.info["ftps_implicit_port"]))
     if reuse:
         client.reused = []  # type: ignore[attr-defined]
@@ -182,7 +195,18 @@ def _curl(box: Box, mode: str, version: str | None, user: str, password: str, fo
         url = f"ftps://127.0.0.1:{box.info['ftps_implicit_port']}/"
     else:
         url = f"ftp://127.0.0.1:{box.ftp_port}/"
-    argv = ["curl", "-sS", "-v", "--max-time", "200", "--user", f"{user}:{password}", "-T", "{" + files + "}", url]
+    argv = [
+        "curl",
+        "-sS",
+        "-v",
+        "--max-time",
+        "200",
+        "--user",
+        f"{user}:{password}",
+        "-T",
+        "{" + files + "}",
+        url,
+    ]
     if mode != "plain":
         argv[1:1] = ["-k", "--ssl-reqd"]
     if version == "1.2":

@@ -28,6 +28,7 @@ from appliance import metrics
 from appliance.errors import RejectedUpload
 from appliance.ftp.authorizer import RevokedKey, UnknownUser
 from appliance.ftp.defender import Defender
+from appliance.ftp.tls import DataChannelTLS
 from appliance.ingest.landing import Destination, StagingFile
 
 if TYPE_CHECKING:
@@ -171,6 +172,22 @@ class TLSLandingDTP(_LandingMixin, TLS_DTPHandler):  # type: ignore[misc]
     which a client takes as the answer to its next command."""
 
     _in_handshake = False
+    socket: Any
+
+    def secure_connection(self, ssl_context: Any) -> None:
+        # pyftpdlib's own, with the connection that holds TLS 1.3 tickets back (see tls.py)
+        self._ssl_requested = True
+        raw: socket.socket = self.socket
+        self.socket = DataChannelTLS(ssl_context, raw)
+        self.socket.set_accept_state()
+        self._ssl_accepting = True
+
+    def handle_read_event(self) -> None:
+        super().handle_read_event()
+        # The end of the stream came in with the frame's last bytes: no further readiness will
+        # announce it (a client that sent close_notify may wait for ours), so read it now.
+        if isinstance(self.socket, DataChannelTLS) and self.socket.ended and not self._closed:
+            super().handle_read_event()
 
     def _do_ssl_handshake(self) -> None:
         self._in_handshake = True
@@ -404,6 +421,15 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     def ftp_REST(self, line: str) -> Any:
         return self._as_binary(super().ftp_REST, line)
+
+    def ftp_MLSD(self, path: str) -> Any:
+        # RFC 3659 wants 501 for a path that is not a folder; one that does not exist at all is
+        # "not found" (550), which clients such as rclone take as "create it" before uploading
+        # into a card folder.
+        if not self.fs.lexists(path):
+            self.respond("550 No such file or directory.")
+            return None
+        return super().ftp_MLSD(path)
 
     def on_renamed(self, src: str, dst: str) -> None:
         self.lander.bridge.call(self.lander.store.rename_photo, self.username, src, dst)

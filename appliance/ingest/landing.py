@@ -156,7 +156,27 @@ class Lander:
             self.keep_partial(upload, exc.reason, metrics.reject_reason(exc.reply))
             raise
         self._link_into_jail(Path(photo.stored_path), upload.jail_path)
+        if upload.resumed:
+            self._resolve_cuts(upload, photo)
         return photo
+
+    def _resolve_cuts(self, upload: StagingFile, photo: Photo) -> None:
+        """A resume completed the frame: the cuts before it were the transfer's, not the
+        camera's (kept in the log and the rejections list, no longer counted against it)."""
+        username = upload.dest.username
+        if username is None:
+            return
+        resolved = self.bridge.call(self.store.resolve_rejections, username, upload.original_name, photo.id)
+        if resolved:
+            metrics.FRAMES_RESUMED.inc(resolved)
+            logger.info(
+                "%s from %s completed by a resume as photo %d (%d earlier cut%s not counted as rejected)",
+                upload.original_name,
+                upload.dest.camera,
+                photo.id,
+                resolved,
+                "" if resolved == 1 else "s",
+            )
 
     def land_file(self, dest: Destination, source: Path) -> Photo:
         """Ingest a file from outside the FTP path (hot folder): copy, then land like an upload."""
@@ -301,6 +321,7 @@ class StagingFile:
         else:
             self._file = self.tmp_path.open("wb")
         self._written = self._file.tell()
+        self.resumed = self._written > 0  # APPE or REST+STOR on top of bytes already here
         self._next_disk_check = _DISK_CHECK_BYTES
         self.sealed = False
 
@@ -335,6 +356,7 @@ class StagingFile:
         position = self._file.seek(offset, whence)
         self._file.truncate(position)
         self._written = position
+        self.resumed = position > 0
         self._rehash()
         return position
 

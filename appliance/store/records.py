@@ -110,6 +110,7 @@ class Rejection:
     size: int
     reason: str
     quarantine_path: str | None
+    resumed_photo_id: int | None = None  # the camera resumed this upload and it landed as this photo
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -156,4 +156,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX photos_by_username ON photos (username, received_at);
     CREATE INDEX rejections_by_username ON rejections (username, id);
     """,
+    # 6: a cut upload the camera then resumed to the end is one frame, not a rejection
+    """
+    ALTER TABLE rejections ADD COLUMN resumed_photo_id INTEGER;
+    """,
 )

@@ -322,8 +322,10 @@ class Store:
             " (SELECT count(*) FROM photos p WHERE p.username = k.username AND p.received_at >= ?)"
             " AS frames_today,"
             " (SELECT max(received_at) FROM photos p WHERE p.username = k.username) AS last_frame_at,"
-            " (SELECT count(*) FROM rejections r WHERE r.username = k.username) AS rejected,"
+            " (SELECT count(*) FROM rejections r WHERE r.username = k.username"
+            "  AND r.resumed_photo_id IS NULL) AS rejected,"
             " (SELECT at || char(31) || reason FROM rejections r WHERE r.username = k.username"
+            "  AND r.resumed_photo_id IS NULL"
             "  ORDER BY r.id DESC LIMIT 1) AS last_rejection"
             " FROM upload_keys k ORDER BY k.event, k.created_at",
             (since,),
@@ -512,6 +514,17 @@ class Store:
         assert row is not None
         return Rejection(**dict(row))
 
+    async def resolve_rejections(self, username: str, original_name: str, photo_id: int) -> int:
+        """A resumed upload of ``original_name`` landed as ``photo_id``: its earlier cuts are one
+        frame with a resumed transfer, not rejections (the rows stay, for the diagnosis)."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE rejections SET resumed_photo_id = ?"
+                " WHERE username = ? AND original_name = ? AND resumed_photo_id IS NULL",
+                (photo_id, username, original_name),
+            )
+            return cur.rowcount
+
     async def list_rejections(self, limit: int = 100) -> list[Rejection]:
         rows = await self._all("SELECT * FROM rejections ORDER BY id DESC LIMIT ?", (limit,))
         return [Rejection(**dict(r)) for r in rows]
@@ -536,7 +549,7 @@ class Store:
     async def counts(self) -> dict[str, Any]:
         by_state = {r[0]: r[1] for r in await self._all("SELECT state, count(*) FROM photos GROUP BY state")}
         oldest = await self._one("SELECT min(received_at) FROM photos WHERE state = 'queued'")
-        rejected = await self._one("SELECT count(*) FROM rejections")
+        rejected = await self._one("SELECT count(*) FROM rejections WHERE resumed_photo_id IS NULL")
         events = await self._one("SELECT count(*) FROM events")
         keys = await self._one("SELECT count(*) FROM upload_keys WHERE revoked_at IS NULL")
         return {
