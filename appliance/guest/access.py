@@ -9,6 +9,10 @@ per-client rate limits. Pure logic plus one secret file; runs on the asyncio thr
 - An event PIN is stored as an scrypt hash; a guest who typed it gets a cookie holding an HMAC of
   the event and the PIN hash (a new PIN invalidates every cookie).
 - A host link is ``/host/<key>`` with 32 random bytes; only its SHA-256 is stored.
+- An absolute link (the JSON API's, the QR code's) names the box by ``guest.public_url``, else by
+  the name the guest typed *only if it is one of the box's own*, else by the address the guest's
+  connection reached. A ``Host`` header is never copied into a link: a neighbour who forges one
+  gets links to the box all the same.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import struct
 import time
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from appliance.config import GuestSettings
@@ -69,6 +75,41 @@ def new_host_key() -> tuple[str, str]:
 
 def host_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def own_names(names: Iterable[str | None]) -> frozenset[str]:
+    """The host names that are the box's (lower case), each single label also as ``<label>.local``."""
+    found: set[str] = set()
+    for name in names:
+        name = (name or "").strip().rstrip(".").lower()
+        if name:
+            found.add(name)
+            if "." not in name:
+                found.add(f"{name}.local")
+    return frozenset(found)
+
+
+def link_base(
+    host_header: str | None, local: tuple[str, int | None] | None, names: frozenset[str]
+) -> str | None:
+    """The ``http://host[:port]`` for absolute links in an answer to a request whose ``Host`` header
+    is ``host_header`` and that reached the box at ``local`` (the connection's own address).
+
+    The host is the header's name when that name is one of ``names``, else the local address; the
+    port is always the local one. None when the connection's address is unknown."""
+    if local is None:
+        return None
+    address, port = local
+    typed = None
+    if host_header:
+        try:
+            typed = urlsplit(f"//{host_header}").hostname
+        except ValueError:  # a malformed port or bracket: not a name of ours either
+            typed = None
+    host = typed.rstrip(".") if typed and typed.rstrip(".") in names else address
+    if ":" in host:  # an IPv6 address (with a zone, on a link-local one)
+        host = f"[{host.replace('%', '%25')}]"
+    return f"http://{host}" + ("" if port in (80, None) else f":{port}")
 
 
 class RateLimiter:

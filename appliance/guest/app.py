@@ -1,7 +1,10 @@
 """Guest pages and their JSON API, on the venue-LAN web listener. Runs on the asyncio thread.
 
 Server-rendered HTML (Jinja2), one small inline stylesheet, a few lines of inline script and no
-build step, so a five-year-old phone on busy WiFi gets a page of a few kilobytes.
+build step, so a five-year-old phone on busy WiFi gets a page of a few kilobytes. The stylesheet
+(``templates/guest.css``) and the script (``templates/event.js``) are included inline and allowed
+by their SHA-256 in the Content-Security-Policy (:func:`content_security_policy`), which allows
+nothing else inline.
 
 Every route is under an event (``/e/<code>/...``) or a host link (``/host/<key>``). An unknown
 code, a wrong link or another event's photo all get the same bare 404, and count against the
@@ -11,9 +14,12 @@ client's hourly allowance of failures.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 import logging
 import mimetypes
+import re
 import socket
 import time
 import zipfile
@@ -31,9 +37,11 @@ from starlette.responses import FileResponse
 from appliance import credentials, metrics
 from appliance.errors import NotFoundError
 from appliance.guest import openapi as doc
-from appliance.guest.access import host_key_hash
+from appliance.guest.access import host_key_hash, link_base, own_names
+from appliance.guest.admission import Busy, SearchLine
 from appliance.guest.thumbs import make_thumbnail
 from appliance.guest.upload import UploadRejected, read_file_field
+from appliance.mdns import box_name
 
 if TYPE_CHECKING:
     from appliance.box import Box
@@ -56,6 +64,7 @@ MESSAGES = {
     "bad_request": "Something went wrong sending your picture. Please try again.",
     "rate_limited": "Too many searches from this phone. Please wait a minute and try again.",
     "unavailable": "Search is starting up. Please try again in a moment.",
+    "busy": "The box is busy with other guests' searches. Please try again in a few seconds.",
 }
 
 
@@ -77,6 +86,16 @@ def _not_found() -> Response:
 class GuestPages:
     def __init__(self, box: Box) -> None:
         self.box = box
+        hostname = socket.gethostname()
+        self.names = own_names(
+            [
+                box_name(box.settings.mdns),
+                hostname,
+                hostname.split(".")[0],
+                "localhost",
+                *box.settings.tls.hostnames,
+            ]
+        )
 
     @property
     def access(self) -> GuestAccess:
@@ -106,8 +125,14 @@ class GuestPages:
         return self.access.pin_cookie_ok(event.code, event.pin_hash, cookie)
 
     def base_url(self, request: Request) -> str:
+        """Where absolute links point: ``guest.public_url``, else the box by the name the guest
+        typed (if it is the box's) or the address its connection reached; never a forged Host."""
         configured = self.box.settings.guest.public_url
-        return (configured or str(request.base_url)).rstrip("/")
+        if configured:
+            return configured.rstrip("/")
+        local = request.scope.get("server")
+        base = link_base(request.headers.get("host"), local, self.names)
+        return base or default_public_url(self.box.web_port or self.box.settings.web.port)
 
     # --- search
 
@@ -244,17 +269,43 @@ def zip_stream(files: list[tuple[str, Path]]) -> Iterator[bytes]:
     yield from sink.drain()
 
 
+_RESERVED = re.compile(r'[<>:"|?*]')  # not in a Windows file name
+_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)}
+
+
+def safe_stem(original_name: str) -> str:
+    """A camera's file name reduced to a plain base name without its extension, safe to unpack on
+    any system: no ``/`` or ``\\`` path parts (``..\\..\\Users\\x.jpg`` is ``x``), no control
+    characters, no leading dots (hidden files), nothing Windows refuses; ``photo`` if nothing is left."""
+    base = re.split(r"[/\\]", original_name)[-1]
+    base = _RESERVED.sub("_", "".join(ch for ch in base if ch.isprintable()))
+    base = base.lstrip(". ")
+    stem = (base.rsplit(".", 1)[0] if "." in base else base).strip(". ")[:120] or "photo"
+    return f"_{stem}" if stem.upper() in _DEVICES else stem
+
+
+def download_name(photo: Photo, path: Path) -> str:
+    """The file name a download of ``path`` (the photo's original or proxy) is offered under."""
+    suffix = "".join(ch for ch in path.suffix.lower() if ch.isascii() and (ch.isalnum() or ch == "."))
+    return f"{safe_stem(photo.original_name)}{suffix[:10]}"
+
+
 def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
+    """ZIP entries: each photo's file under its safe base name, a clash (case-blind, as on
+    Windows and macOS) made unique with the photo's id."""
     files: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for photo in photos:
         use_original = originals and photo.evicted_at is None  # else only the proxy is on the box
         path = Path(photo.stored_path) if use_original or not photo.proxy_path else Path(photo.proxy_path)
-        stem, suffix = Path(photo.original_name).stem, path.suffix.lower()
-        name = f"{stem}{suffix}"
-        if name in seen:
-            name = f"{stem}-{photo.id}{suffix}"
-        seen.add(name)
+        name = download_name(photo, path)
+        stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+        extra = 0
+        while name.casefold() in seen:
+            extra += 1
+            tail = f"-{photo.id}" + (f"-{extra}" if extra > 1 else "")
+            name = f"{stem}{tail}{dot}{suffix}"
+        seen.add(name.casefold())
         files.append((name, path))
     return files
 
@@ -262,6 +313,7 @@ def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
 def add_guest_routes(app: FastAPI, box: Box) -> None:
     pages = GuestPages(box)
     settings = box.settings.guest
+    line = SearchLine(box.settings.web.max_searches, box.settings.web.search_wait)
 
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(
@@ -322,12 +374,16 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if not pages.access.searches.hit(_client(request)):
             return event, {"error": "rate_limited"}, 429
         try:
-            selfie = await read_file_field(request, "selfie", settings.max_selfie_mb << 20)
-        except UploadRejected as exc:
-            return event, {"error": exc.code}, exc.status
-        started = time.perf_counter()
-        result = await pages.search(event, selfie)
-        del selfie  # in memory only, and only for as long as the search
+            async with line.place():  # bounds the selfies held in memory at once
+                try:
+                    selfie = await read_file_field(request, "selfie", settings.max_selfie_mb << 20)
+                except UploadRejected as exc:
+                    return event, {"error": exc.code}, exc.status
+                started = time.perf_counter()
+                result = await pages.search(event, selfie)
+                del selfie  # in memory only, and only for as long as the search
+        except Busy:
+            return event, {"error": "busy"}, 503
         if result.get("error"):
             status = 503 if result["error"] == "unavailable" else 422
             return event, result, status
@@ -347,7 +403,9 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
             return _not_found()
         if status != 200:
             error = result["error"]
-            headers = {"Retry-After": "60"} if status == 429 else None
+            headers = {"429": {"Retry-After": "60"}, "busy": {"Retry-After": "5"}}.get(
+                "busy" if error == "busy" else str(status)
+            )
             return JSONResponse(
                 {"error": error, "message": MESSAGES[error]}, status_code=status, headers=headers
             )
@@ -425,7 +483,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         path = original if await asyncio.to_thread(original.exists) else pages.proxy_of(photo)
         if path is None:
             return _not_found()
-        name = f"{Path(photo.original_name).stem}{path.suffix.lower()}"
+        name = download_name(photo, path)
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return _cached_file(
             request,
@@ -459,7 +517,8 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if event is None or fmt not in ("png", "svg"):
             return _not_found()
         body, media = qr_code(f"{pages.base_url(request)}/e/{event.code}", fmt)
-        return Response(body, media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+        # its URL depends on who asked (public_url, the name typed): for this phone only, never a proxy
+        return Response(body, media_type=media, headers={"Cache-Control": "private, no-store"})
 
     @app.get("/host/{key}", response_class=HTMLResponse, responses=doc.PAGE)
     async def host_page(request: Request, key: str, page: str = "1") -> Response:
@@ -499,6 +558,27 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
 
 def _ascii(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+
+
+def content_security_policy() -> str:
+    """The guest listener's Content-Security-Policy: the box only, no frames, no plugins, forms
+    posted back to the box, and the pages' one inline stylesheet and script by their SHA-256."""
+
+    def inline(template: str) -> str:
+        text = TEMPLATES.env.get_template(template).render()
+        return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {inline('event.js')}",
+            f"style-src {inline('guest.css')}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def qr_code(url: str, fmt: str) -> tuple[bytes, str]:

@@ -1,6 +1,9 @@
 """What the guest routes document in their OpenAPI schema: the bodies they read themselves
 (multipart selfies, the PIN form) and every answer they give, so the schema is a true contract.
 
+Every answer of the guest listener carries the headers in ``HEADERS`` (added to each documented
+response by appliance.control.web, which sends them).
+
 The guest listener does not serve its schema (nothing on the venue LAN should list the routes);
 the admin API does, at ``GET /api/guest/openapi.json``, for whoever builds on the guest API and
 for the schemathesis run in tests/test_fuzz_http.py.
@@ -16,6 +19,24 @@ JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
 ANY_FILE = {  # the original as the camera made it: JPEG, RAW (CR3, NEF, ARW...), HEIF
     "image/*": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+
+HEADERS: dict[str, Any] = {
+    "Content-Security-Policy": {
+        "description": "`default-src 'self'`, `frame-ancestors 'none'`, and the pages' one inline "
+        "stylesheet and script allowed by their SHA-256",
+        "required": True,
+        "schema": {"type": "string", "pattern": "default-src 'self'.*frame-ancestors 'none'"},
+    },
+    "X-Content-Type-Options": {"required": True, "schema": {"type": "string", "enum": ["nosniff"]}},
+    "Referrer-Policy": {"required": True, "schema": {"type": "string", "enum": ["no-referrer"]}},
+    "X-Frame-Options": {"required": True, "schema": {"type": "string", "enum": ["DENY"]}},
+    "Cache-Control": {
+        "description": "`no-store` (pages, JSON, ZIPs and QR codes hold signed links); photos "
+        "`private, max-age=86400` (their links are the same all day)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
 }
 
 NOT_FOUND = {
@@ -41,6 +62,7 @@ ERROR_JSON = {
                 "bad_request",
                 "rate_limited",
                 "unavailable",
+                "busy",
             ],
         },
         "message": {"type": "string", "description": "What to tell the guest, in plain words"},
@@ -124,7 +146,11 @@ def _search_errors(content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
         413: {"description": "Over guest.max_selfie_mb", "content": content},
         422: {"description": "Not a picture the box reads, or no usable face in it", "content": content},
         429: {"description": "Over guest.searches_per_minute from this address", "content": content},
-        503: {"description": "The face index is still starting", "content": content},
+        503: {
+            "description": "The face index is still starting, or the box is busy with other searches"
+            " (web.max_searches; try again after Retry-After seconds)",
+            "content": content,
+        },
     }
 
 
@@ -173,6 +199,21 @@ ZIP: dict[int | str, dict[str, Any]] = {
         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
     },
     404: NOT_FOUND,
+}
+HEALTH: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The listener answers (and says nothing more about the box)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {"ok": {"type": "boolean", "enum": [True]}},
+                    "additionalProperties": False,
+                }
+            }
+        },
+    },
 }
 QR: dict[int | str, dict[str, Any]] = {
     200: {

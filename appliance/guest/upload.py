@@ -2,7 +2,8 @@
 
 Starlette's form parser spools file parts over 1 MB to a temporary file; a guest's selfie must
 never touch the disk, so the body is read here with a hard size cap and parsed in memory with
-python-multipart's streaming parser.
+python-multipart's streaming parser. Whatever the body or its headers hold, the answer is an
+:class:`UploadRejected` (a 4xx with a code the page turns into plain words), never a 500.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+
+MAX_BOUNDARY = 70  # RFC 2046 section 5.1.1; browsers send 30-60 characters
 
 
 class UploadRejected(Exception):
@@ -29,6 +32,8 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise UploadRejected("bad_request", "send the picture as multipart/form-data", 400)
+    if len(boundary) > MAX_BOUNDARY:  # python-multipart raises on its own limit before parsing
+        raise UploadRejected("bad_request", "the multipart boundary is over 70 characters", 400)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise UploadRejected("upload_too_large", "the file is too large", 413)
@@ -68,19 +73,19 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
         if isinstance(name, str):
             parts[name].extend(data[start:end])
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-        },
-    )
     received = 0
     try:
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+            },
+        )
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit + 64 * 1024:
