@@ -4,8 +4,13 @@ durable". Everything here runs on the session's own thread.
 - the data channel's close path lands the file (verify, fsync, hash, queue) *before* replying
   226; a truncated or corrupt upload gets 451 and is kept for resume + quarantined;
 - passive ports come from the configured range only (425 when it is full, never outside it);
-- failed logins feed the Defender; banned IPs get 421 at connect;
+- failed logins feed the Defender; banned IPs get 421 at connect and at every command before
+  login (one log line per address and half minute, however many connections are refused);
+- connections that have not logged in share a small pool (``PreLogin``) and get
+  ``login_timeout`` seconds from connect to log in, whatever they send meanwhile;
 - sessions per key are capped, and a revoked key's live sessions are cut;
+- MFMT never changes a file's time (see ``CameraFS``);
+- camera-supplied names and commands reach the log with control characters escaped;
 - an implicit-TLS variant speaks TLS from the first byte (port 990).
 """
 
@@ -16,6 +21,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,19 +34,31 @@ from appliance import metrics
 from appliance.errors import RejectedUpload
 from appliance.ftp.authorizer import RevokedKey, UnknownUser
 from appliance.ftp.defender import Defender
+from appliance.ftp.filesystem import JailFS
 from appliance.ftp.tls import DataChannelTLS
 from appliance.ingest.landing import Destination, StagingFile
+from appliance.loghygiene import escape_controls
 
 if TYPE_CHECKING:
     from appliance.ftp.authorizer import KeyAuthorizer
-    from appliance.ftp.sessions import Sessions
+    from appliance.ftp.sessions import PreLogin, Sessions
     from appliance.ingest.landing import Lander
 
 logger = logging.getLogger(__name__)
+_ftpd_logger = logging.getLogger("pyftpdlib")  # its per-command lines keep their own logger
 
 
 class _NoPassivePort(OSError):
     pass
+
+
+class CameraFS(JailFS):
+    """MFMT is answered (213 with the file's real time) but changes nothing: a landed frame shares
+    its inode with the stored photo, and a kept partial's age is what the janitor removes it by,
+    which a camera must not be able to make years old (swept at once) or years young (never)."""
+
+    def utime(self, path: str, timeval: float) -> None:
+        return None
 
 
 class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
@@ -103,7 +121,7 @@ class _LandingMixin:
                     self.transfer_finished = False
                     self.cmd_channel.server_stats("rejected")
                 except Exception:
-                    logger.exception("landing %s failed", upload.original_name)
+                    logger.exception("landing %s failed", escape_controls(upload.original_name))
                     self._resp = (
                         "451 Local error while storing the file; please send it again.",
                         logger.error,
@@ -141,7 +159,7 @@ class _LandingMixin:
         try:
             self.cmd_channel.lander.keep_partial(upload, reason, label)
         except Exception:
-            logger.exception("could not keep the partial upload %s", upload.original_name)
+            logger.exception("could not keep the partial upload %s", escape_controls(upload.original_name))
 
     def enable_receiving(self, type: str, cmd: str) -> None:
         # Like vsftpd's default: never rewrite line endings of an upload, even in TYPE A.
@@ -226,6 +244,8 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     lander: ClassVar[Lander]
     defender: ClassVar[Defender]
     sessions: ClassVar[Sessions]
+    prelogin: ClassVar[PreLogin]
+    login_timeout: ClassVar[float]
     max_sessions_per_key: ClassVar[int]
     stats: ClassVar[dict[str, int]]
     authorizer: KeyAuthorizer
@@ -234,14 +254,90 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     _dtp_connector: Any
     _in_dtp_queue: Any
     _out_dtp_queue: Any
+    _ssl_accepting: bool
+    _login_timer: Any = None
+    _connected_at = 0.0
+    _admitted = False
+
+    # --- the door: bans, the pre-login pool, the login deadline (on the acceptor's thread)
 
     def handle(self) -> None:
-        ban = self.defender.banned_for(self.remote_ip)
-        if ban > 0:
-            self.respond(f"421 Too many failed logins from your address; try again in {int(ban) + 1} s.")
+        if self._admit():
+            super().handle()
+
+    def _admit(self) -> bool:
+        """Called once per connection on the acceptor's thread. A refused connection is closed
+        here and now (``close``, not ``close_when_done``): no session thread is started for it."""
+        self._connected_at = time.monotonic()
+        if self._refuse_if_banned(at_connect=True):
+            return False
+        admitted, victim = self.prelogin.admit(self, self.remote_ip)
+        if not admitted:
+            self.server_stats("refused_prelogin")
+            logger.debug("refused %s: too many connections from it that have not logged in", self.remote_ip)
+            self._say("421 Too many connections from your address that have not logged in.")
+            self.close()
+            return False
+        self._admitted = True
+        if victim is not None:  # on its own session thread: shut its socket, its loop closes it
+            self.server_stats("evicted_prelogin")
+            logger.debug("closed a connection from %s that had not logged in, to make room", victim.remote_ip)
+            victim.cut("421 Too many connections waiting to log in; closing the oldest.")
+        return True
+
+    def _say(self, reply: str) -> None:
+        """A reply on a connection that may not speak TLS yet (implicit FTPS): said only in clear."""
+        self.respond(reply)
+
+    def _refuse_if_banned(self, *, at_connect: bool = False) -> bool:
+        left = self.defender.banned_for(self.remote_ip)
+        if left <= 0:
+            return False
+        unlogged = self.defender.refusal_to_log(self.remote_ip)
+        if unlogged is not None:
+            logger.warning(
+                "refused a connection from banned %s (ban ends in %d s)%s",
+                self.remote_ip,
+                int(left) + 1,
+                f"; {unlogged} more refused since the last such line" if unlogged else "",
+            )
+        self._say(f"421 Too many failed logins from your address; try again in {int(left) + 1} s.")
+        if at_connect:
+            self.close()
+        else:
             self.close_when_done()
+        return True
+
+    def add_channel(self, map: Any = None, events: Any = None) -> None:
+        super().add_channel(map, events)
+        # Once on the session's own loop (the acceptor's loop handed it over), start the login
+        # deadline there: the timer then fires on the thread that owns this connection.
+        if self._login_timer is None and self.ioloop is not self.server.ioloop and not self.authenticated:
+            left = self._connected_at + self.login_timeout - time.monotonic()
+            self._login_timer = self.ioloop.call_later(
+                max(left, 0.0), self._login_expired, _errback=self.handle_error
+            )
+
+    def _login_expired(self) -> None:
+        if self._closed or self.authenticated:
             return
-        super().handle()
+        self.server_stats("prelogin_timeout")
+        logger.info("%s did not log in within %d s; closed", self.remote_ip, self.login_timeout)
+        if getattr(self, "_ssl_accepting", False):
+            self.close()  # no TLS yet: nothing can be said
+            return
+        self.respond("421 Login timed out.")
+        if self._fileno in self.ioloop.socket_map:
+            self.close_when_done()
+        else:  # waiting out a failed login's delay: not polled right now
+            self.close()
+
+    def _leave_prelogin(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.prelogin.leave(self, self.remote_ip)
+        if self._login_timer is not None and not self._login_timer.cancelled:
+            self._login_timer.cancel()
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         # NUL, or a bare CR/LF inside the line (replies echo the command or its path: a line
@@ -249,6 +345,8 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         if "\x00" in line or "\r" in line or "\n" in line:
             self.respond("501 Invalid character in command.")
             return
+        if not self.authenticated and self._refuse_if_banned():
+            return  # every connection of a banned address, also those opened before the ban
         if self.draining.is_set() and cmd in DRAIN_REFUSED:
             # shutting down: transfers already running finish; nothing new starts
             self.respond("421 The box is restarting; try again in a few seconds.")
@@ -260,6 +358,21 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         self.stats[name] = self.stats.get(name, 0) + 1
         if name.startswith("login_") or name == "banned":
             metrics.FTP_LOGINS.labels(name.removeprefix("login_")).inc()
+
+    # --- log lines: the prefix holds the USER name as sent, messages hold paths as sent
+
+    def log(self, msg: str, logfun: Any = None) -> None:
+        (logfun or _ftpd_logger.info)("%s %s", self._log_prefix(), escape_controls(msg))
+
+    def logline(self, msg: str, logfun: Any = None) -> None:
+        if self._log_debug:
+            (logfun or _ftpd_logger.debug)("%s %s", self._log_prefix(), escape_controls(msg))
+
+    def logerror(self, msg: str) -> None:
+        _ftpd_logger.error("%s %s", self._log_prefix(), escape_controls(msg))
+
+    def _log_prefix(self) -> str:
+        return f"{self.remote_ip}:{self.remote_port}-[{escape_controls(self.username or '')}]"
 
     # --- login
 
@@ -286,22 +399,25 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             score = (
                 Defender.SCORE_UNKNOWN_USER if isinstance(err, UnknownUser) else Defender.SCORE_WRONG_PASSWORD
             )
-            ban = self.defender.record_failure(self.remote_ip, score)
+            ban = self.defender.record_failure(self.remote_ip, score, username)
             if ban:
                 self.server_stats("banned")
                 logger.warning("banned %s for %d s after repeated failed logins", self.remote_ip, ban)
                 self.respond(f"421 Too many failed logins; this address is banned for {int(ban)} s.")
                 self.close_when_done()
                 return
+            if self._refuse_if_banned():  # another connection crossed the threshold meanwhile
+                return
             self.handle_auth_failed(str(err), line)
             return
         self.server_stats("login_ok")
-        self.defender.record_success(self.remote_ip)
+        self.defender.record_success(self.remote_ip, username)
         self.handle_auth_success(
             self.authorizer.get_home_dir(username), line, self.authorizer.get_msg_login(username)
         )
 
     def on_login(self, username: str) -> None:
+        self._leave_prelogin()
         self.sessions.add(username, self)
         login = self.authorizer.login(username)
         self.destination = Destination(login.key.event, login.key.function, login.key.camera, username)
@@ -315,9 +431,10 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     def on_disconnect(self) -> None:
         if self.username:
-            logger.info("%s session from %s ended", self.username, self.remote_ip)
+            logger.info("%s session from %s ended", escape_controls(self.username), self.remote_ip)
 
     def close(self) -> None:
+        self._leave_prelogin()
         if getattr(self, "username", None):
             self.sessions.remove(self.username, self)
         super().close()
@@ -450,14 +567,17 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     # --- revocation (called from another thread)
 
-    def cut(self) -> None:
-        """End this session now: shut the socket down; the session's own loop closes the rest."""
+    def cut(self, reply: str | None = None) -> None:
+        """End this session now: shut the socket down; the session's own loop closes the rest.
+        ``reply`` is written first, best effort, on a connection not yet speaking TLS."""
         try:
             fd = self.socket.fileno()
             dup = socket.socket(fileno=os.dup(fd))
         except (OSError, ValueError):
             return
         try:
+            if reply is not None and not self._ssl_established and not self._ssl_accepting:
+                dup.send(f"{reply}\r\n".encode(), socket.MSG_DONTWAIT)
             dup.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -469,14 +589,15 @@ class ImplicitTLSHandler(BoxHandler):
     """TLS from the first byte (implicit FTPS, port 990); data channels protected by default."""
 
     def handle(self) -> None:
-        if self.defender.banned_for(self.remote_ip) > 0:
-            self.close()
-            return
-        self.secure_connection(self.ssl_context)
+        if self._admit():
+            self.secure_connection(self.ssl_context)
+
+    def _say(self, reply: str) -> None:
+        pass  # the client expects a TLS handshake: refused connections are just closed
 
     def handle_ssl_established(self) -> None:
         if not getattr(self, "_greeted", False):
             self._greeted = True
             self._pbsz = True
             self._prot = True
-            BoxHandler.handle(self)
+            TLS_FTPHandler.handle(self)  # the 220; admitted at connect already

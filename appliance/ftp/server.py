@@ -4,26 +4,31 @@ Entered on the asyncio thread (``async with FtpService(...)``); listener threads
 enter and stopped and joined on exit. Shutdown stops each acceptor loop first, then closes every
 session from the acceptor's own thread (pyftpdlib's IOLoop is not thread-safe); an upload cut
 by shutdown is kept for resume and never acknowledged.
+
+Out of file handles (a flood of sockets, EMFILE/ENFILE) or kernel memory, the listener never
+closes: it stops polling its socket for a short, growing pause (50 ms doubling to 1 s) and tries
+again, with one log line when the shortage starts and one when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from pyftpdlib.ioloop import IOLoop
-from pyftpdlib.servers import ThreadedFTPServer
+from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
 from appliance.ftp.authorizer import KeyAuthorizer
 from appliance.ftp.defender import Defender
-from appliance.ftp.filesystem import JailFS
-from appliance.ftp.handlers import BoxHandler, ImplicitTLSHandler
-from appliance.ftp.sessions import Sessions
+from appliance.ftp.handlers import BoxHandler, CameraFS, ImplicitTLSHandler
+from appliance.ftp.sessions import PreLogin, Sessions
 from appliance.ftp.tls import make_context
 from appliance.health import Health
 
@@ -38,18 +43,114 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 1 << 20
+# accept() errors that say "not now" (out of file handles or kernel memory, or a connection reset
+# before it was taken): pause accepting and retry, never close the listener
+_ACCEPT_SHORTAGE = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED))
+ACCEPT_PAUSE_MIN = 0.05
+ACCEPT_PAUSE_MAX = 1.0
+_SHORTAGE_LOG_INTERVAL = 30.0
 
 
 class _Server(ThreadedFTPServer):  # type: ignore[misc]
     """ThreadedFTPServer with per-instance exit flag and lock (pyftpdlib shares them per class,
-    so stopping one listener would stop the other)."""
+    so stopping one listener would stop the other), an accept that backs off instead of dying,
+    and no session thread for a connection refused at the door."""
 
     join_timeout = 10
 
     def __init__(self, address: tuple[str, int], handler: type[BoxHandler], ioloop: Any) -> None:
         self._exit = threading.Event()
         self._lock = threading.Lock()
+        self._pause = 0.0  # > 0: in a shortage episode, the current pause
+        self._paused_since = 0.0
+        self._resume_call: Any = None
+        self._session_failures_logged_at = float("-inf")
         super().__init__(address, handler, ioloop=ioloop, backlog=64)
+
+    # --- accept, with back-off (on the acceptor's thread)
+
+    def handle_accept(self) -> None:
+        try:
+            sock, addr = self.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._back_off(exc)
+            return
+        if self._pause:
+            logger.warning(
+                "FTP listener on port %d accepts again after %.1f s short of file handles",
+                self.address[1],
+                time.monotonic() - self._paused_since,
+            )
+            self._pause = 0.0
+        self.handle_accepted(sock, addr)
+
+    def _back_off(self, exc: OSError) -> None:
+        if not self._pause:
+            self._paused_since = time.monotonic()
+            known = exc.errno in _ACCEPT_SHORTAGE
+            logger.warning(
+                "FTP listener on port %d cannot accept (%s%s); pausing and retrying, up to every %.0f s",
+                self.address[1],
+                errno.errorcode.get(exc.errno or 0, exc.errno),
+                ", out of file handles or memory" if known else f": {exc.strerror}",
+                ACCEPT_PAUSE_MAX,
+            )
+        self._pause = min(max(self._pause * 2, ACCEPT_PAUSE_MIN), ACCEPT_PAUSE_MAX)
+        if self._fileno is not None and self._fileno in self.ioloop.socket_map:
+            self.ioloop.unregister(self._fileno)
+        self._resume_call = self.ioloop.call_later(self._pause, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._resume_call = None
+        if not self._closed and self._fileno is not None and self._fileno not in self.ioloop.socket_map:
+            self.add_channel()
+
+    def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
+        """pyftpdlib's, except that a connection closed at the door (banned, over a cap) gets
+        no thread, and a thread that cannot start closes its connection."""
+        handler = FTPServer.handle_accepted(self, sock, addr)
+        if handler is None or handler._closed:
+            return
+        self.ioloop.unregister(handler._fileno)
+        thread = threading.Thread(target=self._loop, args=(handler,), name=repr(addr), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # can't start new thread
+            self._session_failed(handler, "no thread for it")
+            return
+        with self._lock:
+            self._active_tasks.append(thread)
+
+    def _loop(self, handler: Any) -> None:
+        """The session thread. Its own IOLoop needs a file handle (epoll): when there is none,
+        close the connection instead of leaving it open and unserved."""
+        try:
+            super()._loop(handler)
+        except OSError as exc:
+            self._session_failed(handler, str(exc))
+
+    def _session_failed(self, handler: Any, why: str) -> None:
+        now = time.monotonic()
+        if now - self._session_failures_logged_at > _SHORTAGE_LOG_INTERVAL:
+            self._session_failures_logged_at = now
+            logger.warning(
+                "FTP connection from %s dropped: %s (more such are not logged for 30 s)",
+                handler.remote_ip,
+                why,
+            )
+        try:
+            handler.close()
+        except Exception:  # noqa: BLE001 - its loop never ran; make sure the socket goes
+            handler.socket.close()
+
+    def close_all(self) -> None:
+        if self._resume_call is not None:
+            self._resume_call.cancel()
+        super().close_all()
+        if not self._closed:  # unregistered while pausing: IOLoop.close did not see it
+            self.close()
 
 
 @dataclass
@@ -68,6 +169,8 @@ class _Listener:
         try:
             while not self.stop.is_set():
                 self.server.serve_forever(timeout=0.5, blocking=False, handle_exit=False)
+                if not self.server.ioloop.socket_map:  # accepting paused (see _Server._back_off)
+                    self.stop.wait(0.02)
                 if self.health is not None:
                     self.health.beat(f"ftp-{self.name}")  # this listener's I/O loop turns
         except Exception:
@@ -99,6 +202,9 @@ class FtpService:
             ban_time=settings.ban_time,
             ban_time_max=settings.ban_time_max,
         )
+        self.prelogin = PreLogin(
+            total=settings.max_prelogin_connections, per_ip=settings.max_prelogin_connections_per_ip
+        )
         self.authorizer = KeyAuthorizer(store, bridge, jails)
         self._lander = lander
         self._context = make_context(cert_file, key_file)
@@ -109,10 +215,12 @@ class FtpService:
         s = self.settings
         attrs: dict[str, Any] = {
             "authorizer": self.authorizer,
-            "abstracted_fs": JailFS,
+            "abstracted_fs": CameraFS,
             "lander": self._lander,
             "defender": self.defender,
             "sessions": self.sessions,
+            "prelogin": self.prelogin,
+            "login_timeout": s.login_timeout,
             "stats": self.stats,
             "draining": self.draining,
             "max_sessions_per_key": s.max_sessions_per_key,

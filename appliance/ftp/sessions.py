@@ -69,3 +69,51 @@ class Sessions:
         for handler in handlers:
             handler.cut()
         return len(handlers)
+
+
+class PreLogin:
+    """Control connections that have not logged in yet (shared by every listener). They get a
+    small pool of their own, so sockets that never log in cannot take the slots cameras need:
+    at most ``per_ip`` per address (one more is refused), at most ``total`` in all, and when the
+    pool is full a newcomer takes the place of the oldest connection of the address holding the
+    most. A camera connects and logs in at once, so it is never the one that makes way while
+    anyone holds two. Thread-safe (acceptor threads admit; session threads leave)."""
+
+    def __init__(self, *, total: int, per_ip: int) -> None:
+        self.total = total
+        self.per_ip = per_ip
+        self._lock = threading.Lock()
+        self._by_ip: dict[str, dict[Any, None]] = {}  # insertion order: oldest first
+        self._count = 0
+
+    def admit(self, handler: Any, ip: str) -> tuple[bool, Any | None]:
+        """(admitted, the connection to close to make room, if any)."""
+        with self._lock:
+            mine = self._by_ip.get(ip, {})
+            if len(mine) >= self.per_ip:
+                return False, None
+            victim = None
+            if self._count >= self.total:
+                crowded = max(self._by_ip.values(), key=len)
+                victim = next(iter(crowded))
+                self._drop(victim, next(i for i, hs in self._by_ip.items() if hs is crowded))
+            self._by_ip.setdefault(ip, {})[handler] = None
+            self._count += 1
+            return True, victim
+
+    def leave(self, handler: Any, ip: str) -> None:
+        """Logged in or closed (idempotent)."""
+        with self._lock:
+            self._drop(handler, ip)
+
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def _drop(self, handler: Any, ip: str) -> None:
+        handlers = self._by_ip.get(ip)
+        if handlers is not None and handler in handlers:
+            del handlers[handler]
+            self._count -= 1
+            if not handlers:
+                del self._by_ip[ip]

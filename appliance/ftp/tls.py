@@ -39,7 +39,9 @@ def make_context(cert_file: Path, key_file: Path) -> SSL.Context:
 
 
 RECORD_HEADER = 5  # content type, version, length
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 << 10  # kernel bytes per read into the connection's own buffer
+RECORD_PLAINTEXT = 16 << 10  # SSL_read hands out at most one record (16 KiB) per call
+READS_PER_EVENT = 8
 
 
 class DataChannelTLS(SSL.Connection):
@@ -70,6 +72,7 @@ class DataChannelTLS(SSL.Connection):
         self._record_left = 0  # bytes of the current record still in the kernel
         self._eof = False
         self._end: SSL.Error | None = None  # the end of stream, met after data still returned
+        self._buffer = bytearray(READ_CHUNK)  # reused: no 1 MiB allocation per read (heap churn)
 
     def __getattr__(self, name: str) -> Any:
         if name == "_raw":  # before __init__ has set it
@@ -86,13 +89,17 @@ class DataChannelTLS(SSL.Connection):
 
     # --- the wire
 
-    def _recv_raw(self, size: int) -> bytes | None:
+    def _recv_raw(self, size: int) -> memoryview | None:
+        """Up to ``size`` bytes from the kernel (a view of the reused buffer; empty at EOF), or
+        None when it has none yet."""
+        view = memoryview(self._buffer)[: min(size, READ_CHUNK)]
         try:
-            return self._raw.recv(size)
+            got = self._raw.recv_into(view)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
             raise _syscall_error(exc) from exc
+        return view[:got]
 
     def _take_output(self) -> bytes:
         chunks = []
@@ -126,7 +133,7 @@ class DataChannelTLS(SSL.Connection):
         if self._eof:
             return False
         want = self._record_left or RECORD_HEADER - len(self._header)
-        data = self._recv_raw(min(want, READ_CHUNK))
+        data = self._recv_raw(want)
         if data is None:
             return False
         if not data:
@@ -144,7 +151,7 @@ class DataChannelTLS(SSL.Connection):
         return True
 
     def _feed_all(self) -> None:
-        for _ in range(16):
+        for _ in range(READS_PER_EVENT):
             data = self._recv_raw(READ_CHUNK)
             if data is None:
                 return
@@ -187,7 +194,7 @@ class DataChannelTLS(SSL.Connection):
         out = []
         try:
             while True:
-                out.append(super().recv(max(bufsiz, 16384)))
+                out.append(super().recv(RECORD_PLAINTEXT))
         except SSL.WantReadError:
             pass
         except (SSL.ZeroReturnError, SSL.SysCallError) as end:

@@ -10,7 +10,10 @@ At start, before the FTP server listens, so nothing moves underneath it:
 - a queue row whose file is gone is marked ``missing`` and logged loudly.
 
 Every ten minutes: interrupted uploads kept for resume (writable files in the jails) older than
-``storage.partial_hours`` and quarantined files older than ``storage.quarantine_days`` go.
+``storage.partial_hours`` and quarantined files older than ``storage.quarantine_days`` go. A
+file's age is the earlier of its mtime and ctime: cameras cannot set either (MFMT changes
+nothing, quarantine copies are the box's own files), and a future mtime (a clock that jumped,
+a file from an older version) cannot keep a file forever.
 
 Every 10 s, the storage policy: below ``storage.evict_below_mb`` free, originals whose upload to
 S3 is done (checksum verified) are deleted from the box, oldest first, with the camera's view of
@@ -218,19 +221,24 @@ class Janitor:
             with contextlib.suppress(FileNotFoundError):
                 st = path.lstat()
                 # completed frames are read-only hard links to the store; partials are writable
-                if path.is_file() and st.st_mode & 0o200 and st.st_mtime < partial_cutoff:
+                if path.is_file() and st.st_mode & 0o200 and _age_mark(st) < partial_cutoff:
                     path.unlink()
                     removed += 1
         quarantine_cutoff = now - self.settings.quarantine_days * 86400
         for day in self.layout.quarantine.iterdir() if self.layout.quarantine.exists() else ():
             for path in day.iterdir():
                 with contextlib.suppress(FileNotFoundError):
-                    if path.stat().st_mtime < quarantine_cutoff:
+                    if _age_mark(path.stat()) < quarantine_cutoff:
                         path.unlink()
                         removed += 1
             with contextlib.suppress(OSError):
                 day.rmdir()  # only when empty
         return removed
+
+
+def _age_mark(st: os.stat_result) -> float:
+    """When the file was last written, as far as the box knows (see the module docstring)."""
+    return min(st.st_mtime, st.st_ctime)
 
 
 def _unlink_all(paths: list[str]) -> None:

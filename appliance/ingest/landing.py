@@ -13,7 +13,12 @@ instant loses nothing that was acknowledged and duplicates nothing:
 
 A crash after 3 and before 4 leaves a stored file with no row: the janitor adopts it at start.
 A rejected or interrupted upload is kept under the camera's name (so REST/APPE can resume it)
-and hard-linked into ``quarantine/`` with a rejection row the operator can read.
+and copied into ``quarantine/`` with a rejection row the operator can read: a copy of its own,
+so nothing the camera does to its file (APPE, MFMT, DELE) changes the operator's evidence or
+its age. An upload stopped at the size limit is removed at once (nothing to resume) and only
+recorded.
+
+Camera-supplied names reach the log with control characters escaped.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING
 from appliance import metrics
 from appliance.errors import RejectedUpload
 from appliance.ingest.formats import Inspection, InvalidFile, inspect
+from appliance.loghygiene import escape_controls
 from appliance.store import LandedFrame, Photo
 from appliance.store.store import utcnow
 
@@ -171,7 +178,7 @@ class Lander:
             metrics.FRAMES_RESUMED.inc(resolved)
             logger.info(
                 "%s from %s completed by a resume as photo %d (%d earlier cut%s not counted as rejected)",
-                upload.original_name,
+                escape_controls(upload.original_name),
                 upload.dest.camera,
                 photo.id,
                 resolved,
@@ -225,7 +232,7 @@ class Lander:
             "%s photo %d: %s from %s (%s, %d bytes, sha256 %s)",
             "queued" if created else "duplicate of",
             photo.id,
-            name,
+            escape_controls(name),
             dest.camera,
             inspection.kind,
             size,
@@ -240,7 +247,9 @@ class Lander:
             os.link(stored, link)
             os.replace(link, jail_path)
         except OSError as exc:  # the view is a courtesy; the photo is already safe
-            logger.warning("could not show %s in the camera's folder: %s", jail_path.name, exc)
+            logger.warning(
+                "could not show %s in the camera's folder: %s", escape_controls(jail_path.name), exc
+            )
         finally:
             # rename(2) onto a name that is already this inode (the same frame sent again)
             # does nothing and leaves the link
@@ -250,30 +259,31 @@ class Lander:
 
     def keep_partial(self, upload: StagingFile, reason: str, label: str) -> None:
         """Keep the bytes under the camera's name for a resume, quarantine them, record why
-        (``label`` is the reason's metric label, see ``metrics.reject_reason``)."""
+        (``label`` is the reason's metric label, see ``metrics.reject_reason``). An upload over the
+        size limit is not kept at all: nothing to resume, and it can be gigabytes."""
         upload.seal()
         metrics.FRAMES_REJECTED.labels(label).inc()
         if not upload.tmp_path.exists():
             return
         size = upload.tmp_path.stat().st_size
         quarantined: Path | None = None
-        if size == 0:
+        if label == "too_large":
+            self._drop_oversize(upload)
+        elif size == 0:
             upload.tmp_path.unlink()
         else:
-            day = time.strftime("%Y%m%d")
-            safe = _SAFE_NAME_RE.sub("_", upload.original_name)[:80]
-            quarantined = (
-                self.layout.quarantine / day / f"{time.strftime('%H%M%S')}-{secrets.token_hex(4)}-{safe}"
-            )
-            quarantined.parent.mkdir(parents=True, exist_ok=True)
-            os.link(upload.tmp_path, quarantined)
-            metrics.FRAMES_QUARANTINED.inc()
+            quarantined = self._quarantine_copy(upload, size)
             try:
                 os.replace(upload.tmp_path, upload.jail_path)
             except OSError:
                 upload.tmp_path.unlink(missing_ok=True)
         logger.warning(
-            "rejected %s from %s (%d bytes): %s", upload.original_name, upload.dest.camera, size, reason
+            "rejected %s from %s (%d bytes)%s: %s",
+            escape_controls(upload.original_name),
+            upload.dest.camera,
+            size,
+            ", removed" if label == "too_large" else "",
+            reason,
         )
         self.bridge.call(
             self.store.add_rejection,
@@ -284,6 +294,41 @@ class Lander:
             reason=reason,
             quarantine_path=str(quarantined) if quarantined else None,
         )
+
+    def _quarantine_copy(self, upload: StagingFile, size: int) -> Path | None:
+        """An independent copy (its own inode, mtime = now) for the operator; none when the copy
+        would eat into the disk reserve (the frame stays in the camera's folder for a resume)."""
+        if shutil.disk_usage(self.layout.root).free - size < self.reserve_bytes:
+            logger.warning(
+                "not quarantining a copy of %s (%d bytes): the disk is at its reserve",
+                escape_controls(upload.original_name),
+                size,
+            )
+            return None
+        day = time.strftime("%Y%m%d")
+        safe = _SAFE_NAME_RE.sub("_", upload.original_name)[:80]
+        quarantined = (
+            self.layout.quarantine / day / f"{time.strftime('%H%M%S')}-{secrets.token_hex(4)}-{safe}"
+        )
+        quarantined.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(upload.tmp_path, quarantined)  # copy_file_range/sendfile: in the kernel
+        except OSError as exc:
+            quarantined.unlink(missing_ok=True)
+            logger.warning(
+                "could not quarantine a copy of %s: %s", escape_controls(upload.original_name), exc
+            )
+            return None
+        metrics.FRAMES_QUARANTINED.inc()
+        return quarantined
+
+    def _drop_oversize(self, upload: StagingFile) -> None:
+        upload.tmp_path.unlink(missing_ok=True)
+        if upload.resumed:  # the partial it resumed is the start of the same oversize file
+            with contextlib.suppress(OSError):
+                st = upload.jail_path.lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o200:  # a partial, not a landed frame
+                    upload.jail_path.unlink()
 
 
 class StagingFile:
