@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy soak image-check clean
+.PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy bench-hostile soak image-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench-faces: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/faces_accuracy.py
+
+bench-hostile: $(STAMP)
+	$(BIN)/python bench/hostile.py
 
 # The whole-event soak: ~21 min of shooting with every fault at once, then every frame checked
 # (exit 1 when a check fails). Root mounts a size-limited disk for it; tests/test_soak.py runs a

@@ -33,10 +33,11 @@ import httpx
 import psutil
 from fastapi import FastAPI
 
-from appliance import __version__, credentials, metrics
+from appliance import __version__, credentials, metrics, process
 from appliance.bridge import Bridge, cancel_and_wait
 from appliance.config import Settings, load_settings
 from appliance.control.api import make_admin_app
+from appliance.control.guard import ConnectionGate
 from appliance.control.httpserver import HttpServer
 from appliance.control.logring import LogRing
 from appliance.control.token import TokenCheck
@@ -51,6 +52,7 @@ from appliance.ingest.hotfolder import HotFolder
 from appliance.ingest.janitor import Janitor
 from appliance.ingest.landing import Lander
 from appliance.layout import Layout
+from appliance.loghygiene import LogHygiene
 from appliance.mdns import Mdns
 from appliance.pki import CertPaths, ensure_certificates
 from appliance.store import Store, UploadKey
@@ -78,6 +80,7 @@ class Box:
         self.web_port: int | None = None
         self.web_app: FastAPI | None = None  # the guest listener's app (its schema: admin API)
         self.admin_port: int | None = None
+        self.web_gate: ConnectionGate | None = None
         self.logs = LogRing()
         self.token = TokenCheck(layout.admin_token)
         self.started = time.time()
@@ -96,7 +99,11 @@ class Box:
             ThreadPoolExecutor(max_workers=8 + self.settings.cloud.workers, thread_name_prefix="box-io")
         )
         self.layout.create()
+        files = process.raise_file_limit()
+        process.release_memory_promptly()
+        logger.info("file-handle limit %d", files)
         async with AsyncExitStack() as stack:
+            self.logs.addFilter(LogHygiene())
             logging.getLogger().addHandler(self.logs)
             stack.callback(logging.getLogger().removeHandler, self.logs)
             await stack.enter_async_context(self.store)
@@ -144,8 +151,17 @@ class Box:
                     HttpServer(make_admin_app(self, lan=True), host=admin.host, port=admin.port)
                 )
                 self.admin_port = listener.port
+            w = self.settings.web
+            self.web_gate = ConnectionGate(w.max_connections, w.max_connections_per_ip)
             web = await stack.enter_async_context(
-                HttpServer(self.web_app, host=self.settings.web.host, port=self.settings.web.port)
+                HttpServer(
+                    self.web_app,
+                    host=w.host,
+                    port=w.port,
+                    gate=self.web_gate,
+                    header_timeout=w.header_timeout,
+                    body_timeout=w.body_timeout,
+                )
             )
             self.web_port = web.port
             assert self.ftp is not None
@@ -195,7 +211,28 @@ class Box:
             if self.faces is not None:
                 await self.faces.ping()
 
-        probes = {"database": database, "web": web, "faces": faces}
+        ftp_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
+            self.settings.ftp.host, self.settings.ftp.host
+        )
+
+        async def ftp() -> None:
+            """A real connection gets the banner: the listener accepts (its loop beating is not
+            enough: a listener closed by an accept error kept beating)."""
+            if self.ftp is None:
+                return
+            reader, writer = await asyncio.open_connection(ftp_host, self.ftp.ports["ftp"])
+            try:
+                banner = await reader.readline()
+                if banner[:3] not in (b"220", b"421"):  # 421: a ban or a cap, still accepting
+                    raise ConnectionError(f"FTP answered {banner[:60]!r}, not 220")
+                writer.write(b"QUIT\r\n")
+                await writer.drain()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+        probes = {"database": database, "web": web, "faces": faces, "ftp": ftp}
         self._tasks += [
             asyncio.create_task(every(HEARTBEAT_EVERY, name, self.health, probe), name=f"health-{name}")
             for name, probe in probes.items()

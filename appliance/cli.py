@@ -158,11 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _up(data: Path) -> int:
     from appliance.box import run_box
+    from appliance.loghygiene import LogHygiene
 
     settings = load_settings(data)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogHygiene())
     for library in ("httpx", "httpcore", "aiosqlite", "asyncio", "multipart", "python_multipart"):
         # their INFO/DEBUG is one line per request or query: the box's own health probes alone
         # would write one every two seconds

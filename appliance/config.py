@@ -58,6 +58,16 @@ class FtpSettings(_Section):
     """Maximum simultaneous control connections from one IP address."""
     max_sessions_per_key: int = Field(8, ge=1)
     """Maximum simultaneous logged-in sessions per upload key."""
+    max_prelogin_connections: int = Field(32, ge=1)
+    """Control connections that have not logged in yet, over all addresses. When they are all
+    taken, a new connection closes the oldest one of the address holding the most, so a
+    camera that connects and logs in always gets through."""
+    max_prelogin_connections_per_ip: int = Field(8, ge=1)
+    """Control connections one address may hold before logging in; one more gets 421. Room for
+    the cameras behind one NAT router reconnecting at once, a quarter of the default pool."""
+    login_timeout: int = Field(20, ge=1)
+    """Seconds a connection has from connect to a successful login; then it gets 421 and is
+    closed, whatever it sent meanwhile (NOOP does not extend it)."""
     idle_timeout: int = Field(600, ge=10)
     """Seconds a control connection may sit idle before it is closed."""
     data_timeout: int = Field(60, ge=5)
@@ -113,15 +123,31 @@ class WebSettings(_Section):
     """Address the web server binds to."""
     port: int = Field(8080, ge=0, le=65535)
     """Web port; 80 on the appliance image. 0 picks a free port."""
+    max_connections: int = Field(256, ge=1)
+    """Open connections the guest listener holds at once; one more is answered 503 and closed at
+    once, so idle sockets can never use up the box's file handles (FTP needs them)."""
+    max_connections_per_ip: int = Field(24, ge=1)
+    """Open connections from one address (a phone opens about 6; a host's laptop a few more)."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a request's headers, counted from the connection (or the end
+    of the previous response): a slowloris client is closed, not waited for."""
+    body_timeout: float = Field(120.0, gt=0)
+    """Seconds a client has to send a request's body once its headers arrived (a 20 MB selfie
+    needs about 20 s on 10 Mbit/s WiFi)."""
+    max_searches: int = Field(4, ge=1)
+    """Selfie searches read and decoded at once; more wait in line up to ``search_wait`` seconds
+    and then get a friendly "busy, try again in a few seconds" (bounds the box's memory)."""
+    search_wait: float = Field(15.0, ge=0)
+    """Seconds a selfie search waits for a free place before it is told the box is busy."""
 
 
 class AdminSettings(_Section):
     """The admin API over HTTP (the CLI and console use the unix socket ``run/control.sock``)."""
 
     host: str = "127.0.0.1"
-    """Address of the admin listener. Loopback clients need no token; to let the cloud backend or a
-    Prometheus scraper in from the LAN, bind ``0.0.0.0`` and make a token with
-    ``shutterbox admin-token rotate``."""
+    """Address of the admin listener. Every client needs the bearer token, loopback included
+    (``shutterbox admin-token rotate``): another account on the box is not the operator. To let
+    the cloud backend or a Prometheus scraper in from the LAN, bind ``0.0.0.0``."""
     port: int | None = Field(8081, ge=0, le=65535)
     """Admin port; 0 picks a free port; unset (``none`` in the environment): no HTTP listener."""
 
@@ -266,7 +292,9 @@ class GuestSettings(_Section):
 
     public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     """Base URL guests reach the box at, for QR codes and links (e.g. ``http://photos.local``).
-    Unset: the address the guest's browser used, or ``http://<hostname>.local:<web.port>``."""
+    Unset: the name the guest typed when it is one of the box's own (its hostname, ``.local``
+    name, ``tls.hostnames``), else the address the guest's connection reached; never an untrusted
+    ``Host``; ``http://<hostname>.local:<web.port>`` for the CLI."""
     link_hours: int = Field(48, ge=1, le=24 * 30)
     """Photo, thumbnail and ZIP links stay valid at least this long (they expire at a day boundary
     so that browsers can cache thumbnails)."""

@@ -1,7 +1,7 @@
 """The benchmark report: run every bench/ script several times, write docs/benchmarks.md.
 
 What it does
-    Runs bench/ingest.py, sync.py, faces.py, faces_accuracy.py and, when it exists,
+    Runs bench/ingest.py, sync.py, faces.py, faces_accuracy.py, hostile.py and, when it exists,
     bench/console.py, each ``--runs`` times (default 3) with ``--json``, round-robin (run 1 of
     every script, then run 2, ...) so that a burst of someone else's load spreads over the
     scripts instead of landing on one. It then writes one Markdown report: the machine, the
@@ -85,6 +85,7 @@ SPECS = (
     Spec("sync", "sync.py", (), ("--quick",), (5400, 900)),
     Spec("faces", "faces.py", (), ("--quick",), (5400, 900)),
     Spec("faces_accuracy", "faces_accuracy.py", (), ("--quick",), (1800, 600), json=False, once=True),
+    Spec("hostile", "hostile.py", (), ("--quick",), (900, 600)),
 )
 # bench/ scripts this report leaves out, and why (any other one is listed as unknown)
 LEFT_OUT = {
@@ -918,6 +919,11 @@ AREAS: tuple[tuple[str, str, Callable[[Section, dict[str, Any]], None]], ...] = 
     ("faces", "Selfie to results", faces_search_section),
     ("console", "Console and admin API", console_section),
     ("faces_accuracy", "Face-match accuracy (not timed)", accuracy_section),
+    (
+        "hostile",
+        "A hostile neighbour on the LAN: connections held, searches under a burst, memory",
+        lambda sec, consts: generic_section(sec),
+    ),
 )
 
 

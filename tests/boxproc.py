@@ -14,9 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -56,6 +59,7 @@ class Box:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    env_cache: dict[str, str] = field(default_factory=dict)
 
     @property
     def ftp_port(self) -> int:
@@ -148,6 +152,31 @@ class Box:
             client.close()  # a box killed mid-login must not leave the socket to the collector
             raise
         return client
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.info['admin_port']}"
+
+    def admin_token(self, *, fresh: bool = False) -> str:
+        """The admin API's bearer token (every TCP client needs it, loopback included): made
+        once per box, or again with ``fresh`` (after a test rotated or revoked it itself)."""
+        if fresh or "admin_token" not in self.env_cache:
+            self.env_cache["admin_token"] = str(self.cli("admin-token", "rotate")["token"])
+        return self.env_cache["admin_token"]
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token()}"}
+
+    def admin_api(self, timeout: float = 60) -> httpx.Client:
+        """An httpx client of the admin API over loopback TCP, with the box's current token."""
+        box = self
+
+        class _Bearer(httpx.Auth):
+            def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+                request.headers["Authorization"] = f"Bearer {box.admin_token()}"
+                yield request
+
+        return httpx.Client(base_url=self.admin_url, auth=_Bearer(), timeout=timeout)
 
     def jail(self, user: str) -> Path:
         return self.data / "ftp" / user

@@ -99,7 +99,7 @@ def make_key(api: httpx.Client, event: str, camera: str) -> tuple[str, str]:
 
 
 def local_api(box: Box) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{box.info['admin_port']}", timeout=60)
+    return box.admin_api()
 
 
 def key_body(event: str, camera: str = "cam", **extra: Any) -> dict[str, Any]:
@@ -140,8 +140,10 @@ def tree(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_dir()}
 
 
-def scrape(base_url: str) -> dict[str, float]:
-    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+def scrape(api: httpx.Client) -> dict[str, float]:
+    reply = api.get("/metrics")
+    assert reply.status_code == 200, reply.text
+    text = reply.text
     return {
         s.name + "".join(f"|{k}={v}" for k, v in sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
@@ -175,7 +177,7 @@ def check_keys_consistent(api: httpx.Client) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def lan_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
-    """Admin API on every address: loopback passes, the LAN address needs the token."""
+    """Admin API on every address: every client needs the token, loopback included."""
     running = make_box(
         tmp_path_factory.mktemp("lan") / "data", admin__host="0.0.0.0", faces__enabled="false"
     ).start()
@@ -186,8 +188,8 @@ def lan_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 @pytest.fixture(scope="module")
 def api(lan_box: Box) -> Iterator[httpx.Client]:
-    """The admin API over loopback HTTP (no token needed)."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{lan_box.info['admin_port']}", timeout=60) as client:
+    """The admin API over loopback HTTP, with the box's token (loopback needs it too)."""
+    with lan_box.admin_api() as client:
         yield client
 
 
@@ -221,17 +223,17 @@ def test_lan_clients_need_the_current_bearer_token(lan_box: Box) -> None:
         pytest.skip("this machine has no non-loopback IPv4 address to play the LAN client from")
     port = lan_box.info["admin_port"]
     token_file = lan_box.data / "admin-token.sha256"
-    assert not token_file.exists()
+    lan_box.cli("admin-token", "revoke")  # whatever earlier tests made: start with none
     with (
         httpx.Client(base_url=f"http://{lan_ip}:{port}", timeout=30) as lan,
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as local,
     ):
         # no token set: every path is refused from the LAN, and the refusal says what to run
         for path in ("/api/status", "/metrics", "/openapi.json", "/api/keys"):
-            refused = lan.get(path)
-            assert refused.status_code == 401, (path, refused.text)
-            assert "shutterbox admin-token rotate" in refused.json()["detail"]
-        assert local.get("/api/status").status_code == 200
+            for client in (lan, local):  # loopback is no exception: another account is not the operator
+                refused = client.get(path)
+                assert refused.status_code == 401, (path, refused.text)
+                assert "shutterbox admin-token rotate" in refused.json()["detail"]
 
         rotated = lan_box.run_cli("admin-token", "rotate")
         assert rotated.returncode == 0, rotated.stderr
@@ -256,12 +258,13 @@ def test_lan_clients_need_the_current_bearer_token(lan_box: Box) -> None:
             assert refused.status_code == 401, headers
             assert refused.headers["www-authenticate"] == "Bearer"
             assert refused.json() == {"detail": "missing or wrong bearer token"}
-        assert local.get("/api/status").status_code == 200, "loopback needs no token"
+        assert local.get("/api/status").status_code == 401, "loopback needs the token too"
+        assert local.get("/api/status", headers=bearer(token)).status_code == 200
 
         # writes are guarded the same way: the backend's push needs the token too
         code = new_code()
         assert lan.put(f"/api/events/{code}", json={"name": "LAN push"}).status_code == 401
-        assert code not in {e["code"] for e in local.get("/api/events").json()}
+        assert code not in {e["code"] for e in local.get("/api/events", headers=bearer(token)).json()}
         pushed = lan.put(f"/api/events/{code}", json={"name": "LAN push"}, headers=bearer(token))
         assert pushed.status_code == 201
 
@@ -285,8 +288,9 @@ def test_lan_clients_need_the_current_bearer_token(lan_box: Box) -> None:
         assert refused.status_code == 401
         assert "shutterbox admin-token rotate" in refused.json()["detail"]
         assert lan_box.cli("admin-token", "revoke") == {"revoked": False}
-        assert local.get("/api/status").status_code == 200
+        assert local.get("/api/status").status_code == 401
     assert token not in lan_box.log and second not in lan_box.log
+    lan_box.admin_token(fresh=True)  # the module's other tests use the box's own token
 
 
 # --- 2. credential push
@@ -595,7 +599,7 @@ def test_paused_sync_holds_jobs_until_resumed(
             assert cloud["jobs"] == {"pending": 4}, "a proxy and an original job per photo, none started"
             assert s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"events/{event}/")["KeyCount"] == 0
             assert rekognition.count("IndexFaces") == 0
-            assert scrape(str(api.base_url))["shutterbox_sync_paused"] == 1.0
+            assert scrape(api)["shutterbox_sync_paused"] == 1.0
 
             assert api.post("/api/sync/resume").json() == {"paused": False}
             wait_for(
@@ -605,7 +609,7 @@ def test_paused_sync_holds_jobs_until_resumed(
             )
             assert s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"events/{event}/")["KeyCount"] == 4
             assert rekognition.count("IndexFaces") == 2
-            assert scrape(str(api.base_url))["shutterbox_sync_paused"] == 0.0
+            assert scrape(api)["shutterbox_sync_paused"] == 0.0
     finally:
         box.stop()
 
@@ -679,7 +683,7 @@ def test_a_silent_camera_raises_an_alert(alert_box: Box, lan_box: Box, api: http
 def test_low_disk_raises_a_warning(alert_box: Box, api: httpx.Client) -> None:
     with local_api(alert_box) as alerting:
         status = alerting.get("/api/status").json()
-        figures = scrape(str(alerting.base_url))
+        figures = scrape(alerting)
     disk = [a for a in status["alerts"] if a["text"].startswith("disk")]
     assert len(disk) == 1, status["alerts"]
     assert disk[0]["level"] == "warning"

@@ -205,8 +205,19 @@ def test_rejections_json(box: Box) -> None:
     rows = [r for r in box.cli("rejections") if r["original_name"] == "CUT_0001.JPG"]
     assert len(rows) == 1
     row = rows[0]
-    assert set(row) == {"id", "at", "username", "event", "original_name", "size", "reason", "quarantine_path"}
+    assert set(row) == {
+        "id",
+        "at",
+        "username",
+        "event",
+        "original_name",
+        "size",
+        "reason",
+        "quarantine_path",
+        "resumed_photo_id",
+    }
     assert (row["username"], row["event"], row["size"]) == (username, event, len(data) // 3)
+    assert row["resumed_photo_id"] is None, "not resumed (yet): it counts as a rejection"
     assert "truncated" in row["reason"]
     assert row["quarantine_path"]
     assert Path(row["quarantine_path"]).read_bytes() == data[: len(data) // 3]

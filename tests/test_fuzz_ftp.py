@@ -721,7 +721,7 @@ def fuzz_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzBox]:
         ftp__ban_threshold="1000000",  # the fuzzer fails logins on purpose
         ftp__max_connections_per_ip="64",
     ).start()
-    admin = httpx.Client(base_url=f"http://127.0.0.1:{running.info['admin_port']}", timeout=30)
+    admin = running.admin_api(timeout=30)
     outside = running.data.parent / "outside"
     outside.mkdir()
     (outside / "outside-7f3a.txt").write_bytes(OUTSIDE_SECRET)

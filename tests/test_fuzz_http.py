@@ -72,6 +72,7 @@ class AdminBox:
     url: str
     event: str  # a real event (with a key and a photo): handlers get past their 404
     username: str
+    api: httpx.Client  # with the box's bearer token (loopback needs it too)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def admin_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminBox]:
         user, password = running.new_key(event, camera="admin-fuzz")
         with running.ftp(user, password) as ftp:
             assert store(ftp, "IMG_0001.JPG", _jpeg(seed=1)).startswith("226")
-        yield AdminBox(running, f"http://127.0.0.1:{running.info['admin_port']}", event, user)
+        with running.admin_api() as api:
+            yield AdminBox(running, running.admin_url, event, user, api)
     finally:
         code = running.stop()
     assert code == 0, f"box exited with {code}:\n{running.log[-4000:]}"
@@ -91,14 +93,21 @@ def admin_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminBox]:
 
 @pytest.fixture(scope="module")
 def admin_schema(admin_box: AdminBox) -> Any:
-    return schemathesis.openapi.from_url(f"{admin_box.url}/openapi.json", timeout=30)
+    return schemathesis.openapi.from_url(
+        f"{admin_box.url}/openapi.json", headers=admin_box.box.admin_headers(), timeout=30
+    )
 
 
-def operation_test(cases: st.SearchStrategy[Any], excluded: list[Any], max_examples: int) -> Any:
+def operation_test(
+    cases: st.SearchStrategy[Any],
+    excluded: list[Any],
+    max_examples: int,
+    headers: dict[str, str] | None = None,
+) -> Any:
     @settings(HTTP, max_examples=max_examples, phases=[Phase.generate])
     @given(case=cases)
     def run(case: Any) -> None:
-        case.call_and_validate(excluded_checks=excluded, timeout=60)
+        case.call_and_validate(excluded_checks=excluded, timeout=60, headers=headers)
 
     return run
 
@@ -112,6 +121,7 @@ def fuzz_operations(admin: AdminBox, schema: Any, *, purge: bool, max_examples: 
         lambda method, path: ((method, path) == PURGE) == purge,
         lambda method, path: [*ADMIN_CHECKS_EXCLUDED, *ADMIN_SCHEMA_GAPS.get((method, path), [])],
         max_examples,
+        headers=admin.box.admin_headers(),
     )
 
 
@@ -121,6 +131,7 @@ def fuzz_schema(
     select: Callable[[str, str], bool],
     excluded_checks: Callable[[str, str], list[str]],
     max_examples: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Run every selected operation with positive and negative cases, and as many again with the
     path parameters that `real(path)` names set to those real values; failures by operation."""
@@ -146,7 +157,7 @@ def fuzz_schema(
             ]
 
         try:
-            operation_test(st.one_of(strategies), excluded, max_examples)()
+            operation_test(st.one_of(strategies), excluded, max_examples, headers)()
         except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises a FailureGroup
             failures[operation.label] = str(exc)[:3000]
     assert ran, "no operation selected: the schema changed shape?"
@@ -167,12 +178,12 @@ def test_admin_api_operations_hold_schemathesis_checks_long(admin_box: AdminBox,
 
 @pytest.mark.parametrize("action", ["retry", "discard"])
 def test_dead_letter_ids_past_64_bits_are_not_found(admin_box: AdminBox, action: str) -> None:
-    reply = httpx.post(f"{admin_box.url}/api/deadletters/{SQLITE_INT_MAX + 1}/{action}", timeout=30)
+    reply = admin_box.api.post(f"{admin_box.url}/api/deadletters/{SQLITE_INT_MAX + 1}/{action}", timeout=30)
     assert reply.status_code in (404, 422), f"{reply.status_code}: {reply.text[:200]}"
 
 
 def test_index_quota_past_64_bits_is_refused(admin_box: AdminBox) -> None:
-    reply = httpx.put(
+    reply = admin_box.api.put(
         f"{admin_box.url}/api/events/{admin_box.event}/quota",
         json={"index_quota": SQLITE_INT_MAX + 1},
         timeout=30,
@@ -186,8 +197,8 @@ def test_index_quota_past_64_bits_is_refused(admin_box: AdminBox) -> None:
 @example(job_id=0, quota=SQLITE_INT_MAX + 1)
 def test_admin_integers_never_fail_property(admin_box: AdminBox, job_id: int, quota: int) -> None:
     for reply in (
-        httpx.post(f"{admin_box.url}/api/deadletters/{job_id}/retry", timeout=30),
-        httpx.put(
+        admin_box.api.post(f"{admin_box.url}/api/deadletters/{job_id}/retry", timeout=30),
+        admin_box.api.put(
             f"{admin_box.url}/api/events/{admin_box.event}/quota", json={"index_quota": quota}, timeout=30
         ),
     ):
@@ -200,7 +211,7 @@ def test_qr_svg_content_type_is_documented(admin_schema: Any) -> None:
 
 
 def test_index_quota_refuses_a_boolean(admin_box: AdminBox) -> None:
-    reply = httpx.put(
+    reply = admin_box.api.put(
         f"{admin_box.url}/api/events/{admin_box.event}/quota", json={"index_quota": False}, timeout=30
     )
     assert reply.status_code == 422, reply.text
@@ -213,7 +224,7 @@ def test_index_quota_refuses_a_boolean(admin_box: AdminBox) -> None:
 def test_duplicate_function_names_are_not_an_event_code_collision(
     admin_box: AdminBox, method: str, path: str, functions: list[str]
 ) -> None:
-    reply = httpx.request(
+    reply = admin_box.api.request(
         method, admin_box.url + path, json={"name": "dup", "functions": functions}, timeout=30
     )
     assert reply.status_code in (201, 422), reply.text  # merged, or refused as invalid input
@@ -224,9 +235,9 @@ def test_admin_api_purge_holds_schemathesis_checks(admin_box: AdminBox, admin_sc
     then the real event, which must be gone afterwards."""
     failures = fuzz_operations(admin_box, admin_schema, purge=True, max_examples=25)
     assert not failures, failures
-    reply = httpx.delete(f"{admin_box.url}/api/events/{admin_box.event}", timeout=60)
+    reply = admin_box.api.delete(f"{admin_box.url}/api/events/{admin_box.event}", timeout=60)
     assert reply.status_code in (200, 404), reply.text  # 404: the fuzzing purged it already
-    assert httpx.get(f"{admin_box.url}/api/events/{admin_box.event}/guest").status_code == 404
+    assert admin_box.api.get(f"{admin_box.url}/api/events/{admin_box.event}/guest").status_code == 404
     assert not (admin_box.box.data / "photos" / admin_box.event).exists()
 
 
@@ -405,7 +416,9 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
             found = json.loads(answer.body)
             assert found["matches"], f"premise: obama-3 finds Obama in {code}"
             result.record(code, found)
-            link = httpx.post(f"{admin}/api/events/{code}/host-link", timeout=30).json()["url"]
+            link = httpx.post(
+                f"{admin}/api/events/{code}/host-link", headers=box.admin_headers(), timeout=30
+            ).json()["url"]
             result.host_keys[urlsplit(link).path.rsplit("/", 1)[1]] = code
         yield result
     finally:
@@ -737,7 +750,7 @@ GUEST_CHECKS_EXCLUDED = ["positive_data_acceptance"]
 def guest_schema(venue: Venue) -> Any:
     """The guest listener's schema, as the admin API serves it; requests go to the guest port."""
     admin = f"http://127.0.0.1:{venue.box.info['admin_port']}"
-    reply = httpx.get(f"{admin}/api/guest/openapi.json", timeout=30)
+    reply = httpx.get(f"{admin}/api/guest/openapi.json", headers=venue.box.admin_headers(), timeout=30)
     assert reply.status_code == 200, reply.text
     assert raw_request(venue.web, b"GET", b"/openapi.json").status == 404  # not listed on the LAN
     schema = schemathesis.openapi.from_dict(reply.json())

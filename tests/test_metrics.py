@@ -57,7 +57,7 @@ REJECT_REASONS = {"corrupt", "too_large", "disk_full", "interrupted", "error"}
 
 
 def scrape(box: Box) -> dict[str, Metric]:
-    response = httpx.get(f"http://127.0.0.1:{box.info['admin_port']}/metrics", timeout=30)
+    response = httpx.get(f"{box.admin_url}/metrics", headers=box.admin_headers(), timeout=30)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {family.name: family for family in text_string_to_metric_families(response.text)}
@@ -128,7 +128,7 @@ def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str) -> Box:
 
 
 def admin(box: Box) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{box.info['admin_port']}", timeout=60)
+    return box.admin_api()
 
 
 # --- 1. a fresh box

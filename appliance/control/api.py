@@ -3,21 +3,24 @@ served on the asyncio thread; FTP session changes (revoke) are handed to FtpServ
 thread-safe. OpenAPI at ``/openapi.json`` (and ``/docs``); reference in docs/admin-api.md.
 
 Served twice by the box:
-- on ``DATA/run/control.sock`` (mode 0600, inside a 0700 folder): whoever can open it is the
-  box's operator (CLI, console);
-- over HTTP on ``[admin]`` host:port (``lan=True``): loopback clients as on the socket, any other
-  client only with ``Authorization: Bearer <token>`` (``shutterbox admin-token rotate``; only its
-  SHA-256 is stored, compared in constant time).
+- on ``DATA/run/control.sock`` (mode 0600, inside a 0700 folder; the peer's credentials are
+  checked too: only the box's own user and root): the box's operator (CLI, console);
+- over HTTP on ``[admin]`` host:port (``lan=True``): every client, loopback included, only with
+  ``Authorization: Bearer <token>`` (``shutterbox admin-token rotate``; only its SHA-256 is
+  stored, compared in constant time) and a ``Host`` of the box's own. No CORS headers are sent,
+  so no web page can read an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import re
+import socket
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
+import psutil
 import segno
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as FastPath
@@ -96,33 +99,59 @@ class QuotaIn(_Body):
     index_quota: int | None = Field(ge=0, le=MAX_SQL_INT, strict=True)
 
 
-class _LanGuard(BaseHTTPMiddleware):
-    """Loopback clients pass; everyone else needs the bearer token."""
+class _TcpGuard(BaseHTTPMiddleware):
+    """Over TCP, loopback included, every request needs the bearer token (another account on the
+    box is not the operator) and a ``Host`` that is one of the box's own names or addresses (a
+    page a browser on the box loads cannot reach the API by DNS rebinding)."""
 
     def __init__(self, app: Any, box: Box) -> None:
         super().__init__(app)
         self.box = box
+        self._names: frozenset[str] = frozenset()
+        self._names_at = 0.0
+
+    def _own_names(self) -> frozenset[str]:
+        """The box's names and addresses, refreshed every 30 s (DHCP may move the box)."""
+        now = time.monotonic()
+        if now - self._names_at > 30 or not self._names:
+            hostname = socket.gethostname().lower()
+            names = {"localhost", hostname, f"{hostname}.local", self.box.settings.admin.host.lower()}
+            names |= {name.lower() for name in self.box.settings.tls.hostnames}
+            for addresses in psutil.net_if_addrs().values():
+                names |= {a.address.split("%", 1)[0].lower() for a in addresses if a.family in _INET}
+            self._names, self._names_at = frozenset(names), now
+        return self._names
+
+    def _host_ok(self, header: str) -> bool:
+        host = header.strip().lower()
+        if host.startswith("["):  # [v6]:port
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:
+            host = host.partition(":")[0]
+        return bool(host) and host in self._own_names()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        host = request.client.host if request.client else ""
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if not self.box.token.configured:
-                return JSONResponse(
-                    {"detail": "no admin token is set on this box (shutterbox admin-token rotate)"},
-                    status_code=401,
-                )
-            if scheme.lower() != "bearer" or not self.box.token.ok(token.strip()):
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+        if not self._host_ok(request.headers.get("host", "")):
+            return JSONResponse(
+                {"detail": "unknown Host: use the box's own name or address"}, status_code=421
+            )
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not self.box.token.configured:
+            return JSONResponse(
+                {"detail": "no admin token is set on this box (shutterbox admin-token rotate)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if scheme.lower() != "bearer" or not self.box.token.ok(token.strip()):
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return await call_next(request)
+
+
+_INET = (socket.AF_INET, socket.AF_INET6)
 
 
 def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
@@ -133,7 +162,7 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         "`Authorization: Bearer <token>`.",
     )
     if lan:
-        app.add_middleware(_LanGuard, box=box)
+        app.add_middleware(_TcpGuard, box=box)
 
     @app.exception_handler(StoreError)
     async def store_refused(request: Request, exc: StoreError) -> JSONResponse:

@@ -13,7 +13,11 @@ from typing import Any, Self
 
 import uvicorn
 
+from appliance.control.guard import ConnectionGate, guarded_protocol
+
 logger = logging.getLogger(__name__)
+
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this (uvicorn's default too)
 
 
 class _Server(uvicorn.Server):
@@ -23,14 +27,31 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
+    """One listener. ``gate`` caps its connections (the guest listener's, which the LAN reaches);
+    every listener has deadlines for a request's headers and body; the control socket (``uds``)
+    admits only the box's own user and root."""
+
     def __init__(
-        self, app: Any, *, host: str | None = None, port: int | None = None, uds: Path | None = None
+        self,
+        app: Any,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        uds: Path | None = None,
+        gate: ConnectionGate | None = None,
+        header_timeout: float = 10.0,
+        body_timeout: float = 120.0,
     ) -> None:
+        protocol = guarded_protocol(
+            gate, header_timeout=header_timeout, body_timeout=body_timeout, owner_only=uds is not None
+        )
         config = uvicorn.Config(
             app,
             host=host or "127.0.0.1",
             port=port or 0,
             uds=str(uds) if uds else None,
+            http=protocol,
+            timeout_keep_alive=KEEP_ALIVE_S,
             log_level="warning",
             lifespan="off",
             access_log=False,
