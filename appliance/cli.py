@@ -25,6 +25,7 @@ from appliance.config import load_settings
 from appliance.control.client import ApiError, ControlClient
 from appliance.errors import ConfigError, NotFoundError, NotRunningError
 from appliance.layout import Layout
+from appliance.loghygiene import escape_controls
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
 
@@ -397,7 +398,9 @@ async def _read_offline(path: Path, read: Any) -> Any:
 
 
 def _emit(args: argparse.Namespace, result: Any, text: str) -> None:
-    print(json.dumps(result, indent=2) if args.json else text)  # noqa: T201
+    # text may hold a camera's file name: its control characters never reach the terminal raw
+    # (JSON escapes them itself)
+    print(json.dumps(result, indent=2) if args.json else escape_controls(text))  # noqa: T201
 
 
 def _emit_lines(args: argparse.Namespace, rows: list[dict[str, Any]], line: Any) -> None:
@@ -405,7 +408,7 @@ def _emit_lines(args: argparse.Namespace, rows: list[dict[str, Any]], line: Any)
         print(json.dumps(rows, indent=2))  # noqa: T201
     else:
         for row in rows:
-            print(line(row))  # noqa: T201
+            print(escape_controls(line(row)))  # noqa: T201
 
 
 if __name__ == "__main__":

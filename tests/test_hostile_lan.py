@@ -347,3 +347,19 @@ def test_ftp_camera_logs_in_past_the_pre_login_sockets(flood_box: Box) -> None:
     finally:
         for sock in held:
             sock.close()
+
+
+def test_escape_sequences_in_a_camera_file_name_never_reach_a_terminal(flood_box: Box) -> None:
+    user, password = flood_box.new_key(camera="escaper")
+    name = "\x1b[31mRED\x1b]0;owned\x07\x9b2J.jpg"
+    with flood_box.ftp(user, password) as ftp:
+        ftp.encoding = "utf-8"
+        assert store(ftp, name, jpeg_bytes(seed=31)).startswith("226")
+    text = flood_box.run_cli("photos").stdout
+    assert "RED" in text
+    assert not any(ch in text for ch in "\x1b\x07\x9b"), repr(text)
+    assert "\\x1b[31mRED" in text
+    with flood_box.admin_api() as api:
+        logs = api.get("/api/logs").text  # JSON: control characters escaped by the encoder
+    assert "\x1b" not in logs and "\x9b" not in logs
+    assert "\x1b" not in flood_box.log and "\x9b" not in flood_box.log

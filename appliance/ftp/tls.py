@@ -71,7 +71,10 @@ class DataChannelTLS(SSL.Connection):
         self._header = bytearray()  # a record header read in part during the handshake
         self._record_left = 0  # bytes of the current record still in the kernel
         self._eof = False
-        self._end: SSL.Error | None = None  # the end of stream, met after data still returned
+        # the end of stream met after data still handed out, raised at the next read: kept as
+        # class and arguments, not as the exception (its traceback would hold this connection
+        # in a reference cycle, and with it OpenSSL's buffers, until the cyclic GC ran)
+        self._end: tuple[type[SSL.Error], tuple[Any, ...]] | None = None
         self._buffer = bytearray(READ_CHUNK)  # reused: no 1 MiB allocation per read (heap churn)
 
     def __getattr__(self, name: str) -> Any:
@@ -189,7 +192,8 @@ class DataChannelTLS(SSL.Connection):
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
         if self._end is not None:
-            raise self._end
+            kind, args = self._end
+            raise kind(*args)
         self._feed_all()
         out = []
         try:
@@ -200,7 +204,7 @@ class DataChannelTLS(SSL.Connection):
         except (SSL.ZeroReturnError, SSL.SysCallError) as end:
             if not out:
                 raise
-            self._end = end
+            self._end = (type(end), end.args)
         answer = self._take_output()  # e.g. a KeyUpdate the peer asked for
         if answer:
             self._write_out(answer)
