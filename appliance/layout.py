@@ -68,6 +68,11 @@ class Layout:
         return self.root / "run"
 
     @property
+    def models(self) -> Path:
+        """The face-recognition ResNet as ONNX, derived from the packaged dlib model (by SHA-256)."""
+        return self.root / "models"
+
+    @property
     def tls(self) -> Path:
         return self.root / "tls"
 

@@ -25,6 +25,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -33,6 +34,7 @@ import numpy as np
 from appliance import metrics
 from appliance.bridge import cancel_and_wait
 from appliance.faces import worker
+from appliance.faces.engine import RESNET_DAT, models_dir
 from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ class FaceService:
         self.latencies: deque[float] = deque(maxlen=1000)  # shutter (received) to searchable, s
         self.selfie_pid: int | None = None
         self.indexed = 0
+        self.onnx_model: Path | None = None
 
     # --- life cycle
 
@@ -123,11 +126,34 @@ class FaceService:
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),  # the box has threads: never fork
             initializer=worker.init,
-            initargs=(self.settings.min_face_px, self.settings.upsample, nice),
+            initargs=(
+                self.settings.min_face_px,
+                self.settings.upsample,
+                nice,
+                str(self.onnx_model) if self.onnx_model else None,
+            ),
         )
+
+    async def _onnx_model(self) -> Path:
+        """dlib's ResNet as ONNX, converted once from the packaged ``.dat`` (keyed by its SHA-256),
+        in a short-lived process of its own: onnx and the conversion's ~160 MB never stay in the
+        box's process. A later start finds the file and converts nothing."""
+        dat = models_dir() / RESNET_DAT
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            path = Path(
+                await asyncio.get_running_loop().run_in_executor(
+                    pool, worker.convert_model, str(dat), str(self.layout.models)
+                )
+            )
+        finally:
+            await asyncio.to_thread(pool.shutdown, wait=True)
+        logger.info("face embedding: onnxruntime, model %s", path.name)
+        return path
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
+        self.onnx_model = await self._onnx_model()
         # The selfie process always runs: it also reads and normalises selfies for a cloud search.
         self._selfie_pool = self._pool(1, 0)
         self.selfie_pid = await loop.run_in_executor(self._selfie_pool, worker.warm)  # no wait for guest one

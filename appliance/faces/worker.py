@@ -21,11 +21,12 @@ from appliance.proxy import Proxy, ProxyError, make_proxy
 _model: FaceModel | None = None
 
 
-def init(min_face_px: int, upsample: int, nice: int) -> None:
+def init(min_face_px: int, upsample: int, nice: int, onnx_model: str | None = None, threads: int = 1) -> None:
     global _model
     if nice:
         os.nice(nice)
-    _model = FaceModel(min_face_px=min_face_px, upsample=upsample)
+    model = Path(onnx_model) if onnx_model else None
+    _model = FaceModel(min_face_px=min_face_px, upsample=upsample, onnx_model=model, threads=threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -83,6 +84,14 @@ def embed_selfie(data: bytes) -> Selfie:
     if face.embedding is None:
         return Selfie(None, count, jpeg, "face_too_small")
     return Selfie(face.embedding, count, jpeg)
+
+
+def convert_model(dat: str, cache: str) -> str:
+    """The ONNX form of dlib's ResNet (converted at most once); run in a process of its own, so
+    the box's process never imports onnx nor holds the conversion's memory."""
+    from appliance.faces.dlibnet import ensure_model
+
+    return str(ensure_model(Path(dat), Path(cache)))
 
 
 def warm() -> int:

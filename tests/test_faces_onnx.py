@@ -1,0 +1,163 @@
+"""dlib's face-recognition ResNet run by onnxruntime: the same embedding as dlib's own
+``compute_face_descriptor`` on every face of the public-domain photos in ../shared/faces, the
+converted model cached by the ``.dat``'s SHA-256, and damaged ``.dat`` files refused plainly.
+
+Detection uses upsample 1 so the small Solvay faces count too (38 faces; dlib's descriptor costs
+~100 ms each). The model is converted once per module into a temporary cache directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlib
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from appliance.faces.dlibnet import DlibModelError, ensure_model, sha256_of
+from appliance.faces.engine import FaceModel, models_dir
+from appliance.faces.onnxembed import EmbedderError, OnnxEmbedder, chips
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+DAT = models_dir() / "dlib_face_recognition_resnet_model_v1.dat"
+TOLERANCE = 1e-5  # max element difference from dlib's descriptor (measured ~3e-7)
+
+needs_photos = pytest.mark.skipif(
+    not FACES.is_dir(),
+    reason=f"the public-domain face photos are not at {FACES} (see shared/faces/README.md)",
+)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_model(DAT, tmp_path_factory.mktemp("onnx-cache"))
+
+
+@pytest.fixture(scope="module")
+def embedder(model_path: Path) -> OnnxEmbedder:
+    return OnnxEmbedder(model_path)
+
+
+def photos() -> list[Path]:
+    return sorted(p for p in FACES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+@needs_photos
+def test_same_embedding_as_dlib_on_every_face(embedder: OnnxEmbedder) -> None:
+    detector = dlib.get_frontal_face_detector()
+    landmarks = dlib.shape_predictor(str(models_dir() / "shape_predictor_5_face_landmarks.dat"))
+    recogniser = dlib.face_recognition_model_v1(str(DAT))
+    worst: dict[str, float] = {}
+    faceless = []
+    for photo in photos():
+        with Image.open(photo) as opened:
+            image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        shapes = [landmarks(image, rect) for rect in detector(image, 1)]
+        if not shapes:
+            faceless.append(photo.name)
+            continue
+        ours = embedder.embed(chips(image, shapes))
+        assert ours.shape == (len(shapes), 128)
+        assert ours.dtype == np.float32
+        for shape, embedding in zip(shapes, ours, strict=True):
+            theirs = np.asarray(recogniser.compute_face_descriptor(image, shape, 0))
+            difference = float(np.abs(embedding - theirs).max())
+            assert difference <= TOLERANCE, f"{photo.name}: differs from dlib by {difference}"
+            worst[photo.name] = max(worst.get(photo.name, 0.0), difference)
+        one_by_one = np.concatenate([embedder.embed(chip[None]) for chip in chips(image, shapes)])
+        np.testing.assert_allclose(one_by_one, ours, rtol=0, atol=1e-6)
+    assert not faceless, f"no face found in {faceless}"
+    assert worst
+
+
+@needs_photos
+def test_the_engine_finds_the_same_faces_and_embeddings_with_either_embedder(model_path: Path) -> None:
+    """The box's FaceModel on onnxruntime against the same model on dlib's own embedder: the same
+    boxes, the same searchable faces, embeddings within the tolerance, the photo's faces in one batch."""
+    on_onnx = FaceModel(onnx_model=model_path, upsample=1, min_face_px=20)
+    on_dlib = FaceModel(upsample=1, min_face_px=20)
+    compared = 0
+    for photo in photos():
+        with Image.open(photo) as opened:
+            image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        ours, theirs = on_onnx.faces(image), on_dlib.faces(image)
+        assert [(f.left, f.top, f.width, f.height, f.searchable) for f in ours] == [
+            (f.left, f.top, f.width, f.height, f.searchable) for f in theirs
+        ], photo.name
+        for a, b in zip(ours, theirs, strict=True):
+            if a.embedding is not None and b.embedding is not None:
+                assert float(np.abs(a.embedding - b.embedding).max()) <= TOLERANCE, photo.name
+                compared += 1
+        face, count = on_onnx.largest(image)
+        expected, expected_count = on_dlib.largest(image)
+        assert count == expected_count
+        if face is not None and face.embedding is not None:
+            assert expected is not None and expected.embedding is not None
+            assert float(np.abs(face.embedding - expected.embedding).max()) <= TOLERANCE
+    assert compared >= 30, compared
+
+
+def test_model_is_cached_under_the_dat_hash(model_path: Path) -> None:
+    digest = sha256_of(DAT)
+    assert digest in model_path.name
+    before = model_path.stat()
+    listing = sorted(model_path.parent.iterdir())
+    again = ensure_model(DAT, model_path.parent)
+    after = again.stat()
+    assert again == model_path
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
+    assert sorted(model_path.parent.iterdir()) == listing  # no temporary file left behind
+
+
+def test_another_dat_gets_its_own_model(tmp_path: Path, model_path: Path) -> None:
+    data = bytearray(DAT.read_bytes())
+    data[len(data) // 2] ^= 0x01  # the low bit of one weight: still a valid network
+    other = tmp_path / DAT.name
+    other.write_bytes(bytes(data))
+    converted = ensure_model(other, tmp_path / "cache")
+    assert converted.name != model_path.name
+    assert sha256_of(other) in converted.name
+    assert [p.name for p in converted.parent.iterdir()] == [converted.name]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("empty", "ends inside"),
+        ("truncated", "ends inside"),
+        ("garbage", "not dlib's face-recognition network"),
+        ("trailing", "bytes after the end of the network"),
+    ],
+)
+def test_damaged_dat_is_refused_plainly(tmp_path: Path, damage: str, message: str) -> None:
+    data = DAT.read_bytes()
+    broken = {
+        "empty": b"",
+        "truncated": data[: len(data) // 2],
+        "garbage": b"\x01\x01\x01\x0dloss_metric_3" + data[17:],
+        "trailing": data + b"\x00",
+    }[damage]
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(broken)
+    cache = tmp_path / "cache"
+    with pytest.raises(DlibModelError, match=message) as caught:
+        ensure_model(bad, cache)
+    assert isinstance(caught.value, ValueError)
+    assert not cache.exists() or not list(cache.iterdir())  # nothing half-written
+
+
+def test_embed_refuses_wrong_input(embedder: OnnxEmbedder, tmp_path: Path) -> None:
+    assert embedder.embed(np.zeros((0, 150, 150, 3), np.uint8)).shape == (0, 128)
+    with pytest.raises(ValueError, match="uint8"):
+        embedder.embed(np.zeros((1, 150, 150, 3), np.float32))
+    with pytest.raises(ValueError, match="150"):
+        embedder.embed(np.zeros((1, 100, 100, 3), np.uint8))
+    not_a_model = tmp_path / "x.onnx"
+    not_a_model.write_bytes(b"not a model")
+    with pytest.raises(EmbedderError, match="cannot load"):
+        OnnxEmbedder(not_a_model)
