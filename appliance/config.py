@@ -137,6 +137,10 @@ class WebSettings(_Section):
     max_searches: int = Field(4, ge=1)
     """Selfie searches read and decoded at once; more wait in line up to ``search_wait`` seconds
     and then get a friendly "busy, try again in a few seconds" (bounds the box's memory)."""
+    search_memory_mb: int = Field(40, ge=1)
+    """Megabytes of selfies (by their declared size) read and searched at once: two 20 MB
+    pictures, or many ordinary ones of a few MB. A selfie costs about three times its size in
+    memory on its way to the selfie process."""
     search_wait: float = Field(15.0, ge=0)
     """Seconds a selfie search waits for a free place before it is told the box is busy."""
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check a root filesystem made by build-rootfs.sh, from inside it (chroot), as far as this
 # machine can: shutterbox runs and validates its settings, the face models load from the wheel
+# and dlib's ResNet converts to ONNX and runs under onnxruntime
 # (nothing downloaded), the account exists, SSH takes keys only, and every unit verifies.
 #
 #   image-build/check-rootfs.sh ROOT
@@ -16,6 +17,21 @@ in_root /opt/shutterbox/venv/bin/shutterbox check-config --data /tmp/check-data 
 in_root env HOME=/nonexistent no_proxy='*' /opt/shutterbox/venv/bin/python -c \
     "from appliance.faces.engine import FaceModel; FaceModel(); print('face models load offline')" \
     || fail "face engine"
+# the embedding model: dlib's ResNet converted to ONNX inside the root and loaded by onnxruntime,
+# offline, and it embeds a chip (what the box does at its first start)
+rm -rf "$ROOT/tmp/check-models"
+in_root env HOME=/nonexistent no_proxy='*' /opt/shutterbox/venv/bin/python -c "
+import numpy as np
+from pathlib import Path
+from appliance.faces.dlibnet import ensure_model
+from appliance.faces.engine import RESNET_DAT, models_dir
+from appliance.faces.onnxembed import OnnxEmbedder
+model = ensure_model(models_dir() / RESNET_DAT, Path('/tmp/check-models'))
+vector = OnnxEmbedder(model).embed(np.full((1, 150, 150, 3), 128, dtype=np.uint8))
+assert vector.shape == (1, 128) and np.isfinite(vector).all()
+print('face embedding converts and runs offline:', model.name)
+" || fail "ONNX face embedding"
+rm -rf "$ROOT/tmp/check-models"
 grep -q '^shutterbox:' "$ROOT/etc/passwd" || fail "no shutterbox account"
 grep -q '^PasswordAuthentication no' "$ROOT/etc/ssh/sshd_config.d/50-shutterbox.conf" || fail "SSH passwords"
 ls "$ROOT"/etc/ssh/ssh_host_*_key >/dev/null 2>&1 && fail "SSH host keys baked into the image"

@@ -1,9 +1,10 @@
 """What each HTTP listener does before the app sees a request: connection caps, deadlines, and
 who may use the control socket. Runs on the asyncio thread (uvicorn's protocol callbacks).
 
-- ``ConnectionGate``: a global and a per-address cap on open connections. One over the cap is
-  answered ``503`` and closed at once, so a flood of idle sockets from the LAN can never use up
-  the box's file handles (the FTP listener and the database need them).
+- ``ConnectionGate``: a global and a per-address cap on open connections, applied by the
+  listening socket itself (``GatedSocket.accept``). One over the cap is answered ``503`` and
+  closed at once, so a flood of idle sockets from the LAN can never use up the box's file
+  handles (the FTP listener and the database need them).
 - Deadlines: a client has ``header_timeout`` seconds to send a request's headers (from the
   connection, or from the end of the previous response) and ``body_timeout`` seconds for the
   body once the headers arrived; then the connection is closed. uvicorn itself stops timing a
@@ -15,11 +16,13 @@ who may use the control socket. Runs on the asyncio thread (uvicorn's protocol c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import struct
 from collections import Counter
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -58,6 +61,42 @@ class ConnectionGate:
             del self._open[address]
 
 
+class GatedSocket(socket.socket):
+    """A listening socket that applies its gate in ``accept()``: a connection over the cap is
+    answered 503 and closed right there, before asyncio makes a transport of it, so a flood never
+    holds more handles than the cap (asyncio accepts up to 100 connections per turn of the loop
+    and would hand each to a task first: the handles piled up before any gate could close them)."""
+
+    gate: ConnectionGate
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:
+            conn, address = super().accept()  # BlockingIOError when none is waiting: asyncio stops
+            host = str(address[0]) if isinstance(address, tuple) else "local"
+            if self.gate.admit(host):
+                return conn, address
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(BUSY)
+            conn.close()
+
+
+def gated_listener(host: str, port: int, gate: ConnectionGate, backlog: int = 2048) -> GatedSocket:
+    """A bound, listening ``GatedSocket`` for ``host``:``port`` (IPv4 or IPv6)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = GatedSocket(family, socket.SOCK_STREAM)
+    try:
+        sock.gate = gate
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a unix socket (Linux ``SO_PEERCRED``)."""
     try:
@@ -93,14 +132,9 @@ def guarded_protocol(
                     logger.warning("control socket: refused a client of uid %s (not the box's user)", uid)
                     transport.close()
                     return
-            if gate is not None:
+            if gate is not None:  # admitted by the GatedSocket's accept(); released when lost
                 peer = transport.get_extra_info("peername")
-                address = str(peer[0]) if isinstance(peer, tuple) else "local"
-                if not gate.admit(address):
-                    transport.write(BUSY)
-                    transport.close()
-                    return
-                self._address = address
+                self._address = str(peer[0]) if isinstance(peer, tuple) else "local"
             self._follow()
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
@@ -13,7 +14,7 @@ from typing import Any, Self
 
 import uvicorn
 
-from appliance.control.guard import ConnectionGate, guarded_protocol
+from appliance.control.guard import ConnectionGate, gated_listener, guarded_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class HttpServer:
         )
         self._uds = uds
         self._server = _Server(config)
+        self._address = (host or "127.0.0.1", port or 0)
+        self._gate = gate
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -73,7 +76,11 @@ class HttpServer:
     async def __aenter__(self) -> Self:
         if self._uds is not None:
             self._uds.unlink(missing_ok=True)
-        self._task = asyncio.create_task(self._server.serve())
+        # a gated listener's socket is ours: its accept() applies the gate
+        sockets: list[socket.socket] | None = (
+            [gated_listener(*self._address, self._gate)] if self._gate is not None else None
+        )
+        self._task = asyncio.create_task(self._server.serve(sockets=sockets))
         while not self._server.started:
             if self._task.done():
                 self._task.result()

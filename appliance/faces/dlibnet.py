@@ -47,13 +47,12 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from appliance.faces.engine import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
+
 CONVERTER_VERSION = 1  # part of the cached file's name: bump when the graph written changes
-CHIP_SIZE = 150
-EMBEDDING_DIM = 128
 OPSET = 17
 INPUT_NAME = "chips"  # float32 [N, 3, 150, 150], already normalised as dlib's input layer does
 OUTPUT_NAME = "embedding"  # float32 [N, 128]
-MEAN_KEY = "input_mean"  # metadata: the mean colour (R,G,B) subtracted before dividing by 256
 
 F32 = npt.NDArray[np.float32]
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state  # type: ignore[import-untyped]
 
-from appliance.faces.dlibnet import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
+from appliance.faces.engine import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
 
 CHIP_PADDING = 0.25  # compute_face_descriptor's default padding around the 5-point landmarks
 
@@ -63,8 +63,13 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Memory over the last millisecond (a worker holds one session; the box has a 600 MB
+        # budget): no arena, basic graph optimisation and no pre-packed weight copies cost
+        # ~0.8 ms a face and save ~20 MB a process (measured: 113 against 132 MB).
         options.enable_cpu_mem_arena = False
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_mem_pattern = False
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.add_session_config_entry("session.disable_prepacking", "1")
         try:
             self._session = ort.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]

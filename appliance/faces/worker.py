@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance import process
 from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
 from appliance.proxy import Proxy, ProxyError, make_proxy
 
@@ -25,6 +26,7 @@ def init(min_face_px: int, upsample: int, nice: int, onnx_model: str | None = No
     global _model
     if nice:
         os.nice(nice)
+    process.release_memory_promptly()  # a 20 MB selfie's buffers go back when it is done
     model = Path(onnx_model) if onnx_model else None
     _model = FaceModel(min_face_px=min_face_px, upsample=upsample, onnx_model=model, threads=threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()

@@ -313,7 +313,8 @@ def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
 def add_guest_routes(app: FastAPI, box: Box) -> None:
     pages = GuestPages(box)
     settings = box.settings.guest
-    line = SearchLine(box.settings.web.max_searches, box.settings.web.search_wait)
+    web = box.settings.web
+    line = SearchLine(web.max_searches, web.search_memory_mb << 20, web.search_wait)
 
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(
@@ -374,7 +375,9 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if not pages.access.searches.hit(_client(request)):
             return event, {"error": "rate_limited"}, 429
         try:
-            async with line.place():  # bounds the selfies held in memory at once
+            declared = request.headers.get("content-length", "")
+            size = min(int(declared), settings.max_selfie_mb << 20) if declared.isdigit() else 1 << 20
+            async with line.place(size):  # bounds the selfies held in memory at once
                 try:
                     selfie = await read_file_field(request, "selfie", settings.max_selfie_mb << 20)
                 except UploadRejected as exc:

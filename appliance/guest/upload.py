@@ -101,4 +101,4 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
         raise UploadRejected("no_file", "no picture was sent", 400)
     if len(data) > limit:
         raise UploadRejected("upload_too_large", "the file is too large", 413)
-    return bytes(data)
+    return bytes(data)  # bytes: the selfie process reads it in place (a bytearray is copied there)
