@@ -171,7 +171,7 @@ def _admin_s(info: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-def _web_connections(pid: int, port: int) -> int:
+def _connections_on(pid: int, port: int) -> int:
     conns = psutil.Process(pid).net_connections(kind="tcp")
     return sum(1 for c in conns if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
 
@@ -192,7 +192,7 @@ def web_flood(info: dict[str, Any], sockets: int, limit: int) -> dict[str, Any]:
         time.sleep(1.0)
         figures = {
             "sockets_opened": len(held),
-            "held_by_box": _web_connections(info["pid"], port),
+            "held_by_box": _connections_on(info["pid"], port),
             "box_open_files": psutil.Process(info["pid"]).num_fds(),
             "box_file_limit": limit,
             "camera_upload_s": round(_upload_s(info, 1), 3),
@@ -209,7 +209,11 @@ def prelogin_ftp(info: dict[str, Any], sockets: int) -> dict[str, Any]:
     held = _sockets(int(info["ftp_port"]), sockets, "127.0.6")
     try:
         time.sleep(1.0)
-        return {"sockets_opened": len(held), "camera_login_to_226_s": round(_upload_s(info, 3), 3)}
+        return {
+            "sockets_opened": len(held),
+            "held_by_box": _connections_on(info["pid"], int(info["ftp_port"])),
+            "camera_login_to_226_s": round(_upload_s(info, 3), 3),
+        }
     finally:
         for sock in held:
             sock.close()
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             f" admin /api/status {w['admin_status_s']} s"
         )
         print(
-            f"pre-login FTP: {f['sockets_opened']} sockets held open;"
+            f"pre-login FTP: {f['sockets_opened']} sockets opened, the box holds {f['held_by_box']};"
             f" camera login to 226 {f['camera_login_to_226_s']} s"
         )
         print(
