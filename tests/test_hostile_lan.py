@@ -366,3 +366,27 @@ def test_escape_sequences_in_a_camera_file_name_never_reach_a_terminal(flood_box
         logs = api.get("/api/logs").text  # JSON: control characters escaped by the encoder
     assert "\x1b" not in logs and "\x9b" not in logs
     assert "\x1b" not in flood_box.log and "\x9b" not in flood_box.log
+
+
+def test_banning_loopback_does_not_stall_the_box(tmp_path: Path) -> None:
+    # The watchdog's FTP probe connects from loopback; a local account that gets loopback banned
+    # (wrong passwords) must not make the box look dead, or systemd would restart it for them.
+    box = make_box(tmp_path / "data", faces__enabled="false", ftp__ban_threshold="2", heartbeat_max_age="4")
+    box.start()
+    try:
+        user, _ = box.new_key(camera="victim")
+        for _ in range(3):
+            client = ftplib.FTP(timeout=10)
+            try:
+                client.connect("127.0.0.1", box.ftp_port)
+                with contextlib.suppress(ftplib.Error, EOFError, OSError):
+                    client.login(user, "wrong-password")
+            except (ftplib.Error, EOFError, OSError):
+                pass
+            finally:
+                client.close()
+        assert "127.0.0.1" in box.cli("status")["ftp"]["banned_ips"], "premise: loopback is banned"
+        time.sleep(4 + 3)  # past heartbeat_max_age, probes every 2 s
+        assert box.cli("status")["stalled"] == []
+    finally:
+        box.stop()
