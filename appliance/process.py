@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import resource
 
@@ -40,7 +41,9 @@ def raise_file_limit() -> int:
     return soft
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # find_library runs ldconfig in a subprocess: once per process, not after every search burst
     name = ctypes.util.find_library("c")
     if name is None:
         return None
