@@ -8,6 +8,7 @@ Detection uses upsample 1 so the small Solvay faces count too (38 faces; dlib's 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dlib
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from appliance.faces.dlibnet import DlibModelError, ensure_model, sha256_of
-from appliance.faces.engine import FaceModel, models_dir
+from appliance.faces.engine import FaceModel, load_rgb, models_dir
 from appliance.faces.onnxembed import EmbedderError, OnnxEmbedder, chips
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -161,3 +162,23 @@ def test_embed_refuses_wrong_input(embedder: OnnxEmbedder, tmp_path: Path) -> No
     not_a_model.write_bytes(b"not a model")
     with pytest.raises(EmbedderError, match="cannot load"):
         OnnxEmbedder(not_a_model)
+
+
+def test_one_model_shared_by_threads_gives_each_photo_its_own_faces(model_path: Path) -> None:
+    """The indexing process runs several photos at once on one FaceModel. dlib's HOG detector
+    keeps its scan state inside itself: shared between threads, it handed one photo's boxes to
+    another (found by the kill -9 test as a selfie missing its match)."""
+    model = FaceModel(onnx_model=model_path)
+    images = [load_rgb(p) for p in photos() if p.suffix.lower() == ".jpg"][:6]
+    alone = [model.faces(image) for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            together = list(pool.map(model.faces, images * 2))
+            for want, got in zip(alone * 2, together, strict=True):
+                assert [(f.left, f.top, f.width, f.height) for f in got] == [
+                    (f.left, f.top, f.width, f.height) for f in want
+                ]
+                for a, b in zip(want, got, strict=True):
+                    assert (a.embedding is None) == (b.embedding is None)
+                    if a.embedding is not None and b.embedding is not None:
+                        assert np.abs(a.embedding - b.embedding).max() < 1e-5

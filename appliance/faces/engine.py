@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ RESNET_DAT = "dlib_face_recognition_resnet_model_v1.dat"
 
 
 class FaceModel:
-    """Detector + aligner + embedder. One per worker process (loading costs ~0.3 s, 70 MB).
+    """Detector + aligner + embedder. One per worker process (loading costs ~0.3 s, 70 MB), used
+    from several threads: the HOG detector is per thread, the rest is read-only.
 
     The embedder is dlib's ResNet run by onnxruntime from the model ``dlibnet`` converts from the
     packaged ``.dat`` (``onnx_model``; same embeddings within 1e-6, ~20x faster than dlib-bin's
@@ -83,7 +85,9 @@ class FaceModel:
         folder = models_dir()
         self.min_face_px = min_face_px
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        # dlib's object_detector keeps its feature pyramid inside itself while it scans: not safe
+        # to share between threads (a shared one mixed two photos' boxes). One per thread, ~1 MB.
+        self._detectors = threading.local()
         self._landmarks = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
         self._onnx: OnnxEmbedder | None = None
         if onnx_model is not None:
@@ -95,8 +99,14 @@ class FaceModel:
             dlib.face_recognition_model_v1(str(folder / RESNET_DAT)) if self._onnx is None else None
         )
 
+    def _detector(self) -> dlib.fhog_object_detector:
+        detector: dlib.fhog_object_detector | None = getattr(self._detectors, "hog", None)
+        if detector is None:
+            detector = self._detectors.hog = dlib.get_frontal_face_detector()
+        return detector
+
     def _detect(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        rects, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        rects, scores, _ = self._detector().run(image, self.upsample, 0.0)
         return list(zip(rects, scores, strict=True))
 
     def _box(self, image: np.ndarray, rect: dlib.rectangle) -> tuple[int, int, int, int] | None:

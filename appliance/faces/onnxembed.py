@@ -9,8 +9,8 @@ input normalisation (``(pixel - mean colour) / 256``, NCHW; in ``embed``). Same 
 within ~1e-6 of dlib's, 12-20x faster than the ``dlib-bin`` AVX1 build (FIELD-NOTES section 8).
 
 Runs in a face worker process, beside ``appliance.faces.engine`` (it calls dlib for the chips,
-so like the engine it never runs in the box's own process). One session per process, used from
-one thread; ``threads`` sets onnxruntime's intra-op threads (default 1: one worker per core).
+so like the engine it never runs in the box's own process). One session per process, shared by
+its indexing threads (``run`` is thread-safe); ``threads`` sets onnxruntime's intra-op threads (1).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Runs on the asyncio thread; the work happens in two process pools started with ``spawn``:
 
-- indexing: ``faces.workers`` processes at low CPU priority. Each takes the newest photo not yet
-  indexed (so after a burst the frame just taken is searchable first), makes or reads its proxy,
-  finds and embeds its faces; the result is committed with the photo's "done" mark.
+- indexing: one process at low CPU priority running ``faces.workers`` photos at once, each on a
+  thread of its own (``threaded.ThreadedProcess``: one copy of the models, not one per photo).
+  Each slot takes the newest photo not yet indexed (so after a burst the frame just taken is
+  searchable first), makes or reads its proxy, finds and embeds its faces; the result is
+  committed with the photo's "done" mark.
 - selfies: one process at normal priority, always ready, so a guest never waits behind a burst.
 
 Search is exact: the event's embeddings sit in memory as one NumPy matrix per event
@@ -22,6 +24,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from appliance import metrics
 from appliance.bridge import cancel_and_wait
 from appliance.faces import worker
 from appliance.faces.engine import RESNET_DAT, models_dir
+from appliance.faces.threaded import ThreadedProcess
 from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
 
 if TYPE_CHECKING:
@@ -44,11 +48,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_CRASHES = 2  # a photo that kills a worker twice is recorded as failed, not retried forever
+MAX_CRASHES = 2  # a photo that kills the face process twice alone is recorded as failed
 
 
 def default_workers() -> int:
-    return max(1, min(2, (os.cpu_count() or 2) - 1))
+    """Photos indexed at once: one per core, at most 4. The process runs at low priority, so
+    FTP and the guest pages take a core whenever they need one (bench/faces.py measures both)."""
+    return max(1, min(4, os.cpu_count() or 2))
 
 
 class EventGallery:
@@ -105,12 +111,16 @@ class FaceService:
         self.faces = FaceStore(store)
         self.proxy_long_edge = proxy_long_edge
         self.workers = settings.workers or default_workers()
-        self._index_pool: ProcessPoolExecutor | None = None
+        self._index_pool: ThreadedProcess | None = None
         self._selfie_pool: ProcessPoolExecutor | None = None
         self._galleries: dict[str, EventGallery] = {}
         self._gallery_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[int] = set()
-        self._crashes: dict[int, int] = {}
+        self._crashes: dict[int, int] = {}  # photo id -> crashes while indexed alone (suspects)
+        self._running = 0
+        self._solo = False
+        self._solo_waiting = 0
+        self._slots = asyncio.Condition()
         self._claim_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,18 +131,24 @@ class FaceService:
 
     # --- life cycle
 
+    def _initargs(self, nice: int) -> tuple[int, int, int, str | None]:
+        return (
+            self.settings.min_face_px,
+            self.settings.upsample,
+            nice,
+            str(self.onnx_model) if self.onnx_model else None,
+        )
+
     def _pool(self, processes: int, nice: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),  # the box has threads: never fork
             initializer=worker.init,
-            initargs=(
-                self.settings.min_face_px,
-                self.settings.upsample,
-                nice,
-                str(self.onnx_model) if self.onnx_model else None,
-            ),
+            initargs=self._initargs(nice),
         )
+
+    def _indexing_process(self) -> ThreadedProcess:
+        return ThreadedProcess(self.workers, worker.init, self._initargs(self.settings.nice))
 
     async def _onnx_model(self) -> Path:
         """dlib's ResNet as ONNX, converted once from the packaged ``.dat`` (keyed by its SHA-256),
@@ -160,13 +176,11 @@ class FaceService:
         if not self.settings.enabled:
             logger.info("local face indexing off (faces.enabled = false)")
             return self
-        self._index_pool = self._pool(self.workers, self.settings.nice)
-        await asyncio.gather(
-            *(loop.run_in_executor(self._index_pool, worker.warm) for _ in range(self.workers))
-        )
+        self._index_pool = self._indexing_process()
+        await asyncio.wrap_future(self._index_pool.submit(worker.warm))
         self.store.listeners.append(self._wake.set)
         self._tasks = [asyncio.create_task(self._indexer(), name=f"faces-{i}") for i in range(self.workers)]
-        logger.info("local face index: %d indexing processes", self.workers)
+        logger.info("local face index: %d photos at once in one indexing process", self.workers)
         return self
 
     async def __aexit__(
@@ -174,10 +188,11 @@ class FaceService:
     ) -> None:
         await cancel_and_wait(self._tasks)
         self.store.unlisten(self._wake.set)
-        for pool in (self._index_pool, self._selfie_pool):
-            if pool is not None:
-                # Photos in flight are simply indexed again at the next start.
-                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        # Photos in flight are simply indexed again at the next start.
+        if self._index_pool is not None:
+            await asyncio.to_thread(self._index_pool.shutdown)
+        if self._selfie_pool is not None:
+            await asyncio.to_thread(self._selfie_pool.shutdown, wait=True, cancel_futures=True)
 
     @property
     def enabled(self) -> bool:
@@ -203,7 +218,8 @@ class FaceService:
                         await self._wake.wait()
                 continue
             try:
-                await self._index(todo)
+                async with self._slot(solo=todo.photo_id in self._crashes):
+                    await self._index(todo)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -212,27 +228,50 @@ class FaceService:
             finally:
                 self._inflight.discard(todo.photo_id)
 
-    async def _index(self, todo: FaceTodo) -> None:
-        assert self._index_pool is not None
-        proxy = self.layout.proxies / todo.event / f"{todo.sha256}.jpg"
-        loop = asyncio.get_running_loop()
+    @contextlib.asynccontextmanager
+    async def _slot(self, *, solo: bool) -> AsyncIterator[None]:
+        """A place in the indexing process. A photo that was in flight when the process died is
+        a suspect and runs alone, so that only the photo that kills it is blamed."""
+        async with self._slots:
+            if solo:
+                self._solo_waiting += 1
+                await self._slots.wait_for(lambda: not self._solo and not self._running)
+                self._solo_waiting -= 1
+                self._solo = True
+            else:
+                await self._slots.wait_for(lambda: not self._solo and not self._solo_waiting)
+            self._running += 1
         try:
-            result = await loop.run_in_executor(
-                self._index_pool,
-                worker.index_photo,
-                todo.stored_path,
-                str(proxy),
-                self.proxy_long_edge,
-                todo.proxy_path is not None,
+            yield
+        finally:
+            async with self._slots:
+                self._running -= 1
+                self._solo = False if solo else self._solo
+                self._slots.notify_all()
+
+    async def _index(self, todo: FaceTodo) -> None:
+        pool = self._index_pool
+        assert pool is not None
+        proxy = self.layout.proxies / todo.event / f"{todo.sha256}.jpg"
+        alone = todo.photo_id in self._crashes
+        try:
+            result = await asyncio.wrap_future(
+                pool.submit(
+                    worker.index_photo,
+                    todo.stored_path,
+                    str(proxy),
+                    self.proxy_long_edge,
+                    todo.proxy_path is not None,
+                )
             )
         except BrokenProcessPool:
-            crashes = self._crashes.get(todo.photo_id, 0) + 1
+            crashes = self._crashes.get(todo.photo_id, 0) + (1 if alone else 0)
             self._crashes[todo.photo_id] = crashes
-            logger.error(
-                "a face worker died on photo %d (%d time(s)); restarting workers", todo.photo_id, crashes
-            )
-            self._restart_index_pool()
+            if pool is self._index_pool:  # the first of the photos in flight to notice restarts it
+                logger.error("the face process died indexing photo %d; restarting it", todo.photo_id)
+                self._restart_index_pool()
             if crashes >= MAX_CRASHES:
+                logger.error("photo %d killed the face process %d times: not indexed", todo.photo_id, crashes)
                 await self.faces.record(todo, [], proxy=None, failed="worker crashed")
             return
         found = [
@@ -259,10 +298,7 @@ class FaceService:
         metrics.SHUTTER_TO_SEARCHABLE.labels("local").observe(latency)
 
     def _restart_index_pool(self) -> None:
-        old = self._index_pool
-        self._index_pool = self._pool(self.workers, self.settings.nice)
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        self._index_pool = self._indexing_process()
 
     # --- search
 
@@ -319,6 +355,7 @@ class FaceService:
             "workers": self.workers,
             "in_flight": len(self._inflight),
             "selfie_pid": self.selfie_pid,
+            "index_pid": self._index_pool.pid if self._index_pool is not None else None,
             **counts,
             "searchable_p50_s": round(lat[len(lat) // 2], 2) if lat else None,
             "searchable_p95_s": round(lat[int(len(lat) * 0.95)], 2) if lat else None,

@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance import process
 from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
-from appliance.proxy import Proxy, ProxyError, make_proxy
+from appliance.proxy import Proxy, ProxyError, make_proxy_image
 
 _model: FaceModel | None = None
 
@@ -60,8 +60,10 @@ def index_photo(source: str, proxy_path: str, long_edge: int, proxy_exists: bool
     dest = Path(proxy_path)
     try:
         if not proxy_exists or not dest.exists():
-            made = make_proxy(Path(source), dest, long_edge=long_edge)
-        image = load_rgb(dest)
+            made, pixels = make_proxy_image(Path(source), dest, long_edge=long_edge)
+            image = np.asarray(pixels)
+        else:
+            image = load_rgb(dest)
     except (ProxyError, OSError) as exc:
         return Indexed(None, [], str(exc))
     return Indexed(made, _the_model().faces(image))

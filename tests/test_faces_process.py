@@ -1,0 +1,94 @@
+"""The face indexing process: several photos at once on threads of one process, and what the box
+does when that process dies under it (kill -9 mid-index: every photo is still indexed once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
+
+from appliance.faces.threaded import ThreadedProcess
+from tests.boxproc import make_box
+from tests.test_guest_api import FACES, face, search, upload, wait_indexed
+
+_meeting: threading.Barrier | None = None
+
+
+def _init(parties: int) -> None:
+    global _meeting
+    _meeting = threading.Barrier(parties, timeout=20)
+
+
+def _meet(tag: str) -> tuple[str, int]:
+    """Returns only once ``parties`` calls are inside it at the same time."""
+    assert _meeting is not None
+    _meeting.wait()
+    return tag, os.getpid()
+
+
+def _fail() -> None:
+    raise ValueError("a plain error from the face process")
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_calls_run_at_once_in_one_process() -> None:
+    process = ThreadedProcess(3, _init, (3,))
+    try:
+        futures = [process.submit(_meet, tag) for tag in "abc"]
+        results = [f.result(timeout=30) for f in futures]  # a barrier of 3: serial calls would time out
+        assert [tag for tag, _ in results] == ["a", "b", "c"]
+        assert {pid for _, pid in results} == {process.pid} and process.pid != os.getpid()
+        with pytest.raises(ValueError, match="plain error"):
+            process.submit(_fail).result(timeout=30)
+        assert process.submit(_pid).result(timeout=30) == process.pid, "an error does not end the process"
+    finally:
+        process.shutdown()
+    with pytest.raises(BrokenProcessPool):
+        process.submit(_pid)
+
+
+def test_calls_in_flight_fail_when_the_process_dies() -> None:
+    process = ThreadedProcess(2, _init, (3,))  # a barrier of 3 with 2 threads: the calls hang
+    try:
+        hung = [process.submit(_meet, tag) for tag in "ab"]
+        assert process.pid is not None
+        time.sleep(0.5)
+        os.kill(process.pid, signal.SIGKILL)
+        for future in hung:
+            with pytest.raises(BrokenProcessPool, match="ended"):
+                future.result(timeout=30)
+        with pytest.raises(BrokenProcessPool):
+            process.submit(_pid)
+    finally:
+        process.shutdown()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"public-domain face photos not found at {FACES}")
+def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", faces__workers="2").start(timeout=90)
+    try:
+        status = box.cli("status")["faces"]
+        assert status["workers"] == 2 and status["index_pid"] not in (None, status["selfie_pid"])
+        event = box.new_event("Killed mid-index")
+        names = ["obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "hopper-1.jpg", "curie-couple.jpg"]
+        ids = upload(box, event, {n: face(n) for n in names})
+        victim = status["index_pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_indexed(box)
+        after = box.cli("status")["faces"]
+        assert after["index_pid"] not in (None, victim), "the box started a new face process"
+        assert after["photos_indexed"] == len(names) and after["photos_failed"] == 0, after
+        web = f"http://127.0.0.1:{box.info['web_port']}"
+        found = {m["photo_id"] for m in search(web, event, face("obama-3.jpg")).json()["matches"]}
+        assert found == {ids["obama-1.jpg"], ids["obama-2.jpg"]}
+    finally:
+        box.stop()
