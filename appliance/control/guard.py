@@ -84,7 +84,9 @@ class GatedSocket(socket.socket):
 def gated_listener(host: str, port: int, gate: ConnectionGate, backlog: int = 2048) -> GatedSocket:
     """A bound, listening ``GatedSocket`` for ``host``:``port`` (IPv4 or IPv6)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = GatedSocket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off only for sockets that say they are TCP, and a
+    # keep-alive answer (headers, then body) would wait 40 ms for the client's delayed ACK.
+    sock = GatedSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.gate = gate
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
