@@ -1,11 +1,23 @@
 """The searchable proxy: one JPEG per photo, orientation applied, long edge capped (2048 px by
 default), always under Rekognition's 5 MB. Its exact bytes are kept on disk until the photo is
-indexed, because a retried IndexFaces must send the same bytes to be idempotent.
+indexed, because a retried IndexFaces must send the same bytes to be idempotent: the same input
+and settings always give the same bytes (no time, randomness or thread in the encoding).
+
+Every searchable kind (``formats.SEARCHABLE_KINDS``) has a picture, told by content, not name:
+
+- JPEG, PNG, WebP, plain TIFF (kind "raw" without sensor data): Pillow; EXIF orientation applied
+  (``ImageOps.exif_transpose``, as before: the same bytes as earlier versions for a JPEG).
+- HEIF/HIF: libheif through ``pillow-heif`` (``open_heif``, no opener registered in Pillow: only
+  this module decodes HEIF); libheif applies the file's own rotation and mirroring. AVIF (same
+  container, AV1 inside): Pillow's own plugin.
+- RAW (TIFF-based, CR3, RAF): the largest embedded preview JPEG with the RAW's orientation
+  (``appliance.rawpreview``); a RAW without one raises ``ProxyError("no preview: ...")``.
 
 Pure function; runs on a sync worker thread or a face worker. Decodes with ``Image.draft`` (the
-JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding), then resamples BILINEAR: 130 ms against
-170 ms with LANCZOS for a 24 MP frame, PSNR 43 dB against the LANCZOS proxy. The decode is the
-floor: entropy decoding a 24 MP JPEG costs ~57 ms even at 1/8 (docs/faces.md).
+JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding; JPEGs and RAW previews), then resamples
+BILINEAR: 130 ms against 170 ms with LANCZOS for a 24 MP frame, PSNR 43 dB against the LANCZOS
+proxy. The decode is the floor: entropy decoding a 24 MP JPEG costs ~57 ms even at 1/8
+(docs/faces.md).
 """
 
 from __future__ import annotations
@@ -14,12 +26,28 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from appliance.ingest.formats import RAW_KINDS, SEARCHABLE_KINDS, InvalidFile, inspect
+from appliance.rawpreview import NoPreview, raw_picture
+
 MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # margin under Rekognition's 5 MB
+
+# EXIF orientation -> the transposes that make the picture upright (as ImageOps.exif_transpose)
+_UPRIGHT: dict[int, tuple[Image.Transpose, ...]] = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
 
 
 def draft_size(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
@@ -32,7 +60,8 @@ def draft_size(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
 
 
 class ProxyError(Exception):
-    """The photo cannot be turned into a proxy (not a decodable image)."""
+    """The photo cannot be turned into a proxy (not a decodable image, or a RAW without a
+    preview); the message is the reason recorded for the photo."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +73,74 @@ class Proxy:
     height: int
 
 
+@contextmanager
+def _picture(source: Path) -> Iterator[tuple[Image.Image, int | None, object]]:
+    """The opened picture of any searchable photo, the orientation to apply (None: the image's
+    own EXIF, which Pillow's ``exif_transpose`` reads as each plugin needs), and its JPEG
+    comment. Raises ProxyError."""
+    try:
+        kind = inspect(source, source.name).kind
+    except InvalidFile as exc:
+        raise ProxyError(f"cannot make a proxy of {source.name}: {exc.reason}") from exc
+    if kind not in SEARCHABLE_KINDS:
+        raise ProxyError(f"cannot make a proxy of {source.name}: a {kind} file is not a photo")
+    if kind in RAW_KINDS:
+        try:
+            raw = raw_picture(source)
+        except NoPreview as exc:
+            raise ProxyError(str(exc)) from exc
+        if raw is not None:
+            with raw.image as image:
+                yield image, raw.orientation, None
+            return
+    if kind == "heif" and not _avif(source):
+        with _heif(source) as image:
+            yield image, 1, None  # libheif applied the file's rotation and mirroring
+        return
+    with Image.open(source) as image:  # AVIF too: Pillow's own plugin (libheif here has no AV1)
+        yield image, None, image.info.get("comment")
+
+
+def _avif(source: Path) -> bool:
+    """An AVIF (its major brand): Pillow decodes it, libheif as packaged cannot."""
+    with source.open("rb") as file:
+        return file.read(12)[8:12] == b"avif"
+
+
+@contextmanager
+def _heif(source: Path) -> Iterator[Image.Image]:
+    import pillow_heif
+
+    try:
+        heif = pillow_heif.open_heif(source, convert_hdr_to_8bit=True)
+        image = heif.to_pillow()
+    except (ValueError, RuntimeError) as exc:  # libheif's decoding errors
+        raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
+    with image:
+        image.info.pop("exif", None)  # its orientation is already applied
+        yield image
+
+
+def open_upright(source: Path, long_edge: int) -> tuple[Image.Image, object]:
+    """The picture of ``source`` as RGB, upright, its long edge at most ``long_edge`` (never
+    enlarged), and its JPEG comment (None when it has none). Raises ProxyError."""
+    try:
+        with _picture(source) as (opened, orientation, comment):
+            opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
+            # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
+            opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
+            if orientation is None:
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+                orientation = 1
+            else:
+                image = opened.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
+    for step in _UPRIGHT.get(orientation, ()):
+        image = image.transpose(step)
+    return image, comment
+
+
 def make_proxy(source: Path, dest: Path, *, long_edge: int = 2048, quality: int = 85) -> Proxy:
     """Write the proxy of ``source`` to ``dest`` (atomically, fsynced) and describe it."""
     return make_proxy_image(source, dest, long_edge=long_edge, quality=quality)[0]
@@ -53,25 +150,18 @@ def make_proxy_image(
     source: Path, dest: Path, *, long_edge: int = 2048, quality: int = 85
 ) -> tuple[Proxy, Image.Image]:
     """``make_proxy``, also returning the proxy's pixels before JPEG encoding (the face worker
-    detects in them rather than decoding the file it has just written)."""
-    try:
-        with Image.open(source) as opened:
-            opened.draft("RGB", draft_size(opened.size, long_edge))
-            comment = opened.info.get("comment")  # carried over: a label some workflows rely on
-            # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
-            opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-            data = b""
-            for q in (quality, 75, 65, 50):
-                out = io.BytesIO()
-                extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
-                image.save(out, "JPEG", quality=q, optimize=True, **extra)
-                data = out.getvalue()
-                if len(data) <= MAX_BYTES:
-                    break
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
+    detects in them rather than decoding the file it has just written). ``source`` is any
+    searchable photo (JPEG, RAW, HEIF, PNG, TIFF, WebP)."""
+    image, comment = open_upright(source, long_edge)
+    data = b""
+    extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
+    for q in (quality, 75, 65, 50):
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=q, optimize=True, **extra)
+        data = out.getvalue()
+        if len(data) <= MAX_BYTES:
+            break
+    width, height = image.size
     if len(data) > MAX_BYTES:
         raise ProxyError(f"proxy of {source.name} stays over 5 MB")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Check a root filesystem made by build-rootfs.sh, from inside it (chroot), as far as this
 # machine can: shutterbox runs and validates its settings, the face models load from the wheel
-# and dlib's ResNet converts to ONNX and runs under onnxruntime
-# (nothing downloaded), the account exists, SSH takes keys only, and every unit verifies.
+# and dlib's ResNet converts to ONNX and runs under onnxruntime, libraw (rawpy) and libheif
+# (pillow-heif) load (nothing downloaded), the account exists, SSH takes keys only, and every unit verifies.
 #
 #   image-build/check-rootfs.sh ROOT
 set -euo pipefail
@@ -32,6 +32,12 @@ assert vector.shape == (1, 128) and np.isfinite(vector).all()
 print('face embedding converts and runs offline:', model.name)
 " || fail "ONNX face embedding"
 rm -rf "$ROOT/tmp/check-models"
+# the RAW and HEIF decoders of the proxies: their wheels' own libraw and libheif load in the root
+in_root env HOME=/nonexistent /opt/shutterbox/venv/bin/python -c "
+import pillow_heif, rawpy
+assert pillow_heif.libheif_info()['decoders'], 'libheif has no decoder'
+print('RAW and HEIF decoders load: libraw', '.'.join(map(str, rawpy.libraw_version)), 'libheif', pillow_heif.libheif_version())
+" || fail "RAW and HEIF decoders"
 grep -q '^shutterbox:' "$ROOT/etc/passwd" || fail "no shutterbox account"
 grep -q '^PasswordAuthentication no' "$ROOT/etc/ssh/sshd_config.d/50-shutterbox.conf" || fail "SSH passwords"
 ls "$ROOT"/etc/ssh/ssh_host_*_key >/dev/null 2>&1 && fail "SSH host keys baked into the image"

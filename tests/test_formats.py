@@ -6,6 +6,7 @@ so a check that accepts too much or too little fails.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import struct
@@ -17,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, TiffImagePlugin
 
-from appliance.ingest.formats import Inspection, InvalidFile, Metadata, inspect
+from appliance.ingest.formats import SEARCHABLE_KINDS, Inspection, InvalidFile, Metadata, inspect
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 PHOTO_EXTENSIONS = [
     *(".jpg", ".jpeg", ".jpe", ".nef", ".nrw", ".arw", ".sr2", ".srf", ".dng", ".cr2", ".cr3"),
-    *(".heic", ".heif", ".hif", ".tif", ".tiff", ".orf", ".rw2", ".pef", ".raf", ".srw"),
+    *(".heic", ".heif", ".hif", ".tif", ".tiff", ".orf", ".rw2", ".pef", ".raf", ".srw", ".png", ".webp"),
 ]
 NO_METADATA = Metadata(None, None, None, None, None, None, None)
 INVALID = "invalid"
@@ -393,7 +394,11 @@ def test_real_photos_match_pillow() -> None:
     rotated = FACES / "curie-couple-exif-orientation-6.jpg"
     assert inspect(rotated, rotated.name).metadata.orientation == 6
     png = FACES / "collins-astronaut.png"
-    assert inspect(png, png.name) == Inspection("other", False, NO_METADATA)
+    with Image.open(png) as image:
+        size = image.size
+    assert inspect(png, png.name) == Inspection(
+        "png", True, dataclasses.replace(NO_METADATA, width=size[0], height=size[1])
+    )
 
 
 def test_real_photo_truncations(tmp_path: Path) -> None:
@@ -705,9 +710,38 @@ def test_hostile_input_gives_an_inspection_or_invalid_file(
         assert result.reason
         assert "\n" not in result.reason
         return
-    assert result.kind in {"jpeg", "raw", "heif", "cr3", "video", "other"}
-    assert result.searchable == (result.kind in {"jpeg", "raw", "heif", "cr3"})
+    assert result.kind in {*SEARCHABLE_KINDS, "video", "other"}
+    assert result.searchable == (result.kind in SEARCHABLE_KINDS)
     orientation = result.metadata.orientation
     assert orientation is None or 1 <= orientation <= 8
     if result.kind == "other":
         assert extension not in PHOTO_EXTENSIONS
+
+
+# --- PNG, WebP and CR3 metadata (every format searchable) ---------------------------------
+
+
+def test_png_and_webp_are_searchable_photos_checked_to_their_end(tmp_path: Path) -> None:
+    picture = Image.new("RGB", (30, 20), (10, 200, 30))
+    for fmt, kind in (("PNG", "png"), ("WEBP", "webp")):
+        out = io.BytesIO()
+        picture.save(out, fmt)
+        data = out.getvalue()
+        path = tmp_path / f"export.{kind}"
+        path.write_bytes(data)
+        result = inspect(path, path.name)
+        assert (result.kind, result.searchable) == (kind, True)
+        path.write_bytes(data[:-5])
+        with pytest.raises(InvalidFile, match="truncated"):
+            inspect(path, path.name)
+
+
+def test_cr3_metadata_comes_from_its_cmt_boxes(tmp_path: Path) -> None:
+    from tests import camerafiles
+
+    preview = jpeg_bytes((48, 32))
+    path = tmp_path / "IMG_0001.CR3"
+    path.write_bytes(camerafiles.cr3(preview, jpeg_bytes((16, 12)), orientation=6, serial="0820210042"))
+    assert inspect(path, path.name) == Inspection(
+        "cr3", True, Metadata("2026-12-06T15:04:05", "0820210042", "Canon", "Canon EOS R6m2", 6, None, None)
+    )

@@ -2,6 +2,9 @@
 every camera upload before its "226" (``appliance.ingest.formats.inspect``) and the selfie
 decoder run on every guest search (``appliance.faces.engine.decode_selfie``).
 
+The RAW preview finder (``appliance.ingest.previews.find_preview``) and the proxy made from it
+get the same treatment: a preview inside the file or none, a proxy or a ProxyError.
+
 Hypothesis feeds them arbitrary bytes and structure-aware mutations of valid files (fields of
 TIFF IFDs, ISO-BMFF box headers, JPEG segments and RAF directories set to 0, 1, 2^32-1, the file
 size...). The contract: ``inspect`` returns an Inspection or raises InvalidFile, and
@@ -35,7 +38,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImImagePlugin
 
 from appliance.faces.engine import ImageRejected, decode_selfie
-from appliance.ingest.formats import Inspection, InvalidFile, inspect
+from appliance.ingest.formats import SEARCHABLE_KINDS, Inspection, InvalidFile, inspect
+from appliance.ingest.previews import find_preview
+from appliance.proxy import ProxyError, make_proxy
+from tests import camerafiles as cf
 from tests.test_formats import box as bmff_box
 from tests.test_formats import camera_exif, cr3_like, ftyp, nef_like, raf_like, tiff_bytes
 from tests.test_formats import jpeg_bytes as small_jpeg
@@ -44,7 +50,7 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 ROOT = Path(__file__).resolve().parents[1]
 # The extensions the issue names, plus a few more from the photo list.
 CLAIMED = [".jpg", ".nef", ".cr2", ".cr3", ".arw", ".raf", ".heic", ".dng", ".tif", ".hif", ".orf", ".jpeg"]
-PHOTO_KINDS = {"jpeg", "raw", "heif", "cr3"}
+PHOTO_KINDS = set(SEARCHABLE_KINDS)
 SELFIE_ERRORS = {"not_an_image", "too_large"}
 MB = 1 << 20
 
@@ -811,3 +817,74 @@ def test_decompression_bombs_are_refused_within_a_memory_ceiling(scratch: Path, 
     assert verdict in {*SELFIE_ERRORS, "ok"}, f"{bomb}: {verdict}"
     if bomb.startswith(("png-40000", "jpeg-65500", "gif-65535", "tiff-1e6", "webp-16384", "bmp")):
         assert verdict in SELFIE_ERRORS, f"{bomb} was decoded"
+
+
+# --- embedded RAW previews (the proxy's parser) --------------------------------------------
+
+
+@functools.cache
+def preview_seeds() -> tuple[Seed, ...]:
+    """RAWs with the structure bodies write around a small preview, plus the inspect seeds."""
+    preview = small_jpeg((48, 32), noise=True)
+    thumb = small_jpeg((16, 12))
+    made = [s for s in seeds() if not s.name.endswith((".JPG", ".jpg"))]
+    for name, data in [
+        ("DSC_0010.NEF", cf.nef(preview, orientation=6)),
+        ("DSC00010.ARW", cf.arw(preview, thumb)),
+        ("L1000010.DNG", cf.dng(preview)),
+        ("P1000010.RW2", cf.rw2(preview)),
+        ("P1010010.ORF", cf.orf(preview)),
+    ]:
+        # the fields of the same structure under the plain TIFF magic (RW2's and ORF's differ)
+        made.append(Seed(name, data, tuple(tiff_fields(b"II*\0" + data[4:])), ()))
+    data = cf.cr3(preview, thumb)
+    made.append(Seed("IMG_0010.CR3", data, tuple(bmff_fields(data)), top_level_boxes(data)))
+    data = cf.raf(preview)
+    made.append(Seed("DSCF0010.RAF", data, tuple(raf_fields(data)), ()))
+    return tuple(made)
+
+
+@st.composite
+def mutated_raw(draw: st.DrawFn) -> tuple[str, bytes]:
+    seed = draw(st.sampled_from(preview_seeds()))
+    data = bytearray(seed.data)
+    for _ in range(draw(st.integers(1, 3))):
+        action = draw(st.sampled_from(["field", "field", "cut", "flip"]))
+        if action == "field":
+            field = draw(st.sampled_from(seed.fields))
+            if field.at + field.size > len(data):
+                continue
+            value = draw(st.sampled_from(interesting(field.size, len(data), field.at)))
+            struct.pack_into(field.order + {2: "H", 4: "I", 8: "Q"}[field.size], data, field.at, value)
+        elif action == "cut":
+            del data[draw(st.integers(0, len(data))) :]
+        elif data:
+            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+    return seed.name, bytes(data)
+
+
+@settings(FAST, max_examples=400)
+@given(mutated=mutated_raw())
+def test_mutated_raws_give_a_preview_inside_the_file_or_none(
+    scratch: Path, mutated: tuple[str, bytes]
+) -> None:
+    """find_preview never raises for a broken structure, and what it finds lies in the file."""
+    name, data = mutated
+    path = scratch / name
+    path.write_bytes(data)
+    found = find_preview(path)
+    if found is not None:
+        assert found.offset >= 0 and found.offset + found.length <= len(data)
+        assert data[found.offset : found.offset + 2] == b"\xff\xd8"
+
+
+# Pillow warns about odd metadata of a mutated plain TIFF while decoding it: a log line on the box
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(FAST, max_examples=150)
+@given(mutated=mutated_raw())
+def test_mutated_raws_give_a_proxy_or_a_proxy_error(scratch: Path, mutated: tuple[str, bytes]) -> None:
+    name, data = mutated
+    path = scratch / name
+    path.write_bytes(data)
+    with contextlib.suppress(ProxyError):
+        make_proxy(path, scratch / "proxy.jpg", long_edge=64)

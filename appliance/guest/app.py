@@ -40,8 +40,11 @@ from appliance.guest import openapi as doc
 from appliance.guest.access import host_key_hash, link_base, own_names
 from appliance.guest.admission import Busy, SearchLine
 from appliance.guest.thumbs import make_thumbnail
+from appliance.guest.tiles import extension, tile_label
 from appliance.guest.upload import UploadRejected, read_file_field
 from appliance.mdns import box_name
+from appliance.proxy import ProxyError, make_proxy
+from appliance.store.pairs import raw_halves, shown_for
 
 if TYPE_CHECKING:
     from appliance.box import Box
@@ -167,6 +170,7 @@ class GuestPages:
         else:
             for photo_id, distance in local.matches:
                 scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
+        scores = await self.one_per_shutter(event, scores)
         photos = await self.box.store.event_photos(event.code, scores)
         mode = "cloud" if cloud is not None else "local"
         offline = sync is not None and sync.enabled and cloud is None
@@ -177,6 +181,19 @@ class GuestPages:
             "offline": offline,
             "faces_in_selfie": local.faces_in_selfie,
         }
+
+    async def one_per_shutter(
+        self, event: Event, scores: dict[int, tuple[float, str]]
+    ) -> dict[int, tuple[float, str]]:
+        """A RAW matched (indexed before its JPEG landed, or in the cloud) counts as its JPEG:
+        one result per shutter, the JPEG, with the better of the two scores."""
+        shown = await shown_for(self.box.store, event.code, scores)
+        merged: dict[int, tuple[float, str]] = {}
+        for photo_id, score in scores.items():
+            target = shown.get(photo_id, photo_id)
+            if target not in merged or score[0] > merged[target][0]:
+                merged[target] = score
+        return merged
 
     def match_json(self, base: str, event: Event, match: Match) -> dict[str, Any]:
         token = self.access.photo_token(event.code, match.photo.id)
@@ -205,17 +222,36 @@ class GuestPages:
             return Path(photo.proxy_path)
         return None
 
+    async def view(self, photo: Photo) -> Path | None:
+        """The guests' full view: the proxy; a JPEG original until it exists; for another format,
+        the proxy made now, where and as the face index and the sync make it (same bytes)."""
+        proxy = self.proxy_of(photo)
+        if proxy is not None:
+            return proxy
+        if photo.kind == "jpeg" or not photo.searchable or photo.evicted_at is not None:
+            return Path(photo.stored_path) if photo.kind == "jpeg" else None
+        dest = self.box.layout.proxies / photo.event / f"{photo.sha256}.jpg"
+        if not dest.exists():
+            long_edge = self.box.settings.cloud.proxy_long_edge
+            try:
+                await asyncio.to_thread(make_proxy, Path(photo.stored_path), dest, long_edge=long_edge)
+            except (ProxyError, OSError) as exc:
+                logger.info("no view of photo %d: %s", photo.id, exc)
+                return None
+        return dest
+
     async def thumbnail(self, photo: Photo) -> Path | None:
         dest = self.box.layout.thumbs / photo.event / f"{photo.sha256}.jpg"
         if dest.exists():
             return dest
-        source = self.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
+        stored = Path(photo.stored_path) if photo.searchable and photo.evicted_at is None else None
+        source = self.proxy_of(photo) or stored
         if source is None:
             return None
         try:
             await asyncio.to_thread(make_thumbnail, source, dest)
-        except OSError:
-            logger.warning("no thumbnail for photo %d", photo.id, exc_info=True)
+        except (ProxyError, OSError) as exc:
+            logger.info("no thumbnail for photo %d: %s", photo.id, exc)
             return None
         return dest
 
@@ -469,10 +505,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         photo = await photo_or_none(request, code, token) if variant in ("thumb", "view") else None
         if photo is None:
             return _not_found()
-        if variant == "thumb":
-            path = await pages.thumbnail(photo)
-        else:
-            path = pages.proxy_of(photo) or (Path(photo.stored_path) if photo.kind == "jpeg" else None)
+        path = await (pages.thumbnail(photo) if variant == "thumb" else pages.view(photo))
         if path is None:
             return _not_found()
         return _cached_file(request, path, f"{variant[0]}-{photo.sha256[:32]}", "image/jpeg")
@@ -541,7 +574,17 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         photos, total = await box.store.event_page(
             event.code, offset=(number - 1) * HOST_PAGE, limit=HOST_PAGE
         )
-        items = [pages.match_json("", event, Match(p, 1.0, "host")) for p in photos]
+        raws = await raw_halves(box.store, event.code, [p.id for p in photos])
+        items = []
+        for photo in photos:
+            item = pages.match_json("", event, Match(photo, 1.0, "host"))
+            item["tile"] = tile_label(photo)
+            item["note"] = photo.faces_error
+            item["more"] = [
+                (extension(raw), pages.match_json("", event, Match(raw, 1.0, "host"))["download_url"])
+                for raw in raws.get(photo.id, [])
+            ]
+            items.append(item)
         all_ids = await box.store.event_photo_ids(event.code)
         return render(
             request,

@@ -14,6 +14,12 @@ Formats, recognised by content (magic bytes), never by name:
   out-of-line tag value, strip, tile and embedded JPEG must lie inside the file.
 - ISO-BMFF (CR3, HEIF/HIF/AVIF, MP4/MOV): top-level box sizes must add up to the file size.
 - Fujifilm RAF: the embedded JPEG and the CFA data must end inside the file.
+- PNG: the last chunk must be IEND. WebP: the RIFF size must be the file's.
+
+Every TIFF structure is kind "raw" (a RAW, or a plain TIFF: ``_Tiff.is_raw`` tells them apart
+when a picture is made of it).
+``SEARCHABLE_KINDS`` is the one definition of which kinds the face search indexes: ingest records
+it per photo (``photos.searchable``) and every query reads that column.
 
 Anything else is "other" and is not checked, unless its name claims a photo format.
 
@@ -37,17 +43,30 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-__all__ = ["Inspection", "InvalidFile", "Metadata", "inspect"]
+__all__ = ["SEARCHABLE_KINDS", "Inspection", "InvalidFile", "Metadata", "inspect"]
 
 # Extensions that promise a photo: such a file must have a recognised photo structure.
 _PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".nef", ".nrw", ".arw", ".sr2", ".srf", ".dng", ".cr2", ".cr3"}
     | {".heic", ".heif", ".hif", ".tif", ".tiff", ".orf", ".rw2", ".pef", ".raf", ".srw"}
+    | {".png", ".webp"}
 )
-_SEARCHABLE_KINDS = frozenset({"jpeg", "raw", "heif", "cr3"})
+# The photos the face search indexes (a proxy is made of each); video and sidecars never are.
+SEARCHABLE_KINDS = frozenset({"jpeg", "raw", "cr3", "heif", "png", "webp"})
+# Kinds whose frame may be the RAW half of a RAW+JPEG pair (appliance/store/schema.py pairs them).
+RAW_KINDS = frozenset({"raw", "cr3"})
 
 _TIFF_MAGICS = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"MMOR", b"IIU\0")
 _RAF_MAGIC = b"FUJIFILMCCD-RAW "
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\0\0\0\0IEND\xaeB`\x82"
+_CR3_META_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")  # moov/uuid: CMT1-4, THMB
+_CR3_PREVIEW_UUID = bytes.fromhex("eaf42b5e1c984b88b9fbb7dc406e4d16")  # top-level uuid: PRVW
+_MAX_META_BOX = 256 * 1024  # bytes read from one CR3 metadata box (CMT1, CMT2)
+_MAX_CHILD_BOXES = 256  # child boxes walked inside one ISO-BMFF box
+# Sensor data: CFA and LinearRaw photometric interpretations, RAW-only compression codes.
+_RAW_PHOTOMETRIC = frozenset({32803, 34892})
+_RAW_COMPRESSION = frozenset({262, 32767, 32769, 32770, 32772, 34316, 34713, 65000, 65535})
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif"})
 
 # Bounds on work done for one file, whatever the file claims.
@@ -104,7 +123,7 @@ class Metadata:
 class Inspection:
     """Result of a successful structure check."""
 
-    kind: str  # "jpeg", "raw" (TIFF-based RAW, TIFF, RAF), "heif", "cr3", "video" or "other"
+    kind: str  # "jpeg", "raw" (TIFF-based RAW, TIFF, RAF), "cr3", "heif", "png", "webp", "video", "other"
     searchable: bool  # a photo the face search can index
     metadata: Metadata
 
@@ -130,6 +149,10 @@ def inspect(path: pathlib.Path, name: str) -> Inspection:
             return _inspect_bmff(src)
         if head.startswith(_RAF_MAGIC):
             return _inspect_raf(src)
+        if head.startswith(_PNG_MAGIC):
+            return _inspect_png(src)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return _inspect_webp(src)
     extension = pathlib.PurePath(name).suffix.lower()
     if extension in _PHOTO_EXTENSIONS:
         if src.size == 0:
@@ -281,7 +304,10 @@ class _Tiff:
         self.ifd0: dict[int, _Entry] = {}
         self.exif: dict[int, _Entry] = {}
         self.largest: tuple[int, int] | None = None
+        self.ifds: list[dict[int, _Entry]] = []  # every IFD visited (EXIF's too), in walk order
         self._pointers_left = _MAX_TOTAL_DATA_POINTERS
+        self._magic = header[:4]
+        self._cr2 = header[8:10] == b"CR"
 
     def walk(self) -> None:
         """Visit IFD0, its chain of next IFDs, SubIFDs and the EXIF IFD (each once)."""
@@ -297,6 +323,7 @@ class _Tiff:
                 raise InvalidFile(f"TIFF corrupt: more than {_MAX_IFDS} image directories (IFDs)")
             seen.add(offset)
             entries, next_ifd = self._read_ifd(offset, chained=role in ("IFD0", "IFD"))
+            self.ifds.append(entries)
             if role == "IFD0":
                 self.ifd0 = entries
             elif role == "EXIF" and not self.exif:
@@ -369,6 +396,17 @@ class _Tiff:
                         f" {end}, but the file is only {self._src.size} bytes long"
                     )
 
+    def is_raw(self) -> bool:
+        """Sensor data somewhere in the walked IFDs (or a RAW's own magic): a RAW, not a TIFF."""
+        if self._magic not in (b"II*\0", b"MM\0*") or self._cr2 or 0xC612 in self.ifd0:
+            return True
+        for entries in self.ifds:
+            if self._first(entries.get(0x0106)) in _RAW_PHOTOMETRIC:
+                return True
+            if self._first(entries.get(0x0103)) in _RAW_COMPRESSION:
+                return True
+        return False
+
     def _ints(self, entry: _Entry, limit: int) -> list[int]:
         """All values of an unsigned integer tag (none for other types)."""
         fmt = _UINT_FORMATS.get(entry.type)
@@ -382,6 +420,10 @@ class _Tiff:
         data = self._src.read(entry.at, entry.count * _TYPE_SIZES[entry.type], "TIFF tag value")
         return list(struct.unpack(f"{self._order}{entry.count}{fmt}", data))
 
+    def ints(self, entry: _Entry, limit: int) -> list[int]:
+        """All values of an unsigned integer tag (InvalidFile past ``limit`` values)."""
+        return self._ints(entry, limit)
+
     def _first(self, entry: _Entry | None) -> int | None:
         """The first value of an unsigned integer tag."""
         if entry is None or entry.count == 0 or entry.type not in _UINT_FORMATS:
@@ -389,6 +431,10 @@ class _Tiff:
         data = self._src.read(entry.at, _TYPE_SIZES[entry.type], "TIFF tag value")
         value: int = struct.unpack(self._order + _UINT_FORMATS[entry.type], data)[0]
         return value
+
+    def first(self, entry: _Entry | None) -> int | None:
+        """The first value of an unsigned integer tag, or None."""
+        return self._first(entry)
 
     def _text(self, entries: dict[int, _Entry], tag: int) -> str | None:
         """An ASCII tag up to its first NUL, stripped; None if absent or blank."""
@@ -443,6 +489,7 @@ def _inspect_bmff(src: _Source) -> Inspection:
     pos = 0
     brands: list[bytes] = []
     box_types: set[bytes] = set()
+    moov: tuple[int, int] | None = None
     boxes = 0
     while pos < src.size:
         boxes += 1
@@ -469,6 +516,8 @@ def _inspect_bmff(src: _Source) -> Inspection:
             body = src.read(header_length, min(size - header_length, 1024), "ftyp box")
             brands = [body[0:4]] + [body[i : i + 4] for i in range(8, len(body) - 3, 4)]
         box_types.add(box_type)
+        if box_type == b"moov":
+            moov = (pos + header_length, pos + size)
         pos += size
     kind = "video"
     for brand in brands:  # major brand first, then the compatible ones
@@ -483,7 +532,84 @@ def _inspect_bmff(src: _Source) -> Inspection:
         raise InvalidFile("CR3 truncated: no 'moov' box")
     if kind == "heif" and not box_types & {b"meta", b"moov"}:
         raise InvalidFile("HEIF truncated: no 'meta' box")
-    return Inspection(kind, kind in _SEARCHABLE_KINDS, _NO_METADATA)
+    metadata = _NO_METADATA
+    if kind == "cr3" and moov is not None:
+        with contextlib.suppress(InvalidFile):  # metadata only: the sizes above decide validity
+            metadata = _cr3_metadata(src, *moov)
+    return Inspection(kind, kind in SEARCHABLE_KINDS, metadata)
+
+
+def bmff_children(src: _Source, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The child boxes between ``start`` and ``end``: (type, payload start, box end) each; a
+    ``uuid`` box's type is its 16-byte UUID. At most ``_MAX_CHILD_BOXES``."""
+    children: list[tuple[bytes, int, int]] = []
+    pos = start
+    while pos + 8 <= end and len(children) < _MAX_CHILD_BOXES:
+        size, box_type = struct.unpack(">I4s", src.read(pos, 8, "ISO-BMFF box header"))
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack(">Q", src.read(pos + 8, 8, "ISO-BMFF box size"))
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise InvalidFile(f"ISO-BMFF corrupt: box at byte {pos} overruns its parent")
+        if box_type == b"uuid":
+            if size < header + 16:
+                raise InvalidFile(f"ISO-BMFF corrupt: uuid box at byte {pos} is too short")
+            box_type = src.read(pos + header, 16, "ISO-BMFF uuid")
+            header += 16
+        children.append((box_type, pos + header, pos + size))
+        pos += size
+    return children
+
+
+def _cr3_metadata(src: _Source, start: int, end: int) -> Metadata:
+    """Canon CR3: CMT1 is IFD0 (make, model, orientation), CMT2 the EXIF IFD (capture time,
+    serial), both inside moov's Canon uuid box."""
+    for box_type, payload, box_end in bmff_children(src, start, end):
+        if box_type != _CR3_META_UUID:
+            continue
+        cmt: dict[str, bytes] = {}
+        for child, at, child_end in bmff_children(src, payload, box_end):
+            if child in (b"CMT1", b"CMT2") and child_end - at <= _MAX_META_BOX:
+                cmt[child.decode()] = src.read(at, child_end - at, f"CR3 {child.decode()} box")
+        ifd0 = _Tiff(_Source(len(cmt.get("CMT1", b"")), "CMT1", data=cmt.get("CMT1", b"")), strict=False)
+        exif = _Tiff(_Source(len(cmt.get("CMT2", b"")), "CMT2", data=cmt.get("CMT2", b"")), strict=False)
+        for reader, data in ((ifd0, cmt.get("CMT1")), (exif, cmt.get("CMT2"))):
+            if data and data[:4] in (b"II*\0", b"MM\0*"):
+                with contextlib.suppress(InvalidFile):
+                    reader.walk()
+        exif.exif = exif.ifd0  # CMT2's first IFD holds the EXIF tags themselves
+        exif.ifd0 = {}
+        camera = ifd0.metadata()
+        taken = exif.metadata()
+        return dataclasses.replace(
+            camera, capture_time=taken.capture_time, body_serial=taken.body_serial, width=None, height=None
+        )
+    return _NO_METADATA
+
+
+# --- PNG and WebP ---------------------------------------------------------------------
+
+
+def _inspect_png(src: _Source) -> Inspection:
+    header = src.read(0, 24, "PNG header")
+    if header[12:16] != b"IHDR":
+        raise InvalidFile("PNG corrupt: the first chunk is not IHDR")
+    width, height = struct.unpack_from(">II", header, 16)
+    if src.read(src.size - len(_PNG_END), len(_PNG_END), "PNG end chunk") != _PNG_END:
+        raise InvalidFile("PNG truncated: the file does not end with an IEND chunk")
+    return Inspection("png", True, dataclasses.replace(_NO_METADATA, width=width, height=height))
+
+
+def _inspect_webp(src: _Source) -> Inspection:
+    (length,) = struct.unpack("<I", src.read(4, 4, "RIFF size"))
+    if length + 8 != src.size:
+        raise InvalidFile(
+            f"WebP truncated: its RIFF header says {length + 8} bytes, but the file is {src.size} bytes long"
+        )
+    return Inspection("webp", True, _NO_METADATA)
 
 
 # --- Fujifilm RAF ---------------------------------------------------------------------

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from appliance.store.schema import PAIRED_RAW
 from appliance.store.store import utcnow
 
 if TYPE_CHECKING:
     from appliance.store.store import Store
 
 EMBEDDING_BYTES = 128 * 4  # float32[128]
+# Photos the local index has still to do: searchable, not done, not the RAW half of a pair.
+_TODO = "faces_state IS NULL AND searchable = 1 AND NOT " + PAIRED_RAW.format(p="photos")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +63,8 @@ class FaceStore:
         skipped = tuple(skip)
         marks = ",".join("?" * len(skipped))
         not_in = f" AND id NOT IN ({marks})" if skipped else ""
-        sql = (
-            "SELECT id, event, sha256, stored_path, proxy_path, received_at FROM photos"
-            " WHERE faces_state IS NULL"
-        )
-        rows = await self.store._all(
-            f"{sql} AND kind = 'jpeg'{not_in} ORDER BY id DESC LIMIT ?",
-            (*skipped, limit),
-        )
+        sql = f"SELECT id, event, sha256, stored_path, proxy_path, received_at FROM photos WHERE {_TODO}"  # noqa: S608
+        rows = await self.store._all(f"{sql}{not_in} ORDER BY id DESC LIMIT ?", (*skipped, limit))
         return [FaceTodo(*row) for row in rows]
 
     async def record(
@@ -78,8 +75,9 @@ class FaceStore:
         proxy: tuple[str, str] | None,
         failed: str | None = None,
     ) -> bool:
-        """Commit one photo's faces (and the proxy, when this indexer made it). False: the photo
-        was deleted meanwhile (its event purged) and nothing was recorded."""
+        """Commit one photo's faces (and the proxy, when this indexer made it). ``failed``: why
+        the photo has no picture to search ("no preview: ..."), kept as ``faces_error``. False:
+        the photo was deleted meanwhile (its event purged) and nothing was recorded."""
         async with self.store.transaction() as db:
             async with db.execute("SELECT 1 FROM photos WHERE id = ?", (todo.photo_id,)) as cur:
                 if await cur.fetchone() is None:
@@ -96,8 +94,8 @@ class FaceStore:
                     (todo.photo_id, todo.event, face.x, face.y, face.w, face.h, face.embedding),
                 )
             await db.execute(
-                "UPDATE photos SET faces_state = ?, searchable_local_at = ? WHERE id = ?",
-                ("failed" if failed else "done", None if failed else utcnow(), todo.photo_id),
+                "UPDATE photos SET faces_state = ?, searchable_local_at = ?, faces_error = ? WHERE id = ?",
+                ("failed" if failed else "done", None if failed else utcnow(), failed, todo.photo_id),
             )
         return True
 
@@ -142,8 +140,8 @@ class FaceStore:
 
     async def counts(self) -> dict[str, int]:
         row = await self.store._one(
-            "SELECT"
-            " (SELECT count(*) FROM photos WHERE faces_state IS NULL AND kind = 'jpeg'),"
+            "SELECT"  # noqa: S608
+            f" (SELECT count(*) FROM photos WHERE {_TODO}),"
             " (SELECT count(*) FROM photos WHERE faces_state = 'done'),"
             " (SELECT count(*) FROM photos WHERE faces_state = 'failed'),"
             " (SELECT count(*) FROM faces),"

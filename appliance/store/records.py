@@ -95,6 +95,7 @@ class Photo:
     faces_state: str | None = None  # local face index: None (to do), "done" or "failed"
     searchable_local_at: str | None = None  # when the local face index recorded its faces
     evicted_at: str | None = None  # the original was deleted from the box, safely in S3
+    faces_error: str | None = None  # why the local index has no picture of it ("no preview: ...")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,6 +1,35 @@
-"""Numbered migrations, tracked by ``PRAGMA user_version``. Append only; never edit a shipped one."""
+"""Numbered migrations, tracked by ``PRAGMA user_version``. Append only; never edit a shipped one.
+
+Which photos are searchable has one definition: ``formats.SEARCHABLE_KINDS``, recorded per photo
+by ingest as ``photos.searchable``; from migration 7 on, every trigger, index and query reads
+that column (never a list of kinds), less the RAW half of a RAW+JPEG pair (``PAIRED_RAW``).
+"""
 
 from __future__ import annotations
+
+# Two frames of one shutter (``{a}`` and ``{b}``, table aliases or NEW): same event, same camera
+# key (or hot-folder camera), same body when both say, same base name (case-blind: IMG_0001.JPG
+# and IMG_0001.CR3), same capture time (a frame with none is never paired). Frozen with
+# migration 7, whose trigger holds it: a change is a new migration.
+SAME_SHUTTER = (
+    "{b}.event = {a}.event AND {b}.capture_time = {a}.capture_time AND {b}.camera = {a}.camera"
+    " AND {b}.username IS {a}.username"
+    " AND ({b}.body_serial IS NULL OR {a}.body_serial IS NULL OR {b}.body_serial = {a}.body_serial)"
+    " AND instr({a}.original_name, '.') > 0"
+    " AND lower(rtrim({b}.original_name, replace({b}.original_name, '.', '')))"
+    " = lower(rtrim({a}.original_name, replace({a}.original_name, '.', '')))"
+)
+RAW_KINDS_SQL = "('raw', 'cr3')"  # formats.RAW_KINDS
+
+# True for the RAW half of a RAW+JPEG pair, ``{p}`` being the photo (an alias, ``photos`` or
+# NEW): its JPEG is the photo guests see and the index searches; the RAW stays stored and synced
+# and the host downloads it beside the JPEG.
+PAIRED_RAW = (
+    "({p}.kind IN "
+    + RAW_KINDS_SQL
+    + " AND EXISTS (SELECT 1 FROM photos pair_jpeg WHERE pair_jpeg.kind = 'jpeg'"
+    " AND pair_jpeg.id != {p}.id AND " + SAME_SHUTTER.format(a="{p}", b="pair_jpeg") + "))"
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: events, keys, the photo queue, rejections, hot-folder bookkeeping
@@ -159,5 +188,51 @@ MIGRATIONS: tuple[str, ...] = (
     # 6: a cut upload the camera then resumed to the end is one frame, not a rejection
     """
     ALTER TABLE rejections ADD COLUMN resumed_photo_id INTEGER;
+    """,
+    # 7: every format searchable (photos.searchable, not kind = 'jpeg'), RAW+JPEG pairs, the
+    # reason a photo could not be indexed ("no preview: ...")
+    """
+    UPDATE photos SET kind = 'png', searchable = 1 WHERE kind = 'other' AND lower(stored_path) LIKE '%.png';
+    UPDATE photos SET kind = 'webp', searchable = 1 WHERE kind = 'other' AND lower(stored_path) LIKE '%.webp';
+    ALTER TABLE photos ADD COLUMN faces_error TEXT;
+    DROP INDEX photos_faces_todo;
+    CREATE INDEX photos_faces_todo ON photos (id) WHERE faces_state IS NULL AND searchable = 1;
+    CREATE INDEX photos_by_shutter ON photos (event, capture_time) WHERE capture_time IS NOT NULL;
+    DROP TRIGGER photos_make_sync_jobs;
+    CREATE TRIGGER photos_make_sync_jobs AFTER INSERT ON photos BEGIN
+        INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+            SELECT NEW.id, 'proxy', 0, NEW.received_at
+            WHERE NEW.searchable = 1 AND NOT """
+    + PAIRED_RAW.format(p="NEW")
+    + """;
+        INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+            SELECT NEW.id, 'original', 1, NEW.received_at
+            WHERE (SELECT originals_policy FROM events WHERE code = NEW.event) = 'all'
+               OR ((SELECT originals_policy FROM events WHERE code = NEW.event) = 'jpeg'
+                   AND NEW.kind = 'jpeg');
+        UPDATE sync_jobs SET state = 'discarded', updated_at = NEW.received_at,
+                last_error = 'RAW half of a RAW+JPEG pair: its JPEG is photo ' || NEW.id
+            WHERE NEW.kind = 'jpeg' AND kind = 'proxy' AND state = 'pending' AND attempts = 0
+              AND photo_id IN (SELECT r.id FROM photos r WHERE r.kind IN """
+    + RAW_KINDS_SQL
+    + " AND r.id != NEW.id AND "
+    + SAME_SHUTTER.format(a="NEW", b="r")
+    + """);
+    END;
+    INSERT INTO sync_jobs (photo_id, kind, priority, updated_at)
+        SELECT id, 'proxy', 0, received_at FROM photos
+        WHERE searchable = 1 AND NOT """
+    + PAIRED_RAW.format(p="photos")
+    + """
+          AND NOT EXISTS (SELECT 1 FROM sync_jobs j WHERE j.photo_id = photos.id AND j.kind = 'proxy');
+    """,
+    # 8: the cloud proxy sized to the link: the long edge and quality chosen for the photo and the
+    # SHA-256 of what they made, recorded before its upload (a retry sends the same bytes); photos
+    # by arrival time, for the shooting rate the choice is made for
+    """
+    ALTER TABLE photos ADD COLUMN cloud_proxy_edge INTEGER;
+    ALTER TABLE photos ADD COLUMN cloud_proxy_quality INTEGER;
+    ALTER TABLE photos ADD COLUMN cloud_proxy_sha256 TEXT;
+    CREATE INDEX photos_by_received ON photos (received_at);
     """,
 )

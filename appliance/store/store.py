@@ -25,7 +25,7 @@ import aiosqlite
 from appliance import credentials
 from appliance.errors import NotFoundError, StoreError
 from appliance.store.records import Event, LandedFrame, Photo, Rejection, UploadKey
-from appliance.store.schema import MIGRATIONS
+from appliance.store.schema import MIGRATIONS, PAIRED_RAW
 
 logger = logging.getLogger(__name__)
 
@@ -462,12 +462,14 @@ class Store:
         return sorted(found, key=lambda p: p.id, reverse=True)
 
     async def event_page(self, event: str, *, offset: int, limit: int) -> tuple[list[Photo], int]:
-        """One page of an event's photos, newest first, and the event's photo count."""
+        """One page of an event's photos, newest first, and the event's photo count: a RAW+JPEG
+        pair is one photo, its JPEG (``pairs.raw_halves`` gives the RAWs)."""
+        shown = f"event = ? AND NOT {PAIRED_RAW.format(p='photos')}"
         rows = await self._all(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {shown} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
             (event, limit, offset),
         )
-        total = await self._one("SELECT count(*) FROM photos WHERE event = ?", (event,))
+        total = await self._one(f"SELECT count(*) FROM photos WHERE {shown}", (event,))  # noqa: S608
         return [_photo(r) for r in rows], int(total[0]) if total else 0
 
     async def event_photo_ids(self, event: str) -> list[int]:
@@ -579,6 +581,10 @@ def _frame_fields(frame: LandedFrame) -> dict[str, Any]:
 
 
 def _photo(row: sqlite3.Row) -> Photo:
-    data = dict(row)
+    return photo_from(dict(row))
+
+
+def photo_from(data: dict[str, Any]) -> Photo:
+    """A Photo from a row's columns by name."""
     data["searchable"] = bool(data["searchable"])
     return Photo(**data)

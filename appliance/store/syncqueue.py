@@ -8,6 +8,7 @@ claimed again and redone from what was durably recorded.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from appliance.store.store import Store
 
 LEASE_SECONDS = 300.0
+FRESH_SECONDS = 15.0  # a proxy job this young is "fresh" (newest first); older ones are the backlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,9 @@ class SyncJob:
     proxy_path: str | None
     proxy_sha256: str | None
     index_quota: int | None
+    cloud_proxy_edge: int | None = None  # the cloud proxy chosen for this photo (migration 8)
+    cloud_proxy_quality: int | None = None
+    cloud_proxy_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,8 @@ class DeadLetter:
 
 _JOB_SELECT = """
     SELECT j.id, j.kind, j.attempts, p.id, p.event, p.function, p.camera, p.sha256, p.stored_path,
-           p.original_name, p.received_at, p.proxy_path, p.proxy_sha256, e.index_quota
+           p.original_name, p.received_at, p.proxy_path, p.proxy_sha256, e.index_quota,
+           p.cloud_proxy_edge, p.cloud_proxy_quality, p.cloud_proxy_sha256
     FROM sync_jobs j JOIN photos p ON p.id = j.photo_id JOIN events e ON e.code = p.event
 """
 
@@ -75,19 +81,52 @@ class SyncQueue:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def claim(self, now: float | None = None, lease: float = LEASE_SECONDS) -> SyncJob | None:
-        """The most urgent ready job, leased to the caller: proxies first, newest first (after a
-        burst or an outage the frame just taken becomes searchable before the backlog, as in the
-        local index); then originals, oldest first."""
+    async def claim(
+        self,
+        now: float | None = None,
+        lease: float = LEASE_SECONDS,
+        *,
+        originals: bool = True,
+        fresh_seconds: float = FRESH_SECONDS,
+    ) -> SyncJob | None:
+        """The most urgent ready job, leased to the caller, in this order:
+
+        1. fresh proxies (photos received in the last ``fresh_seconds``), newest first: the frame
+           just taken is searchable within seconds, whatever backlog there is;
+        2. the backlog of older proxies (a blackout's, a burst's), oldest first: it drains in
+           the order it was shot, so the photo waiting longest is never passed over again and
+           again by newer ones (newest first throughout would leave the first frames of a
+           blackout to the very end: a 30 s blackout plus the whole drain);
+        3. originals, oldest first, only when ``originals`` and no proxy job waits at all
+           (pending, in backoff or in flight): originals never take the link from a searchable
+           proxy.
+
+        A fresh photo the link cannot take within ``fresh_seconds`` joins the backlog's end, so
+        every photo is either served soon or served in order.
+        """
         now = time.time() if now is None else now
-        ready = "((state = 'pending' AND next_attempt_at <= ?) OR (state = 'leased' AND lease_until < ?))"
+        fresh_since = (dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(seconds=fresh_seconds)).isoformat(
+            timespec="milliseconds"
+        )
+        ready = "((j.state = 'pending' AND j.next_attempt_at <= ?) OR (j.state = 'leased' AND j.lease_until < ?))"
+        proxies = f"SELECT j.id FROM sync_jobs j JOIN photos p ON p.id = j.photo_id WHERE {ready} AND j.priority = 0"
+        queries = [
+            (f"{proxies} AND p.received_at >= ? ORDER BY j.id DESC LIMIT 1", (now, now, fresh_since)),
+            (f"{proxies} ORDER BY j.id LIMIT 1", (now, now)),
+        ]
+        if originals:
+            queries.append(
+                (
+                    f"SELECT j.id FROM sync_jobs j WHERE {ready} AND j.priority > 0 AND NOT EXISTS"
+                    " (SELECT 1 FROM sync_jobs w WHERE w.priority = 0 AND w.state IN ('pending', 'leased'))"
+                    " ORDER BY j.priority, j.id LIMIT 1",
+                    (now, now),
+                )
+            )
         async with self.store.transaction() as db:
             row = None
-            for order in ("priority = 0 ORDER BY id DESC", "priority > 0 ORDER BY priority, id"):
-                async with db.execute(
-                    f"SELECT id FROM sync_jobs WHERE {ready} AND {order} LIMIT 1",  # noqa: S608 - constants
-                    (now, now),
-                ) as cur:
+            for sql, args in queries:
+                async with db.execute(sql, args) as cur:
                     row = await cur.fetchone()
                 if row is not None:
                     break
@@ -144,6 +183,45 @@ class SyncQueue:
             await db.execute(
                 "UPDATE photos SET proxy_path = ?, proxy_sha256 = ? WHERE id = ?", (path, sha256, photo_id)
             )
+
+    # --- the cloud proxy sized to the link
+
+    async def set_cloud_proxy(self, photo_id: int, edge: int, quality: int, sha256: str) -> None:
+        """Record the photo's cloud proxy before its upload; from then on it is the photo's
+        (a retry, after a crash too, uploads and indexes these bytes whatever the link does)."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE photos SET cloud_proxy_edge = ?, cloud_proxy_quality = ?, cloud_proxy_sha256 = ?"
+                " WHERE id = ?",
+                (edge, quality, sha256, photo_id),
+            )
+
+    async def smallest_face(self, photo_id: int) -> tuple[bool, int | None]:
+        """(whether the local index has done the photo, the short side of its smallest searchable
+        face in local-proxy pixels, None when it found none)."""
+        row = await self.store._one(
+            "SELECT p.faces_state = 'done', (SELECT min(min(f.w, f.h)) FROM faces f"
+            " WHERE f.photo_id = p.id AND f.embedding IS NOT NULL) FROM photos p WHERE p.id = ?",
+            (photo_id,),
+        )
+        if row is None:
+            return False, None
+        return bool(row[0]), None if row[1] is None else int(row[1])
+
+    async def shooting_rate(self, window: float, now: float | None = None) -> float:
+        """Searchable photos received per second over the last ``window`` seconds (over the time
+        since the first of them, at least 30 s, when the shoot began more recently)."""
+        now = time.time() if now is None else now
+        since = dt.datetime.fromtimestamp(now - window, dt.UTC).isoformat(timespec="milliseconds")
+        row = await self.store._one(
+            "SELECT count(*), min(p.received_at) FROM photos p WHERE p.received_at >= ?"
+            " AND EXISTS (SELECT 1 FROM sync_jobs j WHERE j.photo_id = p.id AND j.kind = 'proxy')",
+            (since,),
+        )
+        if row is None or not row[0]:
+            return 0.0
+        first = dt.datetime.fromisoformat(row[1]).timestamp()
+        return int(row[0]) / max(30.0, min(window, now - first))
 
     # --- storage policy
 
