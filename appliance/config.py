@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from appliance.errors import ConfigError
 
 CONFIG_FILE_NAME = "shutterbox.toml"
+REKOGNITION_50_TPS_REGIONS = frozenset({"us-east-1", "us-west-2", "eu-west-1"})  # AWS's default quotas
 
 
 class _Section(BaseModel):
@@ -228,8 +229,9 @@ class CloudSettings(_Section):
     """AWS secret access key for ``access_key_id``. Never logged."""
     index_faces: bool = True
     """Index every proxy in the event's Rekognition collection (billed per call)."""
-    rekognition_tps: float = Field(5.0, gt=0)
-    """Account-wide Rekognition calls per second shared by all workers (AWS default 5 in most regions)."""
+    rekognition_tps: float | None = Field(None, gt=0)
+    """Account-wide Rekognition calls per second shared by all workers. Unset: AWS's default quota
+    for ``region`` (50 in us-east-1, us-west-2 and eu-west-1, 5 elsewhere)."""
     index_from_s3: bool = True
     """IndexFaces reads the proxy from the bucket (S3Object) instead of being sent its bytes again:
     half the uplink bytes per photo. Needs the bucket in Rekognition's region; set false for an
@@ -240,16 +242,28 @@ class CloudSettings(_Section):
     """IndexFaces MaxFaces: the largest faces kept per photo."""
     upload_mbit: float | None = Field(20.0, gt=0)
     """Upload bandwidth cap in Mbit/s for all sync traffic, so guests keep their WiFi. Unset: none."""
-    workers: int = Field(4, ge=1, le=16)
-    """Concurrent sync jobs."""
+    workers: int = Field(16, ge=1, le=32)
+    """Sync jobs in flight at once. A job is mostly round trips (HEAD, PUT, IndexFaces: ~1 s on a
+    150 ms path), so it takes about ten at once to keep a 10 Mbit/s link busy; originals go one
+    at a time whatever this says."""
     proxy_long_edge: int = Field(2048, ge=256, le=8192)
-    """Long edge of the searchable proxy JPEG, in pixels (the local face index reads the same proxy)."""
+    """Long edge of the searchable proxy JPEG, in pixels: the local face index reads it, and it is
+    the largest the cloud gets (the cloud proxy is sized to the measured uplink, never smaller
+    than keeps the smallest face ``faces.min_face_px`` finds at 40 px)."""
     search_similarity: float = Field(90.0, ge=50, le=100)
     """SearchFacesByImage FaceMatchThreshold for guests' cloud searches (Rekognition similarity, %)."""
     multipart_threshold_mb: int = Field(16, ge=5)
     """Files larger than this go to S3 in parts that survive a dropout or reboot."""
     part_size_mb: int = Field(8, ge=5)
     """Size of each multipart part (S3's minimum is 5 MB)."""
+
+
+    @property
+    def rekognition_rate(self) -> float:
+        """``rekognition_tps``, or AWS's default IndexFaces quota in ``region`` when unset."""
+        if self.rekognition_tps is not None:
+            return self.rekognition_tps
+        return 50.0 if self.region in REKOGNITION_50_TPS_REGIONS else 5.0
 
 
 class MdnsSettings(_Section):
@@ -282,9 +296,11 @@ class FacesSettings(_Section):
     match_threshold: float = Field(0.5, gt=0, lt=1.2)
     """Largest embedding distance counted as the same person. Lower: fewer wrong photos,
     more missed ones (docs/faces.md has the measurements)."""
-    min_face_px: int = Field(80, ge=20)
+    min_face_px: int = Field(60, ge=20)
     """Faces narrower than this in the proxy are recorded but never matched: the margin to the
-    nearest impostor shrinks with size (docs/faces.md)."""
+    nearest impostor shrinks with size. 60 keeps every face HOG finds at upsample 0 (its
+    smallest box is 73 px); faces under 120 px are cut from the original's pixels, which is
+    what makes them safe to search (docs/faces.md)."""
     upsample: int = Field(0, ge=0, le=2)
     """Detector upsampling: each step finds faces half as small at four times the CPU cost."""
     nice: int = Field(10, ge=0, le=19)

@@ -121,12 +121,33 @@ def _heif(source: Path) -> Iterator[Image.Image]:
         yield image
 
 
-def open_upright(source: Path, long_edge: int) -> tuple[Image.Image, object]:
-    """The picture of ``source`` as RGB, upright, its long edge at most ``long_edge`` (never
-    enlarged), and its JPEG comment (None when it has none). Raises ProxyError."""
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A picture as the decoder gave it for a proxy (a JPEG at the decoder's 1/2, 1/4 or 1/8
+    scale), before the proxy was shrunk from it, with the transposes that make it upright. The
+    face worker cuts small faces from it: it has more of their pixels than the proxy."""
+
+    image: Image.Image  # RGB
+    steps: tuple[Image.Transpose, ...]
+
+    def upright(self) -> Image.Image:
+        image = self.image
+        for step in self.steps:
+            image = image.transpose(step)
+        return image
+
+
+def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, object, Decoded | None]:
+    """``open_upright``, also keeping the decoded picture from before the shrink when ``keep``
+    (the proxy is made the same way either way: its bytes must not depend on who made it)."""
+    decoded = None
     try:
         with _picture(source) as (opened, orientation, comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
+            if keep:
+                opened.load()
+                exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
+                decoded = Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
             # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
             opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
             if orientation is None:
@@ -138,6 +159,25 @@ def open_upright(source: Path, long_edge: int) -> tuple[Image.Image, object]:
         raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
     for step in _UPRIGHT.get(orientation, ()):
         image = image.transpose(step)
+    return image, comment, decoded
+
+
+def decode(source: Path, long_edge: int) -> Decoded:
+    """The picture a proxy of ``source`` at ``long_edge`` is shrunk from (for a photo whose
+    proxy already exists). Raises ProxyError."""
+    try:
+        with _picture(source) as (opened, orientation, _comment):
+            opened.draft("RGB", draft_size(opened.size, long_edge))
+            exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
+            return Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ProxyError(f"cannot decode {source.name}: {exc}") from exc
+
+
+def open_upright(source: Path, long_edge: int) -> tuple[Image.Image, object]:
+    """The picture of ``source`` as RGB, upright, its long edge at most ``long_edge`` (never
+    enlarged), and its JPEG comment (None when it has none). Raises ProxyError."""
+    image, comment, _ = _open(source, long_edge, keep=False)
     return image, comment
 
 
@@ -147,12 +187,13 @@ def make_proxy(source: Path, dest: Path, *, long_edge: int = 2048, quality: int 
 
 
 def make_proxy_image(
-    source: Path, dest: Path, *, long_edge: int = 2048, quality: int = 85
-) -> tuple[Proxy, Image.Image]:
+    source: Path, dest: Path, *, long_edge: int = 2048, quality: int = 85, keep_decoded: bool = False
+) -> tuple[Proxy, Image.Image, Decoded | None]:
     """``make_proxy``, also returning the proxy's pixels before JPEG encoding (the face worker
-    detects in them rather than decoding the file it has just written). ``source`` is any
-    searchable photo (JPEG, RAW, HEIF, PNG, TIFF, WebP)."""
-    image, comment = open_upright(source, long_edge)
+    detects in them rather than decoding the file it has just written) and, with
+    ``keep_decoded``, the picture they were shrunk from. ``source`` is any searchable photo
+    (JPEG, RAW, HEIF, PNG, TIFF, WebP)."""
+    image, comment, decoded = _open(source, long_edge, keep=keep_decoded)
     data = b""
     extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
     for q in (quality, 75, 65, 50):
@@ -172,4 +213,4 @@ def make_proxy_image(
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, dest)
-    return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image
+    return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image, decoded

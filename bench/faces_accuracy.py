@@ -10,7 +10,11 @@ What it does
       by ``appliance.proxy.make_proxy`` (as the box does) and indexed by
       ``FaceModel(min_face_px=1).faces`` twice: upsample 0 (the box's setting) and upsample 1
       (which also finds faces below ~70 px). Every detected face gets an embedding; the
-      ``min_face_px`` policies are applied afterwards, on the detected box size.
+      ``min_face_px`` policies are applied afterwards, on the detected box size. As in the
+      box's face worker, faces under ``DETAIL_BELOW`` px are cut from the original decoded at
+      the decoder's scale the proxy came from (1/2 here) rather than from the proxy
+      (``--no-detail``: from the proxy, as before 2026-12-06). The embedding runs on
+      onnxruntime from the converted model, as in the box (``--dlib``: dlib's own embedder).
     * The real photos of ../shared/faces, indexed the same way (the upright Curie file is left
       out: it is the same picture as the EXIF-rotated one, which is indexed).
     * Selfies: every real photo, as uploaded and in augmented variants (mirrored, darker,
@@ -54,9 +58,19 @@ import numpy as np
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for appliance.*
 
 import _synthetic as synth
+from PIL import Image, ImageOps
 
-from appliance.faces.engine import FaceModel, ImageRejected, decode_selfie, load_rgb
-from appliance.proxy import make_proxy
+from appliance.faces.dlibnet import ensure_model
+from appliance.faces.engine import (
+    DETAIL_BELOW,
+    RESNET_DAT,
+    FaceModel,
+    ImageRejected,
+    decode_selfie,
+    load_rgb,
+    models_dir,
+)
+from appliance.proxy import draft_size, make_proxy
 
 SIZES = (150, 200, 240, 300, 450, 700)  # face width in the 6000 px original
 FACES_PER_FRAME = 6
@@ -131,22 +145,37 @@ class Selfie:
 
 _models: dict[int, FaceModel] = {}
 _workdir: Path | None = None
+_detail = True
 
 
-def _init(workdir: str) -> None:
-    global _workdir  # per-process state: models loaded once
+def _init(workdir: str, onnx_model: str | None, detail: bool) -> None:
+    global _workdir, _detail  # per-process state: models loaded once
     _workdir = Path(workdir)
+    _detail = detail
+    model = Path(onnx_model) if onnx_model else None
     for upsample in PASSES:
-        _models[upsample] = FaceModel(min_face_px=1, upsample=upsample)
+        _models[upsample] = FaceModel(min_face_px=1, upsample=upsample, onnx_model=model)
 
 
-def _index(proxy: Path) -> tuple[dict[int, list[IndexedFace]], dict[int, float]]:
+def _decoded(original: Path) -> np.ndarray | None:
+    """The original as the face worker holds it while making the proxy: decoded at the JPEG
+    decoder's scale for the proxy's size, oriented."""
+    if not _detail:
+        return None
+    with Image.open(original) as opened:
+        opened.draft("RGB", draft_size(opened.size, synth.PROXY_LONG_EDGE))
+        return np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+
+
+def _index(
+    proxy: Path, detail: np.ndarray | None = None
+) -> tuple[dict[int, list[IndexedFace]], dict[int, float]]:
     image = load_rgb(proxy)
     found: dict[int, list[IndexedFace]] = {}
     seconds: dict[int, float] = {}
     for upsample, model in _models.items():
         start = time.perf_counter()
-        faces = model.faces(image)
+        faces = model.faces(image, (lambda: detail) if detail is not None else None)
         seconds[upsample] = time.perf_counter() - start
         found[upsample] = [
             IndexedFace((f.left, f.top, f.width, f.height), f.size, f.embedding)
@@ -162,9 +191,10 @@ def index_frame(seed: int, faces: list[tuple[str, int]]) -> IndexedPhoto:
     original = _workdir / f"frame-{seed}.jpg"
     original.write_bytes(synth.encode(frame))
     proxy = make_proxy(original, _workdir / f"frame-{seed}.proxy.jpg")
+    detail = _decoded(original)
     original.unlink()
     factor = proxy.width / frame.image.width
-    found, seconds = _index(proxy.path)
+    found, seconds = _index(proxy.path, detail)
     proxy.path.unlink()
     truth = [(f.identity, f.picture, f.scaled(factor)) for f in frame.faces]
     nominal = [_nominal(f.width) for f in frame.faces]
@@ -276,7 +306,7 @@ def run(args: argparse.Namespace) -> tuple[list[IndexedPhoto], list[Selfie], flo
     ctx = mp.get_context("spawn")
     with (
         tempfile.TemporaryDirectory(prefix="faces-accuracy-") as tmp,
-        ctx.Pool(args.workers, initializer=_init, initargs=(tmp,)) as pool,
+        ctx.Pool(args.workers, initializer=_init, initargs=(tmp, _model(args, tmp), args.detail)) as pool,
     ):
         frame_results = pool.starmap_async(index_frame, frames, chunksize=1)
         real_results = pool.map_async(index_real, REAL_PHOTOS, chunksize=1)
@@ -288,6 +318,11 @@ def run(args: argparse.Namespace) -> tuple[list[IndexedPhoto], list[Selfie], flo
         photos = frame_results.get() + real_results.get()
         selfies = selfie_results.get()
     return photos, selfies, time.perf_counter() - start
+
+
+def _model(args: argparse.Namespace, folder: str) -> str | None:
+    """The ONNX form of dlib's ResNet, converted as the box does (None: dlib's own embedder)."""
+    return None if args.dlib else str(ensure_model(models_dir() / RESNET_DAT, Path(folder) / "models"))
 
 
 def _progress(text: str) -> None:
@@ -612,7 +647,9 @@ def report(
     out = [
         "Face-search accuracy: shutterbox local engine (dlib HOG + 5-point + ResNet 128-d)",
         f"  run: {'--quick' if args.quick else 'full'}, reps {args.reps}, {args.workers} workers, "
-        f"{seconds:.0f} s wall",
+        f"{seconds:.0f} s wall; embedder {'dlib' if args.dlib else 'onnxruntime'}; "
+        f"small faces (< {DETAIL_BELOW} px) cut from "
+        + ("the 1/2-scale decode of the original" if args.detail else "the proxy"),
         f"  indexed: {len(synthetic)} synthetic 6000x4000 frames "
         f"({sum(len(p.truth) for p in synthetic)} pasted faces; proxy 2048 px = x{factor:.3f}), "
         f"{len(photos) - len(synthetic)} real photos",
@@ -674,7 +711,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="times each (photograph, size) is pasted")
     parser.add_argument("--empty", type=int, default=None, help="frames without faces")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--no-detail",
+        dest="detail",
+        action="store_false",
+        help="cut every chip from the proxy (before 2026-12-06)",
+    )
+    parser.add_argument("--dlib", action="store_true", help="dlib's own embedder instead of onnxruntime")
     args = parser.parse_args(argv)
+
     if args.reps is None:
         args.reps = 1 if args.quick else 4
     if args.empty is None:

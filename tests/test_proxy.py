@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from appliance.guest.thumbs import make_thumbnail
 from appliance.ingest.previews import find_preview
-from appliance.proxy import ProxyError, make_proxy, make_proxy_image
+from appliance.proxy import ProxyError, decode, make_proxy, make_proxy_image
 from appliance.rawpreview import raw_picture
 from tests import camerafiles as cf
 from tests.conftest import FACES, jpeg_bytes
@@ -109,9 +110,12 @@ def test_raw_proxy_is_its_largest_preview_upright_and_deterministic(tmp_path: Pa
     source.write_bytes(RAWS[name]())
     first = make_proxy(source, tmp_path / "a.jpg", long_edge=2048)
     assert_upright(first.path)
-    again, pixels = make_proxy_image(source, tmp_path / "b.jpg", long_edge=2048)
+    # the face worker's way, keeping the decoded picture: the same bytes as the sync's way
+    again, pixels, decoded = make_proxy_image(source, tmp_path / "b.jpg", long_edge=2048, keep_decoded=True)
     assert again.path.read_bytes() == first.path.read_bytes() and again.sha256 == first.sha256
     assert pixels.size == UPRIGHT and pixels.mode == "RGB"
+    assert decoded is not None and decoded.upright().size == UPRIGHT  # with the RAW's orientation
+    assert decode(source, 2048).upright().tobytes() == decoded.upright().tobytes()
     make_thumbnail(source, tmp_path / "thumb.jpg", edge=150)
     assert_upright(tmp_path / "thumb.jpg", (100, 150))
 
@@ -193,3 +197,20 @@ def test_video_and_sidecars_have_no_proxy(tmp_path: Path, name: str, content: by
     source.write_bytes(content)
     with pytest.raises(ProxyError, match="is not a photo"):
         make_proxy(source, tmp_path / "p.jpg")
+
+
+def test_a_jpeg_proxy_is_the_same_whoever_makes_it_and_its_decode_is_upright(tmp_path: Path) -> None:
+    """The face worker keeps the decoded picture to cut small faces from; the sync does not.
+    Both must write the same bytes (the proxy's SHA-256 is its identity in the cloud), and the
+    decoded picture must be turned as the proxy is."""
+    source = FACES / "curie-couple-exif-orientation-6.jpg"
+    plain = make_proxy(source, tmp_path / "a.jpg", long_edge=512)
+    kept, pixels, decoded = make_proxy_image(source, tmp_path / "b.jpg", long_edge=512, keep_decoded=True)
+    assert kept.sha256 == plain.sha256 and pixels.size == (kept.width, kept.height)
+    assert decoded is not None
+    upright = decoded.upright()
+    assert upright.width > kept.width  # the decoder's scale, larger than the proxy
+    assert abs(upright.width / upright.height - kept.width / kept.height) < 0.01  # turned as the proxy
+    shrunk = upright.resize(pixels.size, Image.Resampling.BILINEAR)
+    gap = np.abs(np.asarray(shrunk, np.int16) - np.asarray(pixels, np.int16)).mean()
+    assert gap < 4, f"the decoded picture is not the proxy's picture (mean gap {gap:.1f})"

@@ -15,6 +15,7 @@ import importlib.util
 import io
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,9 +33,10 @@ EMBEDDING_DIM = 128
 CHIP_SIZE = 150  # the aligned face chip the ResNet embeds (dlib's get_face_chip size)
 MEAN_KEY = "input_mean"  # ONNX metadata: the mean colour (R,G,B) subtracted before dividing by 256
 MAX_SELFIE_PIXELS = 50_000_000  # a 48 MP phone photo fits; a decompression bomb does not
-SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~80 ms
+SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~55 ms
 MAX_FULL_DECODE_PIXELS = 24_000_000  # PNG and others decode in full (no draft): cap the memory
 CONFIDENT_SCORE = 0.5  # HOG score; real faces measured ~1-3, a mission patch 0.06
+DETAIL_BELOW = 120  # faces narrower than this (proxy px) are cut from the larger decode when given
 
 
 def models_dir() -> Path:
@@ -69,6 +71,7 @@ class Face:
 
 
 RESNET_DAT = "dlib_face_recognition_resnet_model_v1.dat"
+Detail = Callable[[], "np.ndarray | None"]  # the picture at a higher resolution, when there is one
 
 
 class FaceModel:
@@ -80,7 +83,7 @@ class FaceModel:
     build); without one, dlib's own (the equivalence test compares the two)."""
 
     def __init__(
-        self, *, min_face_px: int = 80, upsample: int = 0, onnx_model: Path | None = None, threads: int = 1
+        self, *, min_face_px: int = 60, upsample: int = 0, onnx_model: Path | None = None, threads: int = 1
     ) -> None:
         folder = models_dir()
         self.min_face_px = min_face_px
@@ -116,23 +119,38 @@ class FaceModel:
         w, h = min(width, rect.right() + 1) - left, min(height, rect.bottom() + 1) - top
         return (left, top, w, h) if w > 0 and h > 0 else None
 
-    def _faces(self, image: np.ndarray, rects: list[dlib.rectangle]) -> list[Face]:
+    def _faces(
+        self, image: np.ndarray, rects: list[dlib.rectangle], detail: Detail | None = None
+    ) -> list[Face]:
         """Detections as Faces, searchable when the box is at least ``min_face_px`` on its short
-        side; the searchable ones embedded together (one batch for the photo)."""
+        side; the searchable ones embedded together (one batch for the photo). With ``detail``
+        (the same picture, larger; asked for only when a face is under ``DETAIL_BELOW`` px),
+        such faces are aligned and cut from it."""
         boxes = [(rect, box) for rect in rects if (box := self._box(image, rect)) is not None]
         wanted = [i for i, (_, box) in enumerate(boxes) if min(box[2], box[3]) >= self.min_face_px]
-        vectors = self._embed(image, [boxes[i][0] for i in wanted])
-        embedding = dict(zip(wanted, vectors, strict=True))
+        small = [i for i in wanted if min(boxes[i][1][2], boxes[i][1][3]) < DETAIL_BELOW]
+        larger = detail() if detail is not None and small else None
+        scale = larger.shape[1] / image.shape[1] if larger is not None else 1.0
+        if larger is None or scale < 1.05 or abs(larger.shape[0] / image.shape[0] - scale) > 0.02 * scale:
+            small = []  # no larger copy of the same picture: every chip from ``image``
+        large = [i for i in wanted if i not in small]
+        vectors = self._embed(image, [boxes[i][0] for i in large])
+        if small and larger is not None:
+            vectors += self._embed(larger, [_scaled(boxes[i][0], scale) for i in small])
+        embedding = dict(zip(large + small, vectors, strict=True))
         return [
             Face(*box, searchable=i in embedding, embedding=embedding.get(i))
             for i, (_, box) in enumerate(boxes)
         ]
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in an RGB ``uint8`` image, largest first. Faces smaller than
-        ``min_face_px`` are returned as unsearchable, without an embedding: the measured
-        impostor margin shrinks with size (docs/faces.md)."""
-        found = self._faces(image, [rect for rect, _ in self._detect(image)])
+    def faces(self, image: np.ndarray, detail: Detail | None = None) -> list[Face]:
+        """Every face in an RGB ``uint8`` image, largest first; boxes in ``image``'s pixels.
+        Faces smaller than ``min_face_px`` are returned as unsearchable, without an embedding:
+        the measured impostor margin shrinks with size (docs/faces.md). ``detail``: gives the
+        same picture at a higher resolution (the decoder's output the proxy was shrunk from);
+        a small face's 150 px chip is then cut from its pixels rather than enlarged from the
+        proxy's (docs/faces.md measures what it changes). Called only if a face is small."""
+        found = self._faces(image, [rect for rect, _ in self._detect(image)], detail)
         found.sort(key=lambda f: f.width * f.height, reverse=True)
         return found
 
@@ -162,6 +180,15 @@ class FaceModel:
             np.asarray(self._embedder.compute_face_descriptor(image, shape, 0), dtype=np.float32)
             for shape in shapes
         ]
+
+
+def _scaled(rect: dlib.rectangle, scale: float) -> dlib.rectangle:
+    return dlib.rectangle(
+        round(rect.left() * scale),
+        round(rect.top() * scale),
+        round((rect.right() + 1) * scale) - 1,
+        round((rect.bottom() + 1) * scale) - 1,
+    )
 
 
 # What a phone's browser uploads from a camera or a gallery; Pillow's other decoders (DDS, IM,
