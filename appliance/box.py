@@ -14,38 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import importlib.metadata
 import json
 import logging
 import os
-import platform
-import shutil
 import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
-from fastapi import FastAPI
 
-from appliance import __version__, credentials, metrics, process
+from appliance import __version__, process
 from appliance.bridge import Bridge, cancel_and_wait
 from appliance.config import Settings, load_settings
 from appliance.control.api import make_admin_app
 from appliance.control.guard import ConnectionGate
 from appliance.control.httpserver import HttpServer
 from appliance.control.logring import LogRing
+from appliance.control.operations import Operations
+from appliance.control.status import StatusReport
 from appliance.control.token import TokenCheck
 from appliance.control.web import make_web_app
 from appliance.errors import ConfigError, NotFoundError
 from appliance.faces.service import FaceService
 from appliance.ftp import FtpService
-from appliance.ftp.server import local_address
 from appliance.guest.access import GuestAccess
 from appliance.health import Health, every, sd_notify, watchdog, watchdog_interval
 from appliance.ingest.hotfolder import HotFolder
@@ -55,8 +49,8 @@ from appliance.layout import Layout
 from appliance.loghygiene import LogHygiene
 from appliance.mdns import Mdns
 from appliance.pki import CertPaths, ensure_certificates
-from appliance.store import Store, UploadKey
-from appliance.store.syncqueue import SyncQueue
+from appliance.services import Ports, Services
+from appliance.store import Store
 from appliance.sync import SyncService
 
 logger = logging.getLogger(__name__)
@@ -75,11 +69,8 @@ class Box:
         self.ftp: FtpService | None = None
         self.sync: SyncService | None = None
         self.faces: FaceService | None = None
-        self.guest: GuestAccess | None = None
         self.certs: CertPaths | None = None
-        self.web_port: int | None = None
-        self.web_app: FastAPI | None = None  # the guest listener's app (its schema: admin API)
-        self.admin_port: int | None = None
+        self.ports = Ports()
         self.web_gate: ConnectionGate | None = None
         self.logs = LogRing()
         self.token = TokenCheck(layout.admin_token)
@@ -149,20 +140,37 @@ class Box:
                     proxy_long_edge=self.settings.cloud.proxy_long_edge,
                 )
             )
-            self.guest = GuestAccess(self.settings.guest, self.layout)
-            self.web_app = make_web_app(self)
-            await stack.enter_async_context(HttpServer(make_admin_app(self), uds=self.layout.control_socket))
+            services = Services(
+                settings=self.settings,
+                layout=self.layout,
+                store=self.store,
+                reader=self.reader,
+                ftp=self.ftp,
+                sync=self.sync,
+                faces=self.faces,
+                guest=GuestAccess(self.settings.guest, self.layout),
+                health=self.health,
+                logs=self.logs,
+                token=self.token,
+                started=self.started,
+                ports=self.ports,
+            )
+            self.report, self.operations = StatusReport(services), Operations(services)
+            web_app = make_web_app(services)
+            admin_app = make_admin_app(services, self.report, self.operations, web_app)
+            await stack.enter_async_context(HttpServer(admin_app, uds=self.layout.control_socket))
             admin = self.settings.admin
             if admin.port is not None:
+                lan_app = make_admin_app(services, self.report, self.operations, web_app, lan=True)
                 listener = await stack.enter_async_context(
-                    HttpServer(make_admin_app(self, lan=True), host=admin.host, port=admin.port)
+                    HttpServer(lan_app, host=admin.host, port=admin.port)
                 )
-                self.admin_port = listener.port
+                self.ports.admin = listener.port
             w = self.settings.web
             self.web_gate = ConnectionGate(w.max_connections, w.max_connections_per_ip)
             web = await stack.enter_async_context(
                 HttpServer(
-                    self.web_app,
+                    web_app,
                     host=w.host,
                     port=w.port,
                     gate=self.web_gate,
@@ -170,8 +178,7 @@ class Box:
                     body_timeout=w.body_timeout,
                 )
             )
-            self.web_port = web.port
-            assert self.ftp is not None
+            self.ports.web = web.port
             ports = self.ftp.ports
             await stack.enter_async_context(
                 Mdns(
@@ -190,7 +197,7 @@ class Box:
             self._start_heartbeats()
             stack.push_async_callback(cancel_and_wait, self._tasks)
             self._write_box_json()  # last: tests and tools take it as "ready"
-            sd_notify("READY=1", f"STATUS={await self.status_line()}")
+            sd_notify("READY=1", f"STATUS={await self.report.status_line()}")
             logger.info("shutterbox %s ready (data in %s)", __version__, self.layout.root)
             await self.stopping.wait()
             sd_notify("STOPPING=1", "STATUS=shutting down: finishing uploads in flight")
@@ -204,7 +211,7 @@ class Box:
         web_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
             self.settings.web.host, self.settings.web.host
         )
-        web_url = f"http://{'[' + web_host + ']' if ':' in web_host else web_host}:{self.web_port}/healthz"
+        web_url = f"http://{'[' + web_host + ']' if ':' in web_host else web_host}:{self.ports.web}/healthz"
 
         async def database() -> None:
             async with self.store.transaction():  # the single writer can take the write lock
@@ -248,25 +255,9 @@ class Box:
         interval = watchdog_interval()
         if interval is not None:
             self._tasks.append(
-                asyncio.create_task(watchdog(self.health, interval, self.status_line), name="watchdog")
+                asyncio.create_task(watchdog(self.health, interval, self.report.status_line), name="watchdog")
             )
             logger.info("systemd watchdog: pinging every %.1f s while every part beats", interval)
-
-    async def status_line(self) -> str:
-        """One line for systemd's STATUS= (shown by ``systemctl status``)."""
-        counts = await self.store.counts()
-        parts = [f"{counts['photos_total']} photos"]
-        if self.faces is not None and self.faces.enabled:
-            pending = (await self.faces.faces.counts())["photos_pending"]
-            parts.append(f"{pending} waiting for face index")
-        if self.sync is not None and self.sync.enabled:
-            jobs = await self.sync.queue.counts()
-            parts.append(
-                f"{jobs.get('pending', 0) + jobs.get('leased', 0)} sync jobs, uplink {self.sync.uplink.state}"
-            )
-        if self.ftp is not None:
-            parts.append(f"{len(self.ftp.sessions.snapshot())} camera sessions")
-        return ", ".join(parts)
 
     def reload(self) -> None:
         """SIGHUP: re-read the settings and apply what can change while running (the log level);
@@ -313,8 +304,8 @@ class Box:
             "version": __version__,
             "ftp_port": self.ftp.ports.get("ftp"),
             "ftps_implicit_port": self.ftp.ports.get("ftps_implicit"),
-            "web_port": self.web_port,
-            "admin_port": self.admin_port,
+            "web_port": self.ports.web,
+            "admin_port": self.ports.admin,
             "passive_ports": self.settings.ftp.passive_ports,
         }
         tmp = self.layout.box_json.with_suffix(".tmp")
@@ -325,8 +316,8 @@ class Box:
         if await self.store.list_events():
             return
         event = await self.store.create_event("Demo event", demo=True)
-        key, secret = await self.create_key(event.code, "main", "demo camera")
-        info = self.connect_info()
+        key, secret = await self.operations.create_key(event.code, "main", "demo camera")
+        info = self.operations.connect_info()
         # The password goes only to a terminal: under systemd stdout is the journal, and a secret
         # never enters a log. Without a terminal the operator makes a key with the CLI instead.
         if sys.stdout.isatty():
@@ -349,221 +340,6 @@ class Box:
             "=" * 64,
         ]
         print("\n".join(lines), flush=True)  # noqa: T201
-
-    async def create_key(self, event: str, function: str, camera: str) -> tuple[UploadKey, str]:
-        secret = credentials.new_secret()
-        digest = await asyncio.to_thread(credentials.hash_secret, secret)
-        key = await self.store.create_key(event=event, function=function, camera=camera, secret_hash=digest)
-        return key, secret
-
-    def connect_info(self) -> dict[str, Any]:
-        ftp = self.settings.ftp
-        host = ftp.masquerade_address or (ftp.host if ftp.host not in ("0.0.0.0", "::") else local_address())  # noqa: S104
-        ports = self.ftp.ports if self.ftp else {}
-        return {
-            "host": host,
-            "port": ports.get("ftp", ftp.port),
-            "implicit_tls_port": ports.get("ftps_implicit"),
-            "passive_ports": ftp.passive_ports,
-            "tls": "explicit (AUTH TLS) on the same port"
-            + (", implicit on its own port" if ftp.implicit_tls_port else ""),
-        }
-
-    async def purge_event(self, code: str) -> dict[str, Any]:
-        """The right to be forgotten, in one call: keys revoked and sessions cut, the S3 prefix
-        and Rekognition collection deleted (first, so a cloud failure leaves everything to retry),
-        then every local row and file of the event."""
-        assert self.sync is not None
-        assert self.ftp is not None
-        await self.store.get_event(code)
-        for key in await self.store.list_keys(code):
-            await self.store.revoke_key(key.username)
-            self.ftp.revoke(key.username)
-        async with self.sync.paused_for(f"purging event {code}"):
-            cloud = await self.sync.purge_cloud(code)
-            paths = await self.store.purge_event(code)
-        if self.faces is not None:
-            self.faces.forget(code)
-        removed = await asyncio.to_thread(self._remove_event_files, code, paths)
-        logger.warning("purged event %s: %s, %d local files", code, cloud, removed)
-        return {"event": code, **cloud, "local_files_removed": removed}
-
-    def _remove_event_files(self, code: str, paths: list[str]) -> int:
-        removed = 0
-        for path in paths:
-            target = self.layout.ftp / path.removeprefix("jail:") if path.startswith("jail:") else Path(path)
-            if target.is_dir():
-                removed += sum(1 for p in target.rglob("*") if p.is_file())
-                shutil.rmtree(target, ignore_errors=True)
-            elif target.exists():
-                target.unlink()
-                removed += 1
-        for folder in (self.layout.photos / code, self.layout.proxies / code, self.layout.thumbs / code):
-            if folder.exists():
-                removed += sum(1 for p in folder.rglob("*") if p.is_file())
-                shutil.rmtree(folder, ignore_errors=True)
-        return removed
-
-    def ca_certificate_pem(self) -> str:
-        """The root cameras should trust: the box's own CA, or the operator's chain file."""
-        if self.settings.tls.cert_file is not None:
-            return self.settings.tls.cert_file.read_text(encoding="ascii")
-        return (self.layout.tls / "ca.crt").read_text(encoding="ascii")
-
-    async def status(self) -> dict[str, Any]:
-        disk = shutil.disk_usage(self.layout.root)
-        reserve = self.settings.storage.reserve_mb << 20
-        frames, frame_bytes = metrics.INGEST_MINUTE.total()
-        uploads, upload_bytes = metrics.SYNC_MINUTE.total()
-        _, recent_bytes = metrics.INGEST_TEN_MINUTES.total()
-        rate = recent_bytes / min(metrics.INGEST_TEN_MINUTES.seconds, max(1.0, time.time() - self.started))
-        cloud = await self.sync.status(self.reader) if self.sync else None
-        status: dict[str, Any] = {
-            "version": __version__,
-            "versions": versions(),
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - self.started, 1),
-            "data": str(self.layout.root),
-            "queue": await self.reader.counts(),
-            "queue_summary": await self._queue_summary(cloud),
-            "throughput": {
-                "frames_per_min": float(frames),
-                "bytes_in_per_s": frame_bytes / 60.0,
-                "uploads_per_min": float(uploads),
-                "bytes_out_per_s": upload_bytes / 60.0,
-            },
-            "ftp": self.ftp.status() if self.ftp else None,
-            "cloud": cloud,
-            "faces": await self.faces.status(self.reader) if self.faces else None,
-            "health": self.health.snapshot(),
-            "stalled": self.health.stale(),
-            "web_port": self.web_port,
-            "admin_port": self.admin_port,
-            "system": await asyncio.to_thread(system_figures),
-            "disk": {
-                "free_bytes": disk.free,
-                "total_bytes": disk.total,
-                "reserve_bytes": reserve,
-                "accepting_uploads": disk.free >= reserve,
-                "evict_below_bytes": self.settings.storage.evict_below_mb << 20,
-                # at the last ten minutes' ingest rate, until uploads are refused
-                "time_to_full_s": max(0.0, disk.free - reserve) / rate if rate > 0 else None,
-                **await SyncQueue(self.reader).evicted(),
-            },
-        }
-        status["alerts"] = await self.alerts(status)
-        return status
-
-    async def _queue_summary(self, cloud: dict[str, Any] | None) -> dict[str, Any]:
-        """The cloud queue at a glance: what waits, what runs, what failed for good."""
-        jobs = cloud["jobs"] if cloud else await SyncQueue(self.reader).counts()
-        oldest = await SyncQueue(self.reader).oldest_waiting()
-        return {
-            "cloud_enabled": bool(cloud and cloud["enabled"]),
-            "pending": jobs.get("pending", 0) + jobs.get("blocked", 0),
-            "in_flight": jobs.get("leased", 0),
-            "failed": jobs.get("dead", 0),
-            "oldest_pending_age_s": age_seconds(oldest) if oldest else None,
-        }
-
-    async def cameras(self) -> list[dict[str, Any]]:
-        """Per upload key: live sessions, frames today and in total, the last frame, and errors
-        (rejected uploads from the database plus failed logins and refusals since the start)."""
-        midnight = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-        rows = await self.reader.camera_stats(midnight.astimezone(dt.UTC).isoformat(timespec="milliseconds"))
-        live = self.ftp.sessions.snapshot() if self.ftp else {}
-        session_errors = self.ftp.sessions.errors() if self.ftp else {}
-        cameras = []
-        for row in rows:
-            last_error, last_error_at = None, None
-            if row["last_rejection"]:
-                last_error_at, last_error = row["last_rejection"].split("\x1f", 1)
-            trouble = session_errors.get(row["username"])
-            if trouble is not None and trouble.last_at is not None:
-                at = dt.datetime.fromtimestamp(trouble.last_at, dt.UTC).isoformat(timespec="milliseconds")
-                if last_error_at is None or at > last_error_at:
-                    last_error, last_error_at = trouble.last, at
-            cameras.append(
-                {
-                    "username": row["username"],
-                    "event": row["event"],
-                    "camera": row["camera"],
-                    "function": row["function"],
-                    "revoked": row["revoked_at"] is not None,
-                    "connected": live.get(row["username"], 0),
-                    "last_frame_at": row["last_frame_at"],
-                    "frames_today": row["frames_today"],
-                    "frames_total": row["frames_total"],
-                    "errors": row["rejected"] + (trouble.count if trouble else 0),
-                    "last_error": last_error,
-                    "last_error_at": last_error_at,
-                }
-            )
-        return cameras
-
-    async def alerts(self, status: dict[str, Any]) -> list[dict[str, str]]:
-        """What needs a human now, worst first."""
-        limits = self.settings.alerts
-        alerts: list[dict[str, str]] = []
-        for part in status["stalled"]:
-            alerts.append({"level": "critical", "text": f"{part} has stopped responding"})
-        disk = status["disk"]
-        if not disk["accepting_uploads"]:
-            alerts.append({"level": "critical", "text": "disk reserve reached: cameras are refused (452)"})
-        elif disk["free_bytes"] - disk["reserve_bytes"] < limits.disk_warning_mb << 20:
-            left = (disk["free_bytes"] - disk["reserve_bytes"]) >> 20
-            alerts.append({"level": "warning", "text": f"disk nearly at its reserve: {left} MB left"})
-        cloud = status["cloud"]
-        if cloud and cloud["enabled"] and cloud["uplink"] == "offline":
-            down = time.time() - cloud["uplink_since"]
-            if down >= limits.uplink_down_minutes * 60:
-                alerts.append({"level": "warning", "text": f"uplink down for {down / 60:.0f} min"})
-        failed = status["queue_summary"]["failed"]
-        if failed:
-            alerts.append({"level": "warning", "text": f"{failed} sync jobs dead-lettered: retry or discard"})
-        now = dt.datetime.now(dt.UTC)
-        for camera in await self.cameras():
-            if camera["revoked"] or not camera["last_frame_at"]:
-                continue
-            silent = (now - dt.datetime.fromisoformat(camera["last_frame_at"])).total_seconds() / 60
-            if limits.camera_silent_minutes <= silent <= 120:
-                alerts.append(
-                    {"level": "warning", "text": f"camera {camera['camera']} silent for {silent:.0f} min"}
-                )
-        return alerts
-
-
-def age_seconds(iso: str) -> float:
-    return max(0.0, (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(iso)).total_seconds())
-
-
-def versions() -> dict[str, str]:
-    found = {"shutterbox": __version__, "python": platform.python_version()}
-    for package in ("pyftpdlib", "fastapi", "uvicorn", "boto3", "dlib-bin", "textual"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[package] = importlib.metadata.version(package)
-    return found
-
-
-def system_figures() -> dict[str, Any]:
-    """CPU temperature (the Pi's ``cpu_thermal``, else the first sensor), load, CPU and memory."""
-    temperature = None
-    with contextlib.suppress(AttributeError, OSError):
-        sensors = psutil.sensors_temperatures()
-        for name in ("cpu_thermal", "coretemp", "k10temp", "soc_thermal", *sensors):
-            if sensors.get(name):
-                temperature = float(sensors[name][0].current)
-                break
-    memory = psutil.virtual_memory()
-    return {
-        "cpu_temp_c": temperature,
-        "load": list(os.getloadavg()),
-        "cpu_percent": psutil.cpu_percent(interval=None),
-        "cpu_count": os.cpu_count(),
-        "memory_used_bytes": memory.total - memory.available,
-        "memory_total_bytes": memory.total,
-        "box_rss_bytes": psutil.Process().memory_info().rss,
-    }
 
 
 def run_box(settings: Settings, data_dir: Path) -> int:

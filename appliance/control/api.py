@@ -36,7 +36,9 @@ from appliance.store.store import slug
 from cloudsync.errors import CloudError
 
 if TYPE_CHECKING:
-    from appliance.box import Box
+    from appliance.control.operations import Operations
+    from appliance.control.status import StatusReport
+    from appliance.services import Services
     from appliance.sync import SyncService
 
 
@@ -104,9 +106,9 @@ class _TcpGuard(BaseHTTPMiddleware):
     box is not the operator) and a ``Host`` that is one of the box's own names or addresses (a
     page a browser on the box loads cannot reach the API by DNS rebinding)."""
 
-    def __init__(self, app: Any, box: Box) -> None:
+    def __init__(self, app: Any, services: Services) -> None:
         super().__init__(app)
-        self.box = box
+        self.services = services
         self._names: frozenset[str] = frozenset()
         self._names_at = 0.0
 
@@ -115,8 +117,8 @@ class _TcpGuard(BaseHTTPMiddleware):
         now = time.monotonic()
         if now - self._names_at > 30 or not self._names:
             hostname = socket.gethostname().lower()
-            names = {"localhost", hostname, f"{hostname}.local", self.box.settings.admin.host.lower()}
-            names |= {name.lower() for name in self.box.settings.tls.hostnames}
+            names = {"localhost", hostname, f"{hostname}.local", self.services.settings.admin.host.lower()}
+            names |= {name.lower() for name in self.services.settings.tls.hostnames}
             for addresses in psutil.net_if_addrs().values():
                 names |= {a.address.split("%", 1)[0].lower() for a in addresses if a.family in _INET}
             self._names, self._names_at = frozenset(names), now
@@ -136,13 +138,13 @@ class _TcpGuard(BaseHTTPMiddleware):
                 {"detail": "unknown Host: use the box's own name or address"}, status_code=421
             )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if not self.box.token.configured:
+        if not self.services.token.configured:
             return JSONResponse(
                 {"detail": "no admin token is set on this box (shutterbox admin-token rotate)"},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if scheme.lower() != "bearer" or not self.box.token.ok(token.strip()):
+        if scheme.lower() != "bearer" or not self.services.token.ok(token.strip()):
             return JSONResponse(
                 {"detail": "missing or wrong bearer token"},
                 status_code=401,
@@ -154,7 +156,11 @@ class _TcpGuard(BaseHTTPMiddleware):
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
-def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
+def make_admin_app(
+    services: Services, report: StatusReport, operations: Operations, web_app: FastAPI, *, lan: bool = False
+) -> FastAPI:
+    """The admin API over ``services``; ``web_app`` is the guest listener's (its schema is served
+    here, since that listener does not list its own routes)."""
     app = FastAPI(
         title="shutterbox admin",
         version=__version__,
@@ -162,7 +168,7 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         "`Authorization: Bearer <token>`.",
     )
     if lan:
-        app.add_middleware(_TcpGuard, box=box)
+        app.add_middleware(_TcpGuard, services=services)
 
     @app.exception_handler(StoreError)
     async def store_refused(request: Request, exc: StoreError) -> JSONResponse:
@@ -176,33 +182,31 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        return await box.status()
+        return await report.status()
 
     @app.get("/api/guest/openapi.json")
     async def guest_schema() -> dict[str, Any]:
         """The guest listener's OpenAPI schema (that listener does not list its own routes)."""
-        if box.web_app is None:
-            raise HTTPException(503, "the guest listener is not up yet")
-        return box.web_app.openapi()
+        return web_app.openapi()
 
     @app.get("/api/events")
     async def list_events() -> list[dict[str, Any]]:
-        return [e.to_json() for e in await box.store.list_events()]
+        return [e.to_json() for e in await services.store.list_events()]
 
     @app.post("/api/events", status_code=201)
     async def create_event(body: EventIn) -> dict[str, Any]:
-        event = await box.store.create_event(
+        event = await services.store.create_event(
             body.name, functions=body.functions, originals_policy=body.originals
         )
         return event.to_json()
 
     @app.delete("/api/events/{code}")
     async def purge_event(code: str) -> dict[str, Any]:
-        return await box.purge_event(code)
+        return await operations.purge_event(code)
 
     @app.put("/api/events/{code}/originals")
     async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:
-        return (await box.store.set_originals_policy(code, body.originals)).to_json()
+        return (await services.store.set_originals_policy(code, body.originals)).to_json()
 
     @app.put("/api/events/{code}")
     async def push_event(code: str, body: EventPush, response: Response) -> dict[str, Any]:
@@ -212,23 +216,23 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
             raise HTTPException(
                 422, f"event code must be {credentials.EVENT_CODE_LENGTH} of {credentials.ALPHABET}"
             )
-        event = await box.store.find_event(code)
+        event = await services.store.find_event(code)
         if event is None:
-            event = await box.store.create_event(
+            event = await services.store.create_event(
                 body.name, code=code, functions=body.functions, originals_policy=body.originals
             )
             response.status_code = 201
             return {**event.to_json(), "changed": True}
         changed = False
         if event.name != body.name:
-            event = await box.store.rename_event(code, body.name)
+            event = await services.store.rename_event(code, body.name)
             changed = True
         for function in body.functions:
             if slug(function) not in event.functions:  # stored as slugs
-                event = await box.store.add_function(code, function)
+                event = await services.store.add_function(code, function)
                 changed = True
         if event.originals_policy != body.originals:
-            event = await box.store.set_originals_policy(code, body.originals)
+            event = await services.store.set_originals_policy(code, body.originals)
             changed = True
         return {**event.to_json(), "changed": changed}
 
@@ -242,12 +246,12 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
                 422, "username must be 3-64 of a-z 0-9 . _ - (starting with a letter or digit)"
             )
         digest = body.secret_hash
-        key = await box.store.find_key(username)
+        key = await services.store.find_key(username)
         if key is None:
             if digest is None:
                 assert body.secret is not None
                 digest = await asyncio.to_thread(credentials.hash_secret, body.secret)
-            key = await box.store.create_key(
+            key = await services.store.create_key(
                 event=body.event,
                 function=body.function,
                 camera=body.camera,
@@ -274,28 +278,28 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         if same:
             return {**key.to_json(), "changed": False}
         assert digest is not None
-        key = await box.store.set_key_secret(username, digest)
-        cut = box.ftp.revoke(username) if box.ftp else 0  # sessions logged in with the old secret
+        key = await services.store.set_key_secret(username, digest)
+        cut = services.ftp.revoke(username)  # sessions logged in with the old secret
         return {**key.to_json(), "changed": True, "sessions_cut": cut}
 
     @app.get("/api/cameras")
     async def cameras() -> list[dict[str, Any]]:
-        return await box.cameras()
+        return await report.cameras()
 
     @app.get("/api/keys")
     async def list_keys(event: str | None = None) -> list[dict[str, Any]]:
-        return [k.to_json() for k in await box.store.list_keys(event)]
+        return [k.to_json() for k in await services.store.list_keys(event)]
 
     @app.post("/api/keys", status_code=201)
     async def create_key(body: KeyIn) -> dict[str, Any]:
-        key, secret = await box.create_key(body.event, body.function, body.camera)
-        return {**key.to_json(), "password": secret, "connect": box.connect_info()}
+        key, secret = await operations.create_key(body.event, body.function, body.camera)
+        return {**key.to_json(), "password": secret, "connect": operations.connect_info()}
 
     @app.delete("/api/keys/{username}")
     async def revoke_key(username: str) -> dict[str, Any]:
         """Revoke and cut live sessions; revoking a revoked key again changes nothing."""
-        key = await box.store.revoke_key(username)
-        cut = box.ftp.revoke(username) if box.ftp else 0
+        key = await services.store.revoke_key(username)
+        cut = services.ftp.revoke(username)
         return {**key.to_json(), "sessions_cut": cut}
 
     @app.get("/api/photos")
@@ -303,17 +307,15 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         event: str | None = None, limit: int = Query(100_000, ge=1, le=1_000_000)
     ) -> list[dict[str, Any]]:
         if event is not None:
-            await box.store.get_event(event)
-        return [p.to_json() for p in await box.store.list_photos(event, limit=limit)]
+            await services.store.get_event(event)
+        return [p.to_json() for p in await services.store.list_photos(event, limit=limit)]
 
     @app.get("/api/rejections")
     async def list_rejections(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
-        return [r.to_json() for r in await box.store.list_rejections(limit)]
+        return [r.to_json() for r in await services.store.list_rejections(limit)]
 
     def sync() -> SyncService:
-        if box.sync is None:
-            raise HTTPException(503, "the box is starting")
-        return box.sync
+        return services.sync
 
     @app.get("/api/deadletters")
     async def dead_letters() -> list[dict[str, Any]]:
@@ -344,12 +346,12 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
     async def logs(after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
         """The box's recent log lines (newest last), from ``after`` on. ``pid`` changes when the box
         restarts (and the sequence starts again from 1)."""
-        return {**box.logs.since(after, limit), "pid": os.getpid()}
+        return {**services.logs.since(after, limit), "pid": os.getpid()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Prometheus text exposition (every metric in docs/metrics.md)."""
-        body = metrics.render(await box.status())
+        body = metrics.render(await report.status())
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.put("/api/events/{code}/quota")
@@ -362,31 +364,33 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
         return await sync().queue.ledger(event)
 
     def guest_url(code: str) -> str:
-        base = box.settings.guest.public_url or default_public_url(box.web_port or box.settings.web.port)
+        base = services.settings.guest.public_url or default_public_url(
+            services.ports.web or services.settings.web.port
+        )
         return f"{base.rstrip('/')}/e/{code}"
 
     @app.get("/api/events/{code}/guest")
     async def guest_page(code: str) -> dict[str, Any]:
-        event = await box.store.get_event(code)
+        event = await services.store.get_event(code)
         return {"event": code, "url": guest_url(code), "pin": event.pin_hash is not None}
 
     @app.put("/api/events/{code}/pin")
     async def set_pin(code: str, body: PinIn) -> dict[str, Any]:
         digest = None if body.pin is None else await asyncio.to_thread(credentials.hash_secret, body.pin)
-        await box.store.set_guest_secret(code, "pin_hash", digest)
+        await services.store.set_guest_secret(code, "pin_hash", digest)
         return {"event": code, "pin": digest is not None}
 
     @app.post("/api/events/{code}/host-link", status_code=201)
     async def new_host_link(code: str) -> dict[str, Any]:
         """A new host link (any earlier one stops working). The key is shown once."""
         key, digest = new_host_key()
-        await box.store.set_guest_secret(code, "host_key_hash", digest)
+        await services.store.set_guest_secret(code, "host_key_hash", digest)
         base = guest_url(code).rsplit("/e/", 1)[0]
         return {"event": code, "url": f"{base}/host/{key}"}
 
     @app.delete("/api/events/{code}/host-link")
     async def revoke_host_link(code: str) -> dict[str, Any]:
-        await box.store.set_guest_secret(code, "host_key_hash", None)
+        await services.store.set_guest_secret(code, "host_key_hash", None)
         return {"event": code, "host_link": False}
 
     @app.get(
@@ -396,13 +400,13 @@ def make_admin_app(box: Box, *, lan: bool = False) -> FastAPI:
     )
     async def guest_qr(code: str) -> Response:
         """The guest page's QR code, to print or show."""
-        await box.store.get_event(code)
+        await services.store.get_event(code)
         svg = segno.make(guest_url(code), error="m").svg_inline(scale=8, border=2)
         return Response(svg, media_type="image/svg+xml")
 
     @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
     async def ca_certificate() -> str:
-        return box.ca_certificate_pem()
+        return operations.ca_certificate_pem()
 
     return app
 

@@ -22,7 +22,7 @@ from appliance.guest.app import add_guest_routes, content_security_policy
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from appliance.box import Box
+    from appliance.services import Services
 
 
 class GuestHeaders:
@@ -68,7 +68,7 @@ def _relative(location: bytes) -> bytes:
     return (path + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
 
 
-def make_web_app(box: Box) -> FastAPI:
+def make_web_app(services: Services) -> FastAPI:
     app = FastAPI(title="shutterbox", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz", responses=doc.HEALTH)
@@ -86,7 +86,7 @@ def make_web_app(box: Box) -> FastAPI:
             media_type="text/plain",
         )
 
-    add_guest_routes(app, box)
+    add_guest_routes(app, services)
     app.add_middleware(GuestHeaders, policy=content_security_policy())
 
     def openapi() -> dict[str, Any]:

@@ -47,7 +47,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from appliance.faces.engine import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
+from appliance.faces.netspec import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
 
 CONVERTER_VERSION = 1  # part of the cached file's name: bump when the graph written changes
 OPSET = 17

@@ -29,9 +29,6 @@ from appliance.proxy import draft_size
 if TYPE_CHECKING:
     from appliance.faces.onnxembed import OnnxEmbedder
 
-EMBEDDING_DIM = 128
-CHIP_SIZE = 150  # the aligned face chip the ResNet embeds (dlib's get_face_chip size)
-MEAN_KEY = "input_mean"  # ONNX metadata: the mean colour (R,G,B) subtracted before dividing by 256
 MAX_SELFIE_PIXELS = 50_000_000  # a 48 MP phone photo fits; a decompression bomb does not
 SELFIE_LONG_EDGE = 1280  # a selfie's face is large: detection at this size costs ~55 ms
 MAX_FULL_DECODE_PIXELS = 24_000_000  # PNG and others decode in full (no draft): cap the memory

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state  # type: ignore[import-untyped]
 
-from appliance.faces.engine import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
+from appliance.faces.netspec import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
 
 CHIP_PADDING = 0.25  # compute_face_descriptor's default padding around the 5-point landmarks
 

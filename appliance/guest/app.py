@@ -47,8 +47,8 @@ from appliance.proxy import ProxyError, make_proxy
 from appliance.store.pairs import raw_halves, shown_for
 
 if TYPE_CHECKING:
-    from appliance.box import Box
     from appliance.guest.access import GuestAccess
+    from appliance.services import Services
     from appliance.store.records import Event, Photo
 
 logger = logging.getLogger(__name__)
@@ -87,23 +87,22 @@ def _not_found() -> Response:
 
 
 class GuestPages:
-    def __init__(self, box: Box) -> None:
-        self.box = box
+    def __init__(self, services: Services) -> None:
+        self.services = services
         hostname = socket.gethostname()
         self.names = own_names(
             [
-                box_name(box.settings.mdns),
+                box_name(services.settings.mdns),
                 hostname,
                 hostname.split(".")[0],
                 "localhost",
-                *box.settings.tls.hostnames,
+                *services.settings.tls.hostnames,
             ]
         )
 
     @property
     def access(self) -> GuestAccess:
-        assert self.box.guest is not None
-        return self.box.guest
+        return self.services.guest
 
     # --- who is asking
 
@@ -115,7 +114,7 @@ class GuestPages:
             return None
         if len(code) == credentials.EVENT_CODE_LENGTH and set(code) <= CODE_CHARS:
             try:
-                return await self.box.store.get_event(code)
+                return await self.services.store.get_event(code)
             except NotFoundError:
                 pass
         self.access.failures.hit(client)
@@ -130,30 +129,28 @@ class GuestPages:
     def base_url(self, request: Request) -> str:
         """Where absolute links point: ``guest.public_url``, else the box by the name the guest
         typed (if it is the box's) or the address its connection reached; never a forged Host."""
-        configured = self.box.settings.guest.public_url
+        configured = self.services.settings.guest.public_url
         if configured:
             return configured.rstrip("/")
         local = request.scope.get("server")
         base = link_base(request.headers.get("host"), local, self.names)
-        return base or default_public_url(self.box.web_port or self.box.settings.web.port)
+        return base or default_public_url(self.services.ports.web or self.services.settings.web.port)
 
     # --- search
 
     async def search(self, event: Event, selfie: bytes) -> dict[str, Any]:
         """Local index always; Rekognition too when the uplink is up. Never raises for the
         uplink: a cloud failure just means the answer is the box's own."""
-        faces = self.box.faces
-        if faces is None:
-            return {"error": "unavailable"}
+        faces = self.services.faces
         local = await faces.search(event.code, selfie)
         if local.error:
             metrics.GUEST_SEARCHES.labels(local.error).inc()
             return {"error": local.error, "faces_in_selfie": local.faces_in_selfie}
-        sync = self.box.sync
+        sync = self.services.sync
         cloud = None
-        if sync is not None and sync.enabled:
+        if sync.enabled:
             cloud = await sync.search_faces(
-                event.code, local.selfie_jpeg, wait=self.box.settings.guest.cloud_timeout
+                event.code, local.selfie_jpeg, wait=self.services.settings.guest.cloud_timeout
             )
         scores: dict[int, tuple[float, str]] = {}
         if cloud is not None:
@@ -171,9 +168,9 @@ class GuestPages:
             for photo_id, distance in local.matches:
                 scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
         scores = await self.one_per_shutter(event, scores)
-        photos = await self.box.store.event_photos(event.code, scores)
+        photos = await self.services.store.event_photos(event.code, scores)
         mode = "cloud" if cloud is not None else "local"
-        offline = sync is not None and sync.enabled and cloud is None
+        offline = sync.enabled and cloud is None
         metrics.GUEST_SEARCHES.labels(mode).inc()
         return {
             "matches": [Match(p, *scores[p.id]) for p in photos],
@@ -187,7 +184,7 @@ class GuestPages:
     ) -> dict[int, tuple[float, str]]:
         """A RAW matched (indexed before its JPEG landed, or in the cloud) counts as its JPEG:
         one result per shutter, the JPEG, with the better of the two scores."""
-        shown = await shown_for(self.box.store, event.code, scores)
+        shown = await shown_for(self.services.store, event.code, scores)
         merged: dict[int, tuple[float, str]] = {}
         for photo_id, score in scores.items():
             target = shown.get(photo_id, photo_id)
@@ -214,7 +211,7 @@ class GuestPages:
         photo_id = self.access.photo_id(event.code, token)
         if photo_id is None:
             return None
-        found = await self.box.store.event_photos(event.code, [photo_id])
+        found = await self.services.store.event_photos(event.code, [photo_id])
         return found[0] if found else None
 
     def proxy_of(self, photo: Photo) -> Path | None:
@@ -230,9 +227,9 @@ class GuestPages:
             return proxy
         if photo.kind == "jpeg" or not photo.searchable or photo.evicted_at is not None:
             return Path(photo.stored_path) if photo.kind == "jpeg" else None
-        dest = self.box.layout.proxies / photo.event / f"{photo.sha256}.jpg"
+        dest = self.services.layout.proxies / photo.event / f"{photo.sha256}.jpg"
         if not dest.exists():
-            long_edge = self.box.settings.cloud.proxy_long_edge
+            long_edge = self.services.settings.cloud.proxy_long_edge
             try:
                 await asyncio.to_thread(make_proxy, Path(photo.stored_path), dest, long_edge=long_edge)
             except (ProxyError, OSError) as exc:
@@ -241,7 +238,7 @@ class GuestPages:
         return dest
 
     async def thumbnail(self, photo: Photo) -> Path | None:
-        dest = self.box.layout.thumbs / photo.event / f"{photo.sha256}.jpg"
+        dest = self.services.layout.thumbs / photo.event / f"{photo.sha256}.jpg"
         if dest.exists():
             return dest
         stored = Path(photo.stored_path) if photo.searchable and photo.evicted_at is None else None
@@ -346,10 +343,10 @@ def _names(photos: list[Photo], originals: bool) -> list[tuple[str, Path]]:
     return files
 
 
-def add_guest_routes(app: FastAPI, box: Box) -> None:
-    pages = GuestPages(box)
-    settings = box.settings.guest
-    web = box.settings.web
+def add_guest_routes(app: FastAPI, services: Services) -> None:
+    pages = GuestPages(services)
+    settings = services.settings.guest
+    web = services.settings.web
     line = SearchLine(web.max_searches, web.search_memory_mb << 20, web.search_wait)
 
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -358,7 +355,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         )
 
     def cloud_on() -> bool:
-        return box.sync is not None and box.sync.enabled
+        return services.sync.enabled
 
     @app.get("/", response_class=HTMLResponse, responses=doc.HOME)
     async def home(request: Request, code: str | None = None) -> Response:
@@ -538,7 +535,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         if ids is None:
             pages.access.failures.hit(_client(request))
             return _not_found()
-        photos = await box.store.event_photos(event.code, ids)
+        photos = await services.store.event_photos(event.code, ids)
         files = _names(photos, originals=True)  # a file gone meanwhile is skipped while zipping
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
         return StreamingResponse(
@@ -561,7 +558,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         client = _client(request)
         if pages.access.failures.exhausted(client) or len(key) > 100:
             return _not_found()
-        event = await box.store.event_by_host_key(host_key_hash(key))
+        event = await services.store.event_by_host_key(host_key_hash(key))
         if event is None:
             pages.access.failures.hit(client)
             return _not_found()
@@ -571,10 +568,10 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
         number = 1
         if digits.isascii() and digits.isdecimal():
             number = min(max(1, int(digits)), 1_000_000) if len(digits) <= 7 else 1_000_000
-        photos, total = await box.store.event_page(
+        photos, total = await services.store.event_page(
             event.code, offset=(number - 1) * HOST_PAGE, limit=HOST_PAGE
         )
-        raws = await raw_halves(box.store, event.code, [p.id for p in photos])
+        raws = await raw_halves(services.store, event.code, [p.id for p in photos])
         items = []
         for photo in photos:
             item = pages.match_json("", event, Match(photo, 1.0, "host"))
@@ -585,7 +582,7 @@ def add_guest_routes(app: FastAPI, box: Box) -> None:
                 for raw in raws.get(photo.id, [])
             ]
             items.append(item)
-        all_ids = await box.store.event_photo_ids(event.code)
+        all_ids = await services.store.event_photo_ids(event.code)
         return render(
             request,
             "host.html",
