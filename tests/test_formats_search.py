@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from PIL import Image
 
 from tests import camerafiles as cf
 from tests.boxproc import Box, make_box, store
+from tests.test_guest_api import wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 pytestmark = [
@@ -60,16 +60,6 @@ def upload(box: Box, event: str, files: dict[str, bytes], camera: str = "cam") -
         for name, data in files.items():
             assert store(ftp, name, data).startswith("226"), name
     return {p["original_name"]: p for p in box.photos(event)}
-
-
-def wait_indexed(box: Box, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        faces = box.cli("status")["faces"]
-        if faces["photos_pending"] == 0 and faces["in_flight"] == 0:
-            return
-        assert time.monotonic() < deadline, f"face index did not catch up: {faces}"
-        time.sleep(0.3)
 
 
 def search(web: str, event: str, selfie: Path = SELFIE) -> dict[str, Any]:
@@ -133,7 +123,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "export.png": cf.png(PERSON),
             },
         )
-        wait_indexed(box)
+        wait_indexed(box, timeout=180)
         yield {
             "box": box,
             "web": f"http://127.0.0.1:{box.info['web_port']}",

@@ -34,7 +34,7 @@ class StatusReport:
         counts = await s.store.counts()
         parts = [f"{counts['photos_total']} photos"]
         if s.faces.enabled:
-            pending = (await s.faces.faces.counts())["photos_pending"]
+            pending = (await s.faces.index_db.counts())["photos_pending"]
             parts.append(f"{pending} waiting for face index")
         if s.sync.enabled:
             jobs = await s.sync.queue.counts()

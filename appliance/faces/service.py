@@ -108,7 +108,7 @@ class FaceService:
         self.settings = settings
         self.store = store
         self.layout = layout
-        self.faces = FaceStore(store)
+        self.index_db = FaceStore(store)  # the faces table and the photos' index marks
         self.proxy_long_edge = proxy_long_edge
         self.workers = settings.workers or default_workers()
         self._index_pool: ThreadedProcess | None = None
@@ -202,7 +202,7 @@ class FaceService:
 
     async def _claim(self) -> FaceTodo | None:
         async with self._claim_lock:
-            todo = await self.faces.todo(1, skip=self._inflight)
+            todo = await self.index_db.todo(1, skip=self._inflight)
             if not todo:
                 return None
             self._inflight.add(todo[0].photo_id)
@@ -272,7 +272,7 @@ class FaceService:
                 self._restart_index_pool()
             if crashes >= MAX_CRASHES:
                 logger.error("photo %d killed the face process %d times: not indexed", todo.photo_id, crashes)
-                await self.faces.record(todo, [], proxy=None, failed="worker crashed")
+                await self.index_db.record(todo, [], proxy=None, failed="worker crashed")
             return
         found = [
             FoundFace(
@@ -287,7 +287,7 @@ class FaceService:
         made = (str(result.proxy.path), result.proxy.sha256) if result.proxy else None
         if result.error:
             logger.warning("photo %d has no readable image for face search: %s", todo.photo_id, result.error)
-        if not await self.faces.record(todo, found, proxy=made, failed=result.error):
+        if not await self.index_db.record(todo, found, proxy=made, failed=result.error):
             if result.proxy is not None:
                 result.proxy.path.unlink(missing_ok=True)  # the event was purged meanwhile
             return
@@ -308,7 +308,7 @@ class FaceService:
             gallery = self._galleries.get(event)
             if gallery is None:
                 gallery = EventGallery(event)
-                gallery.add(await self.faces.vectors(event))
+                gallery.add(await self.index_db.vectors(event))
                 self._galleries[event] = gallery
             return gallery
 
@@ -317,7 +317,7 @@ class FaceService:
         gallery = self._galleries.get(event)
         if gallery is not None:
             async with self._gallery_locks[event]:
-                gallery.add(await self.faces.vectors(event, gallery.last_face_id))
+                gallery.add(await self.index_db.vectors(event, gallery.last_face_id))
 
     def forget(self, event: str) -> None:
         """Drop an event's gallery (the event was purged)."""
@@ -349,7 +349,7 @@ class FaceService:
         """``reader``: a read-only Store to count from (the admin API's, so a status poll never
         queues behind ingest's writes on the writer's connection)."""
         lat = sorted(self.latencies)
-        counts = await (FaceStore(reader) if reader is not None else self.faces).counts()
+        counts = await (FaceStore(reader) if reader is not None else self.index_db).counts()
         return {
             "enabled": self.enabled,
             "workers": self.workers,

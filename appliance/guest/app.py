@@ -154,13 +154,13 @@ class GuestPages:
             )
         scores: dict[int, tuple[float, str]] = {}
         if cloud is not None:
-            by_face = await faces.faces.cloud_photos(event.code, [m.face_id for m in cloud])
+            by_face = await faces.index_db.cloud_photos(event.code, [m.face_id for m in cloud])
             for m in cloud:
                 photo_id = by_face.get(m.face_id)
                 if photo_id is not None and m.similarity / 100 > scores.get(photo_id, (0.0, ""))[0]:
                     scores[photo_id] = (round(m.similarity / 100, 4), "cloud")
             # The collection is authoritative for what it holds; the local index adds the rest.
-            synced = await faces.faces.in_cloud(event.code, [pid for pid, _ in local.matches])
+            synced = await faces.index_db.in_cloud(event.code, [pid for pid, _ in local.matches])
             for photo_id, distance in local.matches:
                 if photo_id not in synced and photo_id not in scores:
                     scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
