@@ -41,6 +41,8 @@ EMBEDDING_DIM = 128
 STRANGER_SIGMA = 0.9 / math.sqrt(2 * EMBEDDING_DIM)
 SAME_PERSON_SIGMA = 0.01  # jitter of a true match's copy of a real embedding (~0.11 in distance)
 
+FTP_ERRORS: tuple[type[BaseException], ...] = (*ftplib.all_errors, EOFError)
+
 
 # --------------------------------------------------------------------------------------------
 # The frame pool: 24 MP JPEGs with real faces (bench/_synthetic.py)
@@ -132,7 +134,7 @@ def run_camera(
                     ftp = _login(endpoint, folder)
                 _store(ftp, shot.frame)
                 shot.t_226 = time.time()
-            except (*ftplib.all_errors, EOFError) as exc:
+            except FTP_ERRORS as exc:
                 shot.error = f"{type(exc).__name__}: {exc}".strip()
                 if ftp is not None:
                     ftp.close()

@@ -30,7 +30,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from _soak_corpus import RAW_EXT, frame_of
@@ -39,6 +39,8 @@ from _sync_helpers import Base, Frame
 FTP_TIMEOUT_S = 30.0
 BLOCK = 256 * 1024
 _PHOTO_ID = re.compile(r"stored as photo (\d+)")
+
+FTP_ERRORS: tuple[type[BaseException], ...] = (*ftplib.all_errors, EOFError)
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ class Camera(threading.Thread):
                 if self.ftp is None:
                     try:
                         self._open()
-                    except (*ftplib.all_errors, EOFError) as exc:
+                    except FTP_ERRORS as exc:
                         self.log.connect_errors += 1
                         self._note(f"connect: {exc!r}")
                         self._drop(reset=False)
@@ -265,7 +267,7 @@ class Camera(threading.Thread):
             self.log.unexpected.append(f"{self.spec.name} {upload.name}: {exc}")
             self._drop(reset=False)
             self.give_up.wait(2.0)
-        except (*ftplib.all_errors, EOFError) as exc:
+        except FTP_ERRORS as exc:
             self.log.transfer_errors += 1
             self._note(f"{upload.name}: {exc!r}")
             self._drop(reset=False)
@@ -327,8 +329,7 @@ class Camera(threading.Thread):
             self._say(ftp.mkd, level)
             self._say(ftp.cwd, level)
 
-    def _say(self, command: object, arg: str) -> None:
-        assert callable(command)
+    def _say(self, command: Callable[[str], object], arg: str) -> None:
         try:
             command(arg)
         except ftplib.error_perm as exc:
@@ -464,7 +465,7 @@ class Camera(threading.Thread):
         verb = self.spec.dialogue.resume
         try:
             reply = self._store(upload, data, kept, "APPE" if verb == "APPE" else "STOR")
-        except (*ftplib.all_errors, EOFError) as exc:
+        except FTP_ERRORS as exc:
             self.log.resumes.append(Resume(self.spec.name, upload.name, verb, after, kept, False, str(exc)))
             raise
         ok = reply.startswith("226")

@@ -37,7 +37,7 @@ from PIL import Image
 from appliance.ingest.formats import InvalidFile, inspect
 from appliance.proxy import make_proxy
 from tests.fakes.rekognition import FACES_TAG, with_faces
-from tests.test_formats import ascii_value, box, build_tiff, ftyp
+from tests.test_formats import TiffEntry, ascii_value, box, build_tiff, ftyp
 
 FRAME_SIZE = (2400, 1600)  # a small camera JPEG: ~1 MB at quality 85; the proxy is 2048x1365
 JPEG_QUALITY = 85
@@ -123,7 +123,7 @@ def make_raw_base(brand: str, size: int, seed: int) -> Base:
         )
     else:
         make, model = RAW_MAKE[brand]
-        ifd0 = [
+        ifd0: list[TiffEntry] = [
             (0x00FE, 4, (0,)),
             (0x0100, 4, (6048,)),
             (0x0101, 4, (4032,)),

@@ -230,7 +230,7 @@ class ApiProber:
         self.errors: dict[str, list[tuple[float, str]]] = {}
         self.skipped: dict[str, int] = {}
         self._stop = threading.Event()
-        plans = [(ENDPOINTS, CONSOLE_POLL_S, "")]
+        plans: list[tuple[tuple[str, ...], float, str]] = [(ENDPOINTS, CONSOLE_POLL_S, "")]
         if probe_rate > 0:
             plans.append((("/api/status",), 1 / probe_rate, f" @{probe_rate:g}/s"))
         self._threads = [
@@ -863,7 +863,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _disk_needed(args: argparse.Namespace) -> float:
     """Bytes one repetition writes (frames, proxies, slack): a fresh box per repetition."""
     per_variant = args.frames * ("paced" in args.modes) + args.unpaced_frames * ("unpaced" in args.modes)
-    return per_variant * (1 + len(args.screens)) * args.size_mb * MB * 1.3 + 2e9
+    return float(per_variant * (1 + len(args.screens)) * args.size_mb * MB * 1.3 + 2e9)
 
 
 def build_report(run: Run, machine: dict[str, Any], busy: float, data_fs: str) -> dict[str, Any]:

@@ -196,7 +196,7 @@ def index_frame(seed: int, faces: list[tuple[str, int]]) -> IndexedPhoto:
     factor = proxy.width / frame.image.width
     found, seconds = _index(proxy.path, detail)
     proxy.path.unlink()
-    truth = [(f.identity, f.picture, f.scaled(factor)) for f in frame.faces]
+    truth: list[Truth] = [(f.identity, f.picture, f.scaled(factor)) for f in frame.faces]
     nominal = [_nominal(f.width) for f in frame.faces]
     for detected in found.values():
         _label(detected, truth)
@@ -245,13 +245,14 @@ def index_real(file: str) -> IndexedPhoto:
         source = synth.picture(file)
         face, size = synth.sitter(file)
         factor = proxy.width / size[0]
-        truth = [(source.identity, source.picture, tuple(round(v * factor) for v in face))]  # type: ignore[list-item]
+        left, top, width, height = (round(v * factor) for v in face)
+        truth = [(source.identity, source.picture, (left, top, width, height))]
         if source.picture == "curie-couple":
             truth.append(("pierre-curie", source.picture, None))  # in profile: HOG misses him
         unknown = None  # anything else is a false detection (the mission patch on Collins's suit)
     for detected in found.values():
-        for face in detected:
-            face.identity, face.picture = unknown, truth[0][1]
+        for indexed in detected:
+            indexed.identity, indexed.picture = unknown, truth[0][1]
         _label(detected, truth)
     return IndexedPhoto(file, "real", truth, found, seconds)
 
@@ -275,8 +276,8 @@ def embed_selfie(file: str, variant: str) -> Selfie:
     if face.size < SELFIE_MIN_PX or face.embedding is None:
         return refused("face_too_small", face.size)
     scale = image.shape[1] / upload.size[0]
-    expected = tuple(round(v * scale) for v in upload.face)
-    if synth.iou((face.left, face.top, face.width, face.height), expected) < 0.3:  # type: ignore[arg-type]
+    left, top, width, height = (round(v * scale) for v in upload.face)
+    if synth.iou((face.left, face.top, face.width, face.height), (left, top, width, height)) < 0.3:
         return refused("largest_is_not_the_face", face.size)
     return Selfie(file, variant, source.identity, source.picture, face.embedding, face.size, None)
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,7 @@ class Box:
         box = self
 
         class _Bearer(httpx.Auth):
-            def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+            def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
                 request.headers["Authorization"] = f"Bearer {box.admin_token()}"
                 yield request
 
