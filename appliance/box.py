@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +91,7 @@ class Box:
         loop.set_default_executor(
             ThreadPoolExecutor(max_workers=8 + self.settings.cloud.workers, thread_name_prefix="box-io")
         )
+        check_ports(self.settings)  # before anything starts: a taken port changes nothing
         self.layout.create()
         files = process.raise_file_limit()
         process.release_memory_promptly()
@@ -340,6 +343,39 @@ class Box:
             "=" * 64,
         ]
         print("\n".join(lines), flush=True)  # noqa: T201
+
+
+def listeners(settings: Settings) -> list[tuple[str, str, int]]:
+    """(setting, host, port) of every listener with a fixed port (0 takes any free one)."""
+    wanted = [
+        ("ftp.port", settings.ftp.host, settings.ftp.port),
+        ("ftp.implicit_tls_port", settings.ftp.host, settings.ftp.implicit_tls_port),
+        ("web.port", settings.web.host, settings.web.port),
+        ("admin.port", settings.admin.host, settings.admin.port),
+    ]
+    return [(name, host, port) for name, host, port in wanted if port]
+
+
+def check_ports(settings: Settings) -> None:
+    """Every fixed port the box will listen on is free, or a ConfigError names the listener, the
+    setting and the variable that move it (all of them at once). Bound as the listeners bind
+    (SO_REUSEADDR), then let go: another program could still take one in between, rarely."""
+    taken = []
+    for name, host, port in listeners(settings):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                reason = "in use by another program" if exc.errno == errno.EADDRINUSE else exc.strerror
+                variable = "SHUTTERBOX_" + name.upper().replace(".", "__")
+                taken.append(
+                    f"{name} = {port} on {host or 'every address'} is {reason}"
+                    f" (move it with {name} in shutterbox.toml or {variable})"
+                )
+    if taken:
+        raise ConfigError("cannot start: " + "; ".join(taken))
 
 
 def run_box(settings: Settings, data_dir: Path) -> int:
