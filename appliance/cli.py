@@ -1,6 +1,8 @@
 """The ``shutterbox`` command. Commands that change state talk to the running box over its
 control socket (never to its database behind its back); read-only ``photos`` and ``status``
-fall back to reading the database when the box is not running.
+fall back to reading the database when the box is not running. Each command is one handler,
+set on its subparser (``set_defaults(handler=...)``); those that talk to the box take the
+control client (``appliance.control.client.ControlClient``). Runs on the main thread.
 
 Exit codes: 0 ok, 1 the box refused the request, 2 usage, 3 box not running, 4 bad configuration.
 """
@@ -9,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,23 @@ from appliance.loghygiene import escape_controls
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
 
+Handler = Callable[[argparse.Namespace], int]
+BoxHandler = Callable[[argparse.Namespace, ControlClient], int]
+
+
+def _on_box(handler: BoxHandler) -> Handler:
+    """A command that talks to the running box: ``handler(args, box)`` with the control client."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        with ControlClient(args.data) as box:
+            return handler(args, box)
+
+    return run
+
 
 def _parser() -> argparse.ArgumentParser:
+    """Every command, each with its ``handler`` (``main`` calls ``args.handler(args)``)."""
     default_data = Path(os.environ.get("SHUTTERBOX_DATA", "./var"))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, default=default_data, help="data folder (default: %(default)s)")
@@ -40,10 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"shutterbox {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("up", parents=[common], help="run the box")
+    sub.add_parser("up", parents=[common], help="run the box").set_defaults(handler=_up)
     sub.add_parser(
         "check-config", parents=[common], help="validate shutterbox.toml and SHUTTERBOX_* variables"
-    )
+    ).set_defaults(handler=_check_config)
 
     event = sub.add_parser("event", help="events").add_subparsers(dest="action", required=True)
     create = event.add_parser("create", parents=[common], help="create an event")
@@ -57,89 +75,103 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="which originals go to S3 (proxies always do when cloud sync is on)",
     )
-    event.add_parser("list", parents=[common], help="list events")
+    create.set_defaults(handler=_on_box(_event_create))
+    event.add_parser("list", parents=[common], help="list events").set_defaults(handler=_on_box(_event_list))
     ep = event.add_parser(
         "purge", parents=[common], help="delete an event everywhere: S3, Rekognition, the box"
     )
     ep.add_argument("code")
     ep.add_argument("--yes", action="store_true", help="really delete (required)")
+    ep.set_defaults(handler=_on_box(_event_purge))
     eo = event.add_parser("originals", parents=[common], help="change which originals of new photos go to S3")
     eo.add_argument("code")
     eo.add_argument("policy", choices=("all", "jpeg", "none"))
+    eo.set_defaults(handler=_on_box(_event_originals))
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", parents=[common], help="create a key; prints the password once")
     kc.add_argument("--event", required=True)
     kc.add_argument("--camera", required=True, help="a label for the body or transmitter")
     kc.add_argument("--function", default="main")
+    kc.set_defaults(handler=_on_box(_key_create))
     kr = key.add_parser("revoke", parents=[common], help="revoke a key and cut its sessions")
     kr.add_argument("username")
+    kr.set_defaults(handler=_on_box(_key_revoke))
     kl = key.add_parser("list", parents=[common], help="list keys")
     kl.add_argument("--event")
+    kl.set_defaults(handler=_on_box(_key_list))
 
     eg = event.add_parser("guest", parents=[common], help="the guest page's address and its QR code")
     eg.add_argument("code")
     eg.add_argument("--out", type=Path, help="write the QR code to this .png or .svg file (for table cards)")
+    eg.set_defaults(handler=_on_box(_event_guest))
     epin = event.add_parser("pin", parents=[common], help="set or clear the PIN guests type first")
     epin.add_argument("code")
     epin.add_argument("pin", help="4-32 letters or digits, or 'none' to clear")
+    epin.set_defaults(handler=_on_box(_event_pin))
     eh = event.add_parser(
         "host-link", parents=[common], help="a private link to the whole event; prints it once"
     )
     eh.add_argument("code")
     eh.add_argument("--revoke", action="store_true", help="stop the current host link working")
+    eh.set_defaults(handler=_on_box(_event_host_link))
 
     eq = event.add_parser("quota", parents=[common], help="set an event's Rekognition index quota")
     eq.add_argument("code")
     eq.add_argument("limit", help="photos to index at most, or 'none'")
+    eq.set_defaults(handler=_on_box(_event_quota))
 
     dead = sub.add_parser("deadletters", parents=[common], help="sync jobs that failed for good")
+    dead.set_defaults(handler=_on_box(_deadletters))
     dead_sub = dead.add_subparsers(dest="action")
     for verb in ("retry", "discard"):
         dv = dead_sub.add_parser(verb, parents=[common], help=f"{verb} a dead-lettered job")
         dv.add_argument("job_id", type=int)
+        dv.set_defaults(handler=_on_box(_deadletter_act))
     ledger = sub.add_parser("ledger", parents=[common], help="every billable cloud call")
     ledger.add_argument("--event")
+    ledger.set_defaults(handler=_on_box(_ledger))
 
     photos = sub.add_parser("photos", parents=[common], help="list queued photos")
     photos.add_argument("--event")
-    sub.add_parser("status", parents=[common], help="queue, FTP and disk status")
-    sub.add_parser("rejections", parents=[common], help="rejected (truncated or corrupt) uploads")
-    sub.add_parser("ca-cert", parents=[common], help="print the box's CA certificate (PEM) for cameras")
+    photos.set_defaults(handler=_on_box(_photos))
+    sub.add_parser("status", parents=[common], help="queue, FTP and disk status").set_defaults(
+        handler=_on_box(_status)
+    )
+    sub.add_parser(
+        "rejections", parents=[common], help="rejected (truncated or corrupt) uploads"
+    ).set_defaults(handler=_on_box(_rejections))
+    sub.add_parser(
+        "ca-cert", parents=[common], help="print the box's CA certificate (PEM) for cameras"
+    ).set_defaults(handler=_on_box(_ca_cert))
     sub.add_parser(
         "cameras", parents=[common], help="per camera key: connected, last frame, frames today, errors"
-    )
+    ).set_defaults(handler=_on_box(_cameras))
     sync = sub.add_parser("sync", help="cloud sync").add_subparsers(dest="action", required=True)
-    sync.add_parser("pause", parents=[common], help="pause cloud sync (kept across restarts)")
-    sync.add_parser("resume", parents=[common], help="resume cloud sync")
+    sync.add_parser("pause", parents=[common], help="pause cloud sync (kept across restarts)").set_defaults(
+        handler=_on_box(_sync)
+    )
+    sync.add_parser("resume", parents=[common], help="resume cloud sync").set_defaults(handler=_on_box(_sync))
     token = sub.add_parser("admin-token", help="the admin API's bearer token for LAN clients").add_subparsers(
         dest="action", required=True
     )
     token.add_parser(
         "rotate", parents=[common], help="make a new token (the old one stops working); prints it once"
-    )
-    token.add_parser("revoke", parents=[common], help="remove the token: LAN clients are refused")
-    sub.add_parser("console", parents=[common], help="the operator console (Textual), for a screen or SSH")
+    ).set_defaults(handler=_admin_token)
+    token.add_parser(
+        "revoke", parents=[common], help="remove the token: LAN clients are refused"
+    ).set_defaults(handler=_admin_token)
+    sub.add_parser(
+        "console", parents=[common], help="the operator console (Textual), for a screen or SSH"
+    ).set_defaults(handler=_console)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    data: Path = args.data
+    handler: Handler = args.handler
     try:
-        if args.command == "up":
-            return _up(data)
-        if args.command == "console":
-            from tui.app import run as run_console
-
-            return run_console(data)
-        if args.command == "admin-token":
-            return _admin_token(args, data)
-        if args.command == "check-config":
-            settings = load_settings(data)
-            _emit(args, settings.model_dump(mode="json"), "configuration OK")
-            return EXIT_OK
-        return _remote(args, data)
+        return handler(args)
     except ConfigError as exc:
         print(f"shutterbox: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
@@ -157,10 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _up(data: Path) -> int:
-    from appliance.box import run_box
+# --- commands that run without the box's control socket
+
+
+def _up(args: argparse.Namespace) -> int:
+    from appliance.box import run_box  # only here: the console script stays import-light
     from appliance.loghygiene import LogHygiene
 
+    data: Path = args.data
     settings = load_settings(data)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -182,158 +218,219 @@ def _up(data: Path) -> int:
         return EXIT_REFUSED
 
 
-def _remote(args: argparse.Namespace, data: Path) -> int:
-    with ControlClient(data) as box:
-        command = (args.command, getattr(args, "action", None))
-        if command == ("event", "create"):
-            body = {"name": args.name, "functions": args.functions or ["main"], "originals": args.originals}
-            result = box.request("POST", "/api/events", json=body)
-            _emit(args, result, f"created event {result['code']} ({result['name']})")
-        elif command == ("event", "list"):
-            result = box.request("GET", "/api/events")
-            _emit(
-                args,
-                result,
-                "\n".join(
-                    f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result
-                ),
-            )
-        elif command == ("key", "create"):
-            result = box.request(
-                "POST",
-                "/api/keys",
-                json={"event": args.event, "camera": args.camera, "function": args.function},
-            )
-            c = result["connect"]
-            _emit(
-                args,
-                result,
-                f"key for {result['camera']} ({result['event']}/{result['function']})\n"
-                f"  host {c['host']}  port {c['port']}  passive ports {c['passive_ports']}\n"
-                f"  user {result['username']}\n  password {result['password']}   (shown once)",
-            )
-        elif command == ("key", "revoke"):
-            result = box.request("DELETE", f"/api/keys/{args.username}")
-            _emit(args, result, f"revoked {result['username']} ({result['sessions_cut']} live sessions cut)")
-        elif command == ("key", "list"):
-            result = box.request("GET", "/api/keys", params={"event": args.event} if args.event else None)
-            _emit(
-                args,
-                result,
-                "\n".join(
-                    f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
-                    + ("  REVOKED" if k["revoked_at"] else "")
-                    for k in result
-                ),
-            )
-        elif command == ("event", "purge"):
-            if not args.yes:
-                print(f"shutterbox: purge deletes event {args.code} everywhere; add --yes", file=sys.stderr)  # noqa: T201
-                return EXIT_USAGE
-            result = box.request("DELETE", f"/api/events/{args.code}")
-            _emit(
-                args,
-                result,
-                f"purged {args.code}: {result['s3_objects_deleted']} S3 objects, collection deleted:"
-                f" {result['collection_deleted']}, {result['local_files_removed']} local files",
-            )
-        elif command == ("event", "originals"):
-            result = box.request("PUT", f"/api/events/{args.code}/originals", json={"originals": args.policy})
-            _emit(args, result, f"{args.code}: originals {result['originals_policy']} (for new photos)")
-        elif command == ("event", "guest"):
-            result = box.request("GET", f"/api/events/{args.code}/guest")
-            qr = segno.make(result["url"], error="m")
-            if args.out is not None:
-                qr.save(str(args.out), scale=10, border=4)
-                result["qr_file"] = str(args.out)
-            buffer = io.StringIO()
-            qr.terminal(out=buffer, compact=True)
-            _emit(
-                args,
-                result,
-                f"guest page: {result['url']}"
-                + ("  (PIN required)" if result["pin"] else "")
-                + "\n"
-                + (f"QR code written to {args.out}" if args.out else buffer.getvalue()),
-            )
-        elif command == ("event", "pin"):
-            pin = None if args.pin.lower() == "none" else args.pin
-            result = box.request("PUT", f"/api/events/{args.code}/pin", json={"pin": pin})
-            _emit(args, result, f"{args.code}: guests {'must type the PIN' if pin else 'need no PIN'}")
-        elif command == ("event", "host-link"):
-            if args.revoke:
-                result = box.request("DELETE", f"/api/events/{args.code}/host-link")
-                _emit(args, result, f"{args.code}: host link revoked")
-            else:
-                result = box.request("POST", f"/api/events/{args.code}/host-link")
-                _emit(
-                    args,
-                    result,
-                    f"host link for {args.code} (shown once; a new one replaces it):\n  {result['url']}",
-                )
-        elif command == ("event", "quota"):
-            limit = None if args.limit.lower() == "none" else int(args.limit)
-            result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})
-            _emit(
-                args,
-                result,
-                f"{args.code}: index quota {limit}; {result['released_jobs']} parked jobs released",
-            )
-        elif args.command == "deadletters" and args.action in ("retry", "discard"):
-            result = box.request("POST", f"/api/deadletters/{args.job_id}/{args.action}")
-            _emit(args, result, f"job {args.job_id}: {result['state']}")
-        elif args.command == "deadletters":
-            result = box.request("GET", "/api/deadletters")
-            _emit_lines(
-                args,
-                result,
-                lambda d: f"{d['job_id']:>6}  {d['kind']:<8} {d['original_name']}  {d['reason']}",
-            )
-        elif args.command == "ledger":
-            result = box.request("GET", "/api/ledger", params={"event": args.event} if args.event else None)
-            _emit_lines(
-                args, result, lambda r: f"{r['at']}  {r['operation']}  {r['idempotency_key']}  {r['outcome']}"
-            )
-        elif args.command == "photos":
-            result = _photos(box, args.event)
-            _emit_lines(
-                args,
-                result,
-                lambda p: (
-                    f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}"
-                    f"  {p['size']} B  {p['sha256'][:12]}"
-                ),
-            )
-        elif args.command == "status":
-            result = _status(box)
-            q = result["queue"]
-            _emit(
-                args,
-                result,
-                f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}"
-                f"  rejections: {q['rejections']}",
-            )
-        elif args.command == "rejections":
-            result = box.request("GET", "/api/rejections")
-            _emit_lines(
-                args,
-                result,
-                lambda r: (
-                    f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
-                    + (f"  (resumed: photo {r['resumed_photo_id']})" if r["resumed_photo_id"] else "")
-                ),
-            )
-        elif args.command == "cameras":
-            result = box.request("GET", "/api/cameras")
-            _emit_lines(args, result, _camera_line)
-        elif args.command == "sync":
-            result = box.request("POST", f"/api/sync/{args.action}")
-            _emit(args, result, "cloud sync paused" if result["paused"] else "cloud sync resumed")
-        elif args.command == "ca-cert":
-            result = box.request("GET", "/api/tls/ca.crt")
-            print(result, end="")  # noqa: T201
-        else:  # pragma: no cover - argparse guarantees the commands
-            return EXIT_USAGE
+def _console(args: argparse.Namespace) -> int:
+    from tui.app import run as run_console
+
+    return run_console(args.data)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.data)
+    _emit(args, settings.model_dump(mode="json"), "configuration OK")
+    return EXIT_OK
+
+
+# --- commands that talk to the running box
+
+
+def _event_create(args: argparse.Namespace, box: ControlClient) -> int:
+    body = {"name": args.name, "functions": args.functions or ["main"], "originals": args.originals}
+    result = box.request("POST", "/api/events", json=body)
+    _emit(args, result, f"created event {result['code']} ({result['name']})")
+    return EXIT_OK
+
+
+def _event_list(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/events")
+    _emit(
+        args,
+        result,
+        "\n".join(f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result),
+    )
+    return EXIT_OK
+
+
+def _key_create(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request(
+        "POST",
+        "/api/keys",
+        json={"event": args.event, "camera": args.camera, "function": args.function},
+    )
+    c = result["connect"]
+    _emit(
+        args,
+        result,
+        f"key for {result['camera']} ({result['event']}/{result['function']})\n"
+        f"  host {c['host']}  port {c['port']}  passive ports {c['passive_ports']}\n"
+        f"  user {result['username']}\n  password {result['password']}   (shown once)",
+    )
+    return EXIT_OK
+
+
+def _key_revoke(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("DELETE", f"/api/keys/{args.username}")
+    _emit(args, result, f"revoked {result['username']} ({result['sessions_cut']} live sessions cut)")
+    return EXIT_OK
+
+
+def _key_list(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/keys", params={"event": args.event} if args.event else None)
+    _emit(
+        args,
+        result,
+        "\n".join(
+            f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
+            + ("  REVOKED" if k["revoked_at"] else "")
+            for k in result
+        ),
+    )
+    return EXIT_OK
+
+
+def _event_purge(args: argparse.Namespace, box: ControlClient) -> int:
+    if not args.yes:
+        print(f"shutterbox: purge deletes event {args.code} everywhere; add --yes", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    result = box.request("DELETE", f"/api/events/{args.code}")
+    _emit(
+        args,
+        result,
+        f"purged {args.code}: {result['s3_objects_deleted']} S3 objects, collection deleted:"
+        f" {result['collection_deleted']}, {result['local_files_removed']} local files",
+    )
+    return EXIT_OK
+
+
+def _event_originals(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("PUT", f"/api/events/{args.code}/originals", json={"originals": args.policy})
+    _emit(args, result, f"{args.code}: originals {result['originals_policy']} (for new photos)")
+    return EXIT_OK
+
+
+def _event_guest(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", f"/api/events/{args.code}/guest")
+    qr = segno.make(result["url"], error="m")
+    if args.out is not None:
+        qr.save(str(args.out), scale=10, border=4)
+        result["qr_file"] = str(args.out)
+    buffer = io.StringIO()
+    qr.terminal(out=buffer, compact=True)
+    _emit(
+        args,
+        result,
+        f"guest page: {result['url']}"
+        + ("  (PIN required)" if result["pin"] else "")
+        + "\n"
+        + (f"QR code written to {args.out}" if args.out else buffer.getvalue()),
+    )
+    return EXIT_OK
+
+
+def _event_pin(args: argparse.Namespace, box: ControlClient) -> int:
+    pin = None if args.pin.lower() == "none" else args.pin
+    result = box.request("PUT", f"/api/events/{args.code}/pin", json={"pin": pin})
+    _emit(args, result, f"{args.code}: guests {'must type the PIN' if pin else 'need no PIN'}")
+    return EXIT_OK
+
+
+def _event_host_link(args: argparse.Namespace, box: ControlClient) -> int:
+    if args.revoke:
+        result = box.request("DELETE", f"/api/events/{args.code}/host-link")
+        _emit(args, result, f"{args.code}: host link revoked")
+    else:
+        result = box.request("POST", f"/api/events/{args.code}/host-link")
+        _emit(
+            args,
+            result,
+            f"host link for {args.code} (shown once; a new one replaces it):\n  {result['url']}",
+        )
+    return EXIT_OK
+
+
+def _event_quota(args: argparse.Namespace, box: ControlClient) -> int:
+    limit = None if args.limit.lower() == "none" else int(args.limit)
+    result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})
+    _emit(args, result, f"{args.code}: index quota {limit}; {result['released_jobs']} parked jobs released")
+    return EXIT_OK
+
+
+def _deadletter_act(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("POST", f"/api/deadletters/{args.job_id}/{args.action}")
+    _emit(args, result, f"job {args.job_id}: {result['state']}")
+    return EXIT_OK
+
+
+def _deadletters(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/deadletters")
+    _emit_lines(
+        args,
+        result,
+        lambda d: f"{d['job_id']:>6}  {d['kind']:<8} {d['original_name']}  {d['reason']}",
+    )
+    return EXIT_OK
+
+
+def _ledger(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/ledger", params={"event": args.event} if args.event else None)
+    _emit_lines(
+        args, result, lambda r: f"{r['at']}  {r['operation']}  {r['idempotency_key']}  {r['outcome']}"
+    )
+    return EXIT_OK
+
+
+def _photos(args: argparse.Namespace, box: ControlClient) -> int:
+    result = _read_photos(box, args.event)
+    _emit_lines(
+        args,
+        result,
+        lambda p: (
+            f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}"
+            f"  {p['size']} B  {p['sha256'][:12]}"
+        ),
+    )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace, box: ControlClient) -> int:
+    result = _read_status(box)
+    q = result["queue"]
+    _emit(
+        args,
+        result,
+        f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}"
+        f"  rejections: {q['rejections']}",
+    )
+    return EXIT_OK
+
+
+def _rejections(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/rejections")
+    _emit_lines(
+        args,
+        result,
+        lambda r: (
+            f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
+            + (f"  (resumed: photo {r['resumed_photo_id']})" if r["resumed_photo_id"] else "")
+        ),
+    )
+    return EXIT_OK
+
+
+def _cameras(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/cameras")
+    _emit_lines(args, result, _camera_line)
+    return EXIT_OK
+
+
+def _sync(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("POST", f"/api/sync/{args.action}")
+    _emit(args, result, "cloud sync paused" if result["paused"] else "cloud sync resumed")
+    return EXIT_OK
+
+
+def _ca_cert(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/tls/ca.crt")
+    print(result, end="")  # noqa: T201
     return EXIT_OK
 
 
@@ -346,10 +443,11 @@ def _camera_line(c: dict[str, Any]) -> str:
     )
 
 
-def _admin_token(args: argparse.Namespace, data: Path) -> int:
+def _admin_token(args: argparse.Namespace) -> int:
     """Works with the box running or not (first boot makes the token before the box starts)."""
     from appliance.control import token
 
+    data: Path = args.data
     layout = Layout(data.resolve())
     if not layout.root.is_dir():
         raise NotRunningError(f"no shutterbox data in {data}")
@@ -362,7 +460,7 @@ def _admin_token(args: argparse.Namespace, data: Path) -> int:
     return EXIT_OK
 
 
-def _photos(box: ControlClient, event: str | None) -> Any:
+def _read_photos(box: ControlClient, event: str | None) -> Any:
     try:
         return box.request("GET", "/api/photos", params={"event": event} if event else None)
     except NotRunningError:
@@ -375,7 +473,7 @@ async def _event_photos(store: Any, event: str | None) -> Any:
     return await store.list_photos(event)
 
 
-def _status(box: ControlClient) -> Any:
+def _read_status(box: ControlClient) -> Any:
     try:
         return {"running": True, **box.request("GET", "/api/status")}
     except NotRunningError:

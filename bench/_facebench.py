@@ -192,7 +192,7 @@ class Sampler(threading.Thread):
         self._halt.set()
         if self.is_alive():
             self.join(15)
-        self.client.__exit__()
+        self.client.close()
 
     def latest(self) -> dict[str, Any]:
         return self.status[-1].faces if self.status else {}

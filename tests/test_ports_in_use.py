@@ -28,4 +28,6 @@ def test_a_port_in_use_is_named_with_the_setting_that_moves_it(tmp_path: Path, s
     assert box.proc is not None and box.proc.returncode == 4, said  # a configuration to change
     assert f"{name} = {port}" in said and f"SHUTTERBOX_{setting.upper()}" in said, said
     assert "in use" in said and "Traceback" not in said and "Errno" not in said, said
-    assert not (tmp_path / "data" / "shutterbox.db").exists(), "nothing may start before the ports are checked"
+    assert not (tmp_path / "data" / "shutterbox.db").exists(), (
+        "nothing may start before the ports are checked"
+    )

@@ -13,14 +13,13 @@ import logging
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.logging import TextualHandler
 
-from tui.client import BoxClient
-from tui.errors import ApiError, BoxUnreachable
+from appliance.control.client import ApiError, AsyncControlClient, NotRunningError
 from tui.screens.base import BoxScreen
 from tui.screens.cameras import CamerasScreen
 from tui.screens.dashboard import DashboardScreen
@@ -32,6 +31,9 @@ from tui.screens.keys import KeysScreen
 from tui.screens.logs import LogsScreen
 from tui.status import integer, num
 from tui.widgets import NAV
+
+if TYPE_CHECKING:
+    from tui.console import Console
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class ConsoleApp(App[int]):
         self.data_dir = data_dir
         self.first_boot_token = first_boot_token
         self.poll_interval = poll_interval
-        self.client = BoxClient(data_dir)
+        self.client = AsyncControlClient(data_dir)
         self.status: dict[str, Any] | None = None
         self.unreachable: str | None = None
         self.unreachable_since: float | None = None
@@ -91,8 +93,8 @@ class ConsoleApp(App[int]):
         try:
             try:
                 status = await self.client.status()
-            except BoxUnreachable as exc:
-                self.set_unreachable(str(exc))
+            except NotRunningError as exc:
+                self.set_unreachable(_reason(exc))
             except ApiError as exc:
                 self.set_unreachable(f"status refused ({exc.status}): {exc.detail}")
             else:
@@ -147,6 +149,16 @@ class ConsoleApp(App[int]):
         await self.action_show("guest")
         if isinstance(self.screen, GuestScreen):
             await self.screen.set_event(event)
+
+
+if TYPE_CHECKING:
+    _: type[Console] = ConsoleApp  # mypy: the app is what its screens take it for
+
+
+def _reason(exc: NotRunningError) -> str:
+    """For the log: the transport's own words (refused, reset, timed out) when there are some."""
+    cause = exc.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
 
 
 def run(data_dir: Path) -> int:

@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.errors import ApiError, BoxUnreachable
+from appliance.control.client import ApiError, AsyncControlClient, NotRunningError
+from tui.console import Console
 from tui.widgets import AlertBar, NavBar
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleApp
-    from tui.client import BoxClient
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +45,11 @@ class BoxScreen(Screen[None]):
         self._reloading = asyncio.Lock()
 
     @property
-    def console_app(self) -> ConsoleApp:
-        return cast("ConsoleApp", self.app)
+    def console_app(self) -> Console:
+        return cast(Console, self.app)
 
     @property
-    def client(self) -> BoxClient:
+    def client(self) -> AsyncControlClient:
         return self.console_app.client
 
     def compose(self) -> ComposeResult:
@@ -86,7 +83,7 @@ class BoxScreen(Screen[None]):
         async with self._reloading:
             try:
                 notice = await self.load()
-            except BoxUnreachable:
+            except NotRunningError:
                 pass  # the alert line says so; the next poll tries again
             except ApiError as exc:
                 self.set_message(f"the box refused: {exc.detail}")
@@ -98,7 +95,7 @@ class BoxScreen(Screen[None]):
 
     async def load(self) -> str | None:
         """Fetch and show this screen's data; return a notice for the message line, if any.
-        Raises ConsoleError (``reload`` shows it)."""
+        Raises NotRunningError or ApiError (``reload`` shows them)."""
         return None
 
     def set_message(self, message: str | None) -> None:
@@ -110,7 +107,7 @@ class BoxScreen(Screen[None]):
         """Run one operator action against the box; a refusal becomes a notification (None)."""
         try:
             return await call
-        except BoxUnreachable:
+        except NotRunningError:
             self.notify(f"{what}: box not reachable", severity="error", markup=False)
         except ApiError as exc:
             self.notify(f"{what}: {exc.detail}", severity="error", timeout=8, markup=False)

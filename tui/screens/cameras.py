@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from tui.errors import ApiError
+from appliance.control.client import ApiError
 from tui.screens.base import BoxScreen
 from tui.screens.forms import add_camera, revoke
 from tui.status import DASH, dig, fmt_age, fmt_int, integer, text

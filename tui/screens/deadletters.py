@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from tui.errors import ApiError
+from appliance.control.client import ApiError
 from tui.screens.base import BoxScreen
 from tui.screens.forms import ConfirmScreen
 from tui.status import DASH, fmt_age, integer, text

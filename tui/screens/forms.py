@@ -18,12 +18,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from appliance.control.client import ApiError, NotRunningError
 from tui.camera_setup import BRAND_NAMES, BRANDS, Brand
-from tui.errors import ApiError, BoxUnreachable
+from tui.console import Console
 from tui.screens.setup import CameraSetupScreen
 
 if TYPE_CHECKING:
-    from tui.app import ConsoleApp
     from tui.screens.base import BoxScreen
 
 T = TypeVar("T")
@@ -61,8 +61,8 @@ class _Form(ModalScreen[Any]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     @property
-    def console_app(self) -> ConsoleApp:
-        return cast("ConsoleApp", self.app)
+    def console_app(self) -> Console:
+        return cast(Console, self.app)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -74,7 +74,7 @@ class _Form(ModalScreen[Any]):
         """Send one request; on refusal show why and return None (the form stays open)."""
         try:
             return await request
-        except BoxUnreachable:
+        except NotRunningError:
             self.show_error("box not reachable; try again when it is back")
         except ApiError as exc:
             self.show_error(f"refused: {exc.detail}")

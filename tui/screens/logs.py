@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import RichLog
 
-from tui.errors import ApiError
+from appliance.control.client import ApiError
 from tui.screens.base import BoxScreen
 from tui.status import fmt_clock, integer, text
 

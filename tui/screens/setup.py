@@ -9,7 +9,7 @@ password is not shown over a live dashboard; it scrolls when the steps are longe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from rich.console import Group
 from rich.table import Table
@@ -20,12 +20,10 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+from appliance.control.client import ApiError, NotRunningError
 from tui.camera_setup import BRAND_NAMES, BRANDS, Brand, fingerprint, setup
-from tui.errors import ConsoleError
+from tui.console import Console
 from tui.status import DASH, text
-
-if TYPE_CHECKING:
-    from tui.app import ConsoleApp
 
 
 class CameraSetupScreen(Screen[None]):
@@ -49,8 +47,8 @@ class CameraSetupScreen(Screen[None]):
         self.data_dir = Path("DIR")
 
     @property
-    def console_app(self) -> ConsoleApp:
-        return cast("ConsoleApp", self.app)
+    def console_app(self) -> Console:
+        return cast(Console, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="setup-title")
@@ -67,7 +65,7 @@ class CameraSetupScreen(Screen[None]):
         self.query_one(VerticalScroll).focus()
         try:
             self.ca_pem = await self.console_app.client.ca_certificate()
-        except ConsoleError:
+        except (NotRunningError, ApiError):
             self.ca_pem = None
         self.ca_fingerprint = fingerprint(self.ca_pem) if self.ca_pem else None
         self.render_setup()
