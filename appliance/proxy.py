@@ -37,6 +37,16 @@ from appliance.ingest.formats import RAW_KINDS, SEARCHABLE_KINDS, InvalidFile, i
 from appliance.rawpreview import NoPreview, raw_picture
 
 MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # margin under Rekognition's 5 MB
+# What decoding a hostile or damaged file raises. DecompressionBombWarning is a warning, raised
+# only where warnings are errors (the test suite): a 100 MP medium-format frame must still work.
+_UNREADABLE = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 # EXIF orientation -> the transposes that make the picture upright (as ImageOps.exif_transpose)
 _UPRIGHT: dict[int, tuple[Image.Transpose, ...]] = {
@@ -114,7 +124,12 @@ def _heif(source: Path) -> Iterator[Image.Image]:
     try:
         heif = pillow_heif.open_heif(source, convert_hdr_to_8bit=True)
         image = heif.to_pillow()
-    except (ValueError, RuntimeError) as exc:  # libheif's decoding errors
+    except (
+        ValueError,
+        RuntimeError,
+        SyntaxError,
+        OSError,
+    ) as exc:  # libheif's (SyntaxError: unsupported box)
         raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
     with image:
         image.info.pop("exif", None)  # its orientation is already applied
@@ -155,7 +170,7 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
                 orientation = 1
             else:
                 image = opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except _UNREADABLE as exc:
         raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
     for step in _UPRIGHT.get(orientation, ()):
         image = image.transpose(step)
@@ -170,7 +185,7 @@ def decode(source: Path, long_edge: int) -> Decoded:
             opened.draft("RGB", draft_size(opened.size, long_edge))
             exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
             return Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except _UNREADABLE as exc:
         raise ProxyError(f"cannot decode {source.name}: {exc}") from exc
 
 

@@ -22,6 +22,23 @@ FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 S3_BUCKET = "venue-photos"
 
 
+BOX_FIXTURES = {"box", "fresh_box"}
+STARTS_A_BOX = ("make_box(", "cloud_box(")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``box`` every test that may run a box process (its module starts one, or it asks for a
+    box fixture): ``make test-fast`` leaves them out and keeps the in-process layer."""
+    starts: dict[str, bool] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in starts:
+            source = item.path.read_text(encoding="utf-8") if item.path.suffix == ".py" else ""
+            starts[path] = any(call in source for call in STARTS_A_BOX)
+        if starts[path] or BOX_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.box)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
