@@ -25,9 +25,9 @@ import _synthetic
 import httpx
 import numpy as np
 import psutil
+from _common import ProcTree
 from _ftpload import BaseImage, Endpoint, Frame, _comment_offset, _login, _store
 from _sync_helpers import iso_ts
-from ingest import ProcTree
 
 from appliance.control.client import ControlClient
 from appliance.faces.engine import FaceModel, decode_selfie

@@ -62,6 +62,22 @@ from typing import Any
 
 import httpx
 import psutil
+from _common import (
+    IDLE_CPU_FRACTION,
+    SAMPLE_S,
+    ProcTree,
+    filesystem,
+    fmt,
+    free_range,
+    fsync_probe,
+    log,
+    machine_info,
+    pct,
+    round_or_none,
+    shutterbox_version,
+    terminate,
+    work_base,
+)
 from _ftpload import (
     MB,
     BaseImage,
@@ -74,25 +90,7 @@ from _ftpload import (
     make_frame,
     run_load,
 )
-from ingest import (
-    IDLE_CPU_FRACTION,
-    PASSIVE_PORTS,
-    SAMPLE_S,
-    ProcTree,
-    Row,
-    _filesystem,
-    _fmt,
-    _free_range,
-    _fsync_probe,
-    _log,
-    _pct,
-    _round,
-    _shutterbox_version,
-    _terminate,
-    _work_base,
-    machine_info,
-    shutterbox_server,
-)
+from ingest import PASSIVE_PORTS, Row, shutterbox_server
 
 CONSOLE_POLL_S = 2.0  # tui.app.POLL_SECONDS: the console asks the box for its data every 2 s
 TERMINAL = (80, 24)
@@ -297,9 +295,9 @@ def _latency_stats(seconds: Sequence[float]) -> dict[str, Any]:
     ms = [s * 1000 for s in seconds]
     return {
         "n": len(ms),
-        "p50_ms": _round(_pct(ms, 50), 1),
-        "p95_ms": _round(_pct(ms, 95), 1),
-        "max_ms": _round(max(ms, default=None), 1),
+        "p50_ms": round_or_none(pct(ms, 50), 1),
+        "p95_ms": round_or_none(pct(ms, 95), 1),
+        "max_ms": round_or_none(max(ms, default=None), 1),
     }
 
 
@@ -468,7 +466,7 @@ class Result:
             "pace_frames_per_min": self.pace,
             "ingest": self.row.to_dict(),
             "cpu_pct_of_one_core": self.cpu,
-            "console_peak_rss_mb": _round(self.console_rss_mb, 1),
+            "console_peak_rss_mb": round_or_none(self.console_rss_mb, 1),
             "api": self.api,
             "faces_backlog_at_start": self.faces_backlog,
         }
@@ -509,7 +507,7 @@ def measure_idle(run: Run, box: Box) -> dict[str, Any]:
     a = watch.snap()
     time.sleep(args.baseline_seconds)
     out: dict[str, Any] = {"box_alone_cpu_pct": watch.percent(a, watch.snap())["box"]}
-    _log(f"idle: console on the dashboard for {args.idle_seconds:g} s ...")
+    log(f"idle: console on the dashboard for {args.idle_seconds:g} s ...")
     with attached(run.terminal, box.console_argv, "dashboard") as console:
         watch = Watch(box.tree, console.tree, run.terminal.server())
         a = watch.snap()
@@ -522,11 +520,11 @@ def measure_idle(run: Run, box: Box) -> dict[str, Any]:
         "seconds": round(b.t - a.t, 1),
         "cpu_pct_of_one_core": watch.percent(a, b),
         "console_rss_mb": {
-            "mean": _round(statistics.mean(rss), 1) if rss else None,
-            "peak": _round(max(rss, default=None), 1),
+            "mean": round_or_none(statistics.mean(rss), 1) if rss else None,
+            "peak": round_or_none(max(rss, default=None), 1),
         },
     }
-    _log(f"idle: API latency without a console for {args.baseline_seconds:g} s ...")
+    log(f"idle: API latency without a console for {args.baseline_seconds:g} s ...")
     with ApiProber(box.socket, args.probe_rate) as prober:
         t0 = time.monotonic()
         time.sleep(args.baseline_seconds)
@@ -545,7 +543,7 @@ def run_phase(run: Run, box: Box, rep: int, n: int, mode: str, screen: str) -> R
         make_frame(f"{tag}-{i:05d}.JPG", run.bases[i % len(run.bases)], run.run_id) for i in range(count)
     )
     phase = Phase(tag, PacedFrames(frames, pace) if pace else frames)
-    _log(f"rep {rep}: {mode} x{count}, console {screen} ...")
+    log(f"rep {rep}: {mode} x{count}, console {screen} ...")
     with contextlib.ExitStack() as stack:
         watch = Watch(box.tree)
         if screen != "none":
@@ -576,10 +574,10 @@ def run_phase(run: Run, box: Box, rep: int, n: int, mode: str, screen: str) -> R
         prober.latencies(first, last),
         backlog,
     )
-    _log(
+    log(
         f"  {row.frames_per_min:.0f} frames/min, {len(load.errors)} errors,"
-        f" box {_fmt(result.cpu['box'], '.0f')}%, console {_fmt(result.cpu['console'], '.1f')}%,"
-        f" /api/status p95 {_fmt(result.api['/api/status']['p95_ms'], '.0f')} ms"
+        f" box {fmt(result.cpu['box'], '.0f')}%, console {fmt(result.cpu['console'], '.1f')}%,"
+        f" /api/status p95 {fmt(result.api['/api/status']['p95_ms'], '.0f')} ms"
     )
     return result
 
@@ -609,7 +607,7 @@ def run_rep(run: Run, rep: int, work: Path, passive: tuple[int, int]) -> None:
                     run.idle = measure_idle(run, box)
                 except ConsoleFailed as exc:
                     run.failures.append(f"idle console: {exc}")
-                    _log(f"console failed: {exc}")
+                    log(f"console failed: {exc}")
             for n, (mode, screen) in enumerate(phase_plan(rep, args), 1):
                 if screen != "none" and run.console_broken:
                     continue
@@ -618,7 +616,7 @@ def run_rep(run: Run, rep: int, work: Path, passive: tuple[int, int]) -> None:
                 except ConsoleFailed as exc:
                     run.failures.append(f"rep {rep} {mode} console {screen}: {exc}")
                     run.console_broken = True
-                    _log(f"console failed, skipping the console phases: {exc}")
+                    log(f"console failed, skipping the console phases: {exc}")
     finally:
         run.notes += [f"rep {rep}: {n}" for n in notes]
         shutil.rmtree(rep_dir, ignore_errors=True)  # 2 MB a frame: free the disk for the next one
@@ -657,7 +655,7 @@ def summarize(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "console_cpu_pct": _spread([r.cpu["console"] for r in rs]),
                 "tmux_cpu_pct": _spread([r.cpu["tmux"] for r in rs]),
                 "other_cpu_pct": _spread([r.cpu["other"] for r in rs]),
-                "console_peak_rss_mb": _spread([_round(r.console_rss_mb, 1) for r in rs]),
+                "console_peak_rss_mb": _spread([round_or_none(r.console_rss_mb, 1) for r in rs]),
                 "api_pooled": {
                     name: _latency_stats(values) | {"errors": sum(r.api[name]["errors"] for r in rs)}
                     for name, values in lats.items()
@@ -732,10 +730,10 @@ def render(report: dict[str, Any]) -> str:
         cpu, rss = idle["cpu_pct_of_one_core"], idle["console_rss_mb"]
         lines += [
             f"Idle box, console on the dashboard ({idle['seconds']:g} s):",
-            f"  console CPU {_fmt(cpu['console'], '.1f')}% of one core, RSS {_fmt(rss['mean'], '.0f')} MB"
-            f" (peak {_fmt(rss['peak'], '.0f')}); tmux server {_fmt(cpu['tmux'], '.1f')}%;"
-            f" box {_fmt(cpu['box'], '.1f')}% (alone {_fmt(idle['box_alone_cpu_pct'], '.1f')}%);"
-            f" other {_fmt(cpu['other'], '.1f')}%",
+            f"  console CPU {fmt(cpu['console'], '.1f')}% of one core, RSS {fmt(rss['mean'], '.0f')} MB"
+            f" (peak {fmt(rss['peak'], '.0f')}); tmux server {fmt(cpu['tmux'], '.1f')}%;"
+            f" box {fmt(cpu['box'], '.1f')}% (alone {fmt(idle['box_alone_cpu_pct'], '.1f')}%);"
+            f" other {fmt(cpu['other'], '.1f')}%",
             "",
         ]
     lines.append("Ingest phases (CPU in % of one core over the uploads; API p95 in ms)")
@@ -751,11 +749,11 @@ def render(report: dict[str, Any]) -> str:
         i, cpu = d["ingest"], d["cpu_pct_of_one_core"]
         lines.append(
             f"{d['rep']:>3} {d['mode']:<8} {d['console']:<10}{i['frames_ok']:>7}{i['frames_per_min']:>7.0f}"
-            f"{_fmt(i['lat_226_ms']['p50'], '.1f'):>8}{_fmt(i['lat_226_ms']['p99'], '.1f'):>8}"
-            f"{_fmt(cpu['box'], '.0f'):>6}{_fmt(cpu['console'], '.1f'):>6}{_fmt(cpu['tmux'], '.1f'):>6}"
-            f"{_fmt(cpu['other'], '.0f'):>6}{_fmt(d['console_peak_rss_mb'], '.0f'):>5}{i['errors']:>4}"
+            f"{fmt(i['lat_226_ms']['p50'], '.1f'):>8}{fmt(i['lat_226_ms']['p99'], '.1f'):>8}"
+            f"{fmt(cpu['box'], '.0f'):>6}{fmt(cpu['console'], '.1f'):>6}{fmt(cpu['tmux'], '.1f'):>6}"
+            f"{fmt(cpu['other'], '.0f'):>6}{fmt(d['console_peak_rss_mb'], '.0f'):>5}{i['errors']:>4}"
             + "".join(
-                f"{_fmt(d['api'][n]['p95_ms'], '.0f'):>{max(8, len(s) + 1)}}"
+                f"{fmt(d['api'][n]['p95_ms'], '.0f'):>{max(8, len(s) + 1)}}"
                 for n, s in zip(names, short, strict=True)
             )
         )
@@ -769,7 +767,7 @@ def render(report: dict[str, Any]) -> str:
             f"{s['mode']:<8} {s['console']:<10}{_sp(s['frames_per_min'], '.0f'):>18}"
             f"{_sp(s['lat_226_p99_ms'], '.1f'):>20}{_sp(s['box_cpu_pct'], '.0f'):>15}"
             f"{_sp(s['console_cpu_pct'], '.1f'):>16}{_sp(s['other_cpu_pct'], '.0f'):>15}"
-            f"{_fmt(s['console_peak_rss_mb']['max'], '.0f'):>7}"
+            f"{fmt(s['console_peak_rss_mb']['max'], '.0f'):>7}"
         )
     lines += ["", "Admin API latency (ms): idle box without console; during the uploads, repetitions pooled"]
     lines.append(
@@ -780,8 +778,8 @@ def render(report: dict[str, Any]) -> str:
     for mode, console, api in groups:
         for name, a in api.items():
             lines.append(
-                f"{mode:<8} {console:<10}{name:<22}{a['n']:>6}{_fmt(a['p50_ms'], '.1f'):>8}"
-                f"{_fmt(a['p95_ms'], '.1f'):>8}{_fmt(a['max_ms'], '.1f'):>8}{a['errors']:>8}"
+                f"{mode:<8} {console:<10}{name:<22}{a['n']:>6}{fmt(a['p50_ms'], '.1f'):>8}"
+                f"{fmt(a['p95_ms'], '.1f'):>8}{fmt(a['max_ms'], '.1f'):>8}{a['errors']:>8}"
             )
     lines += ["", "With the console / without it, paired within each repetition: median [min-max]"]
     for cmp in report["comparison"]:
@@ -886,7 +884,7 @@ def build_report(run: Run, machine: dict[str, Any], busy: float, data_fs: str) -
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join([sys.executable, *sys.argv]),
         "machine": machine,
-        "versions": f"shutterbox {_shutterbox_version()}, textual {importlib.metadata.version('textual')},"
+        "versions": f"shutterbox {shutterbox_version()}, textual {importlib.metadata.version('textual')},"
         f" {tmux}",
         "busy_before_pct": busy,
         "config": {
@@ -915,9 +913,9 @@ def build_report(run: Run, machine: dict[str, Any], busy: float, data_fs: str) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     if not shutil.which("tmux"):
-        _log("tmux not found (apt-get install tmux)")
+        log("tmux not found (apt-get install tmux)")
         return 2
     # shutterbox_server hands our environment to the box: its admin HTTP listener on a free port
     # (the default 8081 may be another box's), face indexing as asked
@@ -927,18 +925,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_info()
     run_id = secrets.token_hex(4)
     busy = psutil.cpu_percent(interval=1.0)
-    with tempfile.TemporaryDirectory(prefix="sbconsole-", dir=_work_base()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="sbconsole-", dir=work_base()) as tmp:
         work = Path(tmp)
         free, needed = shutil.disk_usage(work).free, _disk_needed(args)
         if free < needed:
-            _log(f"{work}: {free / 1e9:.0f} GB free, one repetition needs ~{needed / 1e9:.0f} GB")
+            log(f"{work}: {free / 1e9:.0f} GB free, one repetition needs ~{needed / 1e9:.0f} GB")
             return 2
-        device, fstype = _filesystem(work.resolve())
-        data_fs = f"{work} ({fstype} on {device}; 2 MB write+fsync p50 {_fsync_probe(work):.1f} ms)"
+        device, fstype = filesystem(work.resolve())
+        data_fs = f"{work} ({fstype} on {device}; 2 MB write+fsync p50 {fsync_probe(work):.1f} ms)"
         bases = make_bases(args.size_mb)
         for base in bases:
             check_frame(make_frame("CHECK.JPG", base, run_id))
-        passive = _free_range(PASSIVE_PORTS, [])
+        passive = free_range(PASSIVE_PORTS, [])
         run = Run(args, run_id, Terminal(work), bases)
         try:
             for rep in range(1, args.reps + 1):
@@ -946,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_rep(run, rep, work, passive)
                 except Exception as exc:  # report it with what completed
                     run.failures.append(f"rep {rep}: {type(exc).__name__}: {exc}")
-                    _log(f"rep {rep} failed: {exc}")
+                    log(f"rep {rep} failed: {exc}")
                     break
         finally:
             run.terminal.close()
@@ -960,5 +958,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        _log("interrupted")
+        log("interrupted")
         sys.exit(130)

@@ -68,6 +68,7 @@ import _synthetic
 import dlib
 import httpx
 import psutil
+from _common import ProcTree, log_problems, machine_info, shutterbox_version, work_base
 from _facebench import (
     CpuWatch,
     PhotoRow,
@@ -85,7 +86,6 @@ from _facebench import (
 )
 from _ftpload import MB, Endpoint, Phase, make_frame, run_load
 from _sync_helpers import log, pct
-from ingest import ProcTree, _log_problems, _shutterbox_version, _work_base, machine_info
 from PIL import Image
 from sync import _f, _r, _stats, _verdict
 
@@ -164,7 +164,7 @@ def _finish(box: Box, sampler: Sampler, event: str) -> tuple[list[PhotoRow], lis
     """Stop sampling and the box; the event's photos (read from its database once it is gone)
     and the warnings in its log."""
     _close(box, sampler)
-    return read_photos(box.data / "shutterbox.db", event), _log_problems(box.data / "box.log")
+    return read_photos(box.data / "shutterbox.db", event), log_problems(box.data / "box.log")
 
 
 def _close(box: Box, sampler: Sampler | None, *threads: threading.Thread) -> None:
@@ -547,7 +547,7 @@ def run_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         cpu_cores = cpu.cores()
         galleries = sampler.latest().get("galleries", {})
         _close(box, sampler)
-        problems = _log_problems(box.data / "box.log")
+        problems = log_problems(box.data / "box.log")
     finally:
         _close(box, sampler)
     return {
@@ -944,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_info()
     busy = psutil.cpu_percent(interval=1.0)
     run_id = secrets.token_hex(4)
-    base = _work_base()
+    base = work_base()
     tmp = tempfile.TemporaryDirectory(prefix="sbbench-faces-", dir=base)
     results: dict[str, Any] = {}
     failures: list[str] = []
@@ -985,7 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "argv": list(sys.argv[1:] if argv is None else argv),
         "machine": machine,
         "busy_before_pct": busy,
-        "versions": {"shutterbox": _shutterbox_version(), "dlib": dlib.__version__},
+        "versions": {"shutterbox": shutterbox_version(), "dlib": dlib.__version__},
         "config": {k: v for k, v in vars(args).items() if k != "json"}
         | {"data_dir": str(base), "cpus": machine["cpus"]},
         "faces_settings": defaults.model_dump() | {"proxy_long_edge": CloudSettings().proxy_long_edge},

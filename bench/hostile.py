@@ -45,14 +45,11 @@ from typing import Any
 
 import httpx
 import psutil
+from _common import log
 from PIL import Image
 
 HOST = "127.0.0.1"
 SHUTTERBOX = Path(sys.executable).parent / "shutterbox"
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _free_port() -> int:
@@ -271,17 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if shutil.which("prlimit") is None:
-        _log("prlimit (util-linux) is needed")
+        log("prlimit (util-linux) is needed")
         return 2
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     report: dict[str, Any] = {"file_limit": args.file_limit}
     with tempfile.TemporaryDirectory(prefix="sbhostile-") as tmp, box(Path(tmp), args.file_limit) as info:
-        _log("web flood ...")
+        log("web flood ...")
         report["web_flood"] = web_flood(info, args.web_sockets, args.file_limit)
-        _log("pre-login FTP sockets ...")
+        log("pre-login FTP sockets ...")
         report["prelogin_ftp"] = prelogin_ftp(info, args.ftp_sockets)
-        _log("search burst ...")
+        log("search burst ...")
         report["search_burst"] = search_burst(info, 10 if args.quick else args.phones, args.selfie_mb)
     if args.json:
         print(json.dumps(report, indent=2))

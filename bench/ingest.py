@@ -48,17 +48,12 @@ import argparse
 import contextlib
 import datetime as dt
 import ftplib
-import importlib.metadata
 import json
-import math
 import os
-import platform
 import pwd
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +64,23 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _common import (
+    SAMPLE_S,
+    ProcTree,
+    filesystem,
+    fmt,
+    free_port,
+    free_range,
+    fsync_probe,
+    log,
+    log_problems,
+    machine_info,
+    pct,
+    round_or_none,
+    shutterbox_version,
+    terminate,
+    work_base,
+)
 from _ftpload import (
     MB,
     Endpoint,
@@ -92,9 +104,6 @@ PASSIVE_PORTS = 100
 PASSIVE_PORTS_FROM = 61000  # above Linux's ephemeral range (32768-60999)
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-IDLE_CPU_FRACTION = 0.05  # "idle" = the server tree used < 5% of a core over one second
-IDLE_TIMEOUT_S = 60.0
-SAMPLE_S = 0.5
 BUSY_WARN_PCT = 10.0  # whole-machine CPU before a server's run above which figures are suspect
 VSFTPD = Path("/usr/sbin/vsftpd")
 VSFTPD_USER = "sbbench"
@@ -106,32 +115,12 @@ ANCHORS = ("vsftpd", "pure-ftpd")  # the servers shutterbox is compared with, in
 BOX_DEFAULT_CONNECTIONS_PER_IP = 16  # shutterbox's ftp.max_connections_per_ip default
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 class Skipped(Exception):
     """A server cannot be benchmarked here (not root, not installed); not an error."""
 
 
 # --------------------------------------------------------------------------------------------
 # Machine, ports, processes
-
-
-def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
 
 
 def _deb_version(package: str) -> str | None:
@@ -146,130 +135,6 @@ def _deb_version(package: str) -> str | None:
     return None
 
 
-def _shutterbox_version() -> str | None:
-    try:
-        return importlib.metadata.version("shutterbox")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _filesystem(path: Path) -> tuple[str, str]:
-    """(device, fstype) of the mount holding ``path``."""
-    best = None
-    for part in psutil.disk_partitions(all=True):
-        mount = part.mountpoint
-        inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
-        if inside and (best is None or len(mount) > len(best.mountpoint)):
-            best = part
-    return (best.device, best.fstype) if best else ("?", "?")
-
-
-def _work_base() -> Path:
-    """A directory on a real disk: fsync on tmpfs would measure nothing."""
-    for candidate in (Path(tempfile.gettempdir()), Path("/var/tmp")):
-        if _filesystem(candidate.resolve())[1] not in ("tmpfs", "ramfs"):
-            return candidate
-    return Path("/var/tmp")
-
-
-def _fsync_probe(directory: Path, count: int = 16) -> float:
-    """Median ms to write and fsync a 2 MB file there: how dear durability is on this disk."""
-    payload = os.urandom(2 * MB)
-    times = []
-    for i in range(count):
-        path = directory / f"fsync-probe-{i}"
-        t0 = time.monotonic()
-        with path.open("wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        times.append(time.monotonic() - t0)
-        path.unlink()
-    return statistics.median(times) * 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_range(count: int, taken: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """``count`` consecutive bindable ports above Linux's ephemeral range, not in ``taken``."""
-    for lo in range(PASSIVE_PORTS_FROM, 65536 - count, count):
-        hi = lo + count - 1
-        if any(lo <= t_hi and t_lo <= hi for t_lo, t_hi in taken):
-            continue
-        if all(_port_free(p) for p in range(lo, hi + 1)):
-            return lo, hi
-    raise RuntimeError(f"no {count} consecutive free ports above {PASSIVE_PORTS_FROM}")
-
-
-class ProcTree:
-    """CPU time and memory of a server process and all its descendants."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.samples: list[tuple[float, float]] = []  # (monotonic time, RSS MB)
-
-    def _procs(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def rss_mb(self) -> float:
-        total = 0
-        for p in self._procs():
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total / 2**20
-
-    def cpu_s(self) -> float | None:
-        total = 0.0
-        procs = self._procs()
-        if not procs:
-            return None
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-        with contextlib.suppress(psutil.Error):
-            t = self.root.cpu_times()
-            total += t.children_user + t.children_system  # sessions that already exited
-        return total
-
-    def sample(self) -> None:
-        self.samples.append((time.monotonic(), self.rss_mb()))
-
-    def peak_mb(self, since: float = 0.0) -> float | None:
-        values = [rss for t, rss in self.samples if t >= since]
-        return max(values) if values else None
-
-    def wait_idle(self) -> float:
-        """Sample until the tree stays under IDLE_CPU_FRACTION for a second; seconds waited."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < IDLE_TIMEOUT_S:
-            before = self.cpu_s()
-            self.sample()
-            time.sleep(SAMPLE_S)
-            self.sample()
-            time.sleep(SAMPLE_S)
-            after = self.cpu_s()
-            if before is None or after is None or after - before < IDLE_CPU_FRACTION:
-                break
-        return time.monotonic() - t0
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
     """SIGTERM, SIGKILL after STOP_TIMEOUT_S, then kill whatever is left in its session."""
     code = proc.poll()
@@ -278,7 +143,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int | None:
         try:
             code = proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            _log(f"pid {proc.pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; SIGKILL")
+            log(f"pid {proc.pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; SIGKILL")
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # started with start_new_session: pgid == pid
     proc.wait()
@@ -353,9 +218,9 @@ def shutterbox_server(work: Path, passive: tuple[int, int], clients: int) -> Ite
     data.mkdir()
     env = {
         **os.environ,
-        "SHUTTERBOX_FTP__PORT": str(_free_port()),
+        "SHUTTERBOX_FTP__PORT": str(free_port()),
         "SHUTTERBOX_FTP__PASSIVE_PORTS": f"{passive[0]}-{passive[1]}",
-        "SHUTTERBOX_WEB__PORT": str(_free_port()),
+        "SHUTTERBOX_WEB__PORT": str(free_port()),
         "SHUTTERBOX_ADMIN__PORT": "0",  # any free port: another box may hold the default 8081
     }
     notes: list[str] = []
@@ -397,20 +262,7 @@ def shutterbox_server(work: Path, passive: tuple[int, int], clients: int) -> Ite
         code = _stop(proc)
         if code not in (0, -signal.SIGTERM, None):
             notes.append(f"shutterbox exited with code {code} on SIGTERM")
-        notes += _log_problems(log)
-
-
-def _log_problems(log: Path, limit: int = 5) -> list[str]:
-    """The first WARNING/ERROR lines of the box's log (it is deleted with the work dir)."""
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    bad = [line for line in lines if " WARNING " in line or " ERROR " in line]
-    problems = [f"shutterbox log: {line}" for line in bad[:limit]]
-    if len(bad) > limit:
-        problems.append(f"shutterbox log: {len(bad) - limit} more warnings/errors")
-    return problems
+        notes += log_problems(log)
 
 
 def _ensure_user(name: str, password: str) -> bool:
@@ -552,7 +404,7 @@ def vsftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
     try:
         base, upload_root = _anchor_dirs(work, "vsftpd")
         conf = base / "vsftpd.conf"
-        port = _free_port()
+        port = free_port()
         conf.write_text(_vsftpd_conf(port, passive, upload_root, _self_signed(base)))
         proc, endpoint = _start_anchor([str(VSFTPD), str(conf)], base, port, password)
         note = (
@@ -646,7 +498,7 @@ def pureftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
                 f"pure-ftpd: cannot point {VSFTPD_USER}'s home at the upload directory: {exc.stderr.strip()}"
             ) from exc
         old_home = user.pw_dir
-        port = _free_port()
+        port = free_port()
         proc, endpoint = _start_anchor(
             pureftpd_command(binary, port, passive, base / "pure-ftpd.pid"), base, port, password
         )
@@ -666,18 +518,6 @@ def pureftpd_server(work: Path, passive: tuple[int, int]) -> Iterator[Server]:
 
 # --------------------------------------------------------------------------------------------
 # Running and reporting
-
-
-def _pct(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -723,13 +563,13 @@ class Row:
             "wall_s": round(self.load.wall_s, 3),
             "frames_per_min": round(self.frames_per_min, 1),
             "mb_per_s": round(self.mb_per_s, 2),
-            "lat_226_ms": {k: _ms(_pct(lat226, p)) for k, p in (("p50", 50), ("p99", 99))}
+            "lat_226_ms": {k: _ms(pct(lat226, p)) for k, p in (("p50", 50), ("p99", 99))}
             | {"max": _ms(max(lat226, default=None))},
-            "stor_to_226_ms": {k: _ms(_pct(stor, p)) for k, p in (("p50", 50), ("p99", 99))},
-            "server_cpu_s": _round(self.load.server_cpu_s, 2),
-            "server_cpu_pct_of_one_core": _round(self.cpu_pct, 0),
+            "stor_to_226_ms": {k: _ms(pct(stor, p)) for k, p in (("p50", 50), ("p99", 99))},
+            "server_cpu_s": round_or_none(self.load.server_cpu_s, 2),
+            "server_cpu_pct_of_one_core": round_or_none(self.cpu_pct, 0),
             "client_cpu_s": round(self.load.client_cpu_s, 2),
-            "peak_rss_mb": _round(self.peak_rss_mb, 1),
+            "peak_rss_mb": round_or_none(self.peak_rss_mb, 1),
             "sync_after_s": round(self.sync_s, 2),
             "idle_after_s": round(self.idle_wait_s, 2),
         }
@@ -755,7 +595,7 @@ def run_server(
     """Start the server, run every phase against it, stop it; results accumulate in ``run``."""
     name = run.name
     run.busy_before_pct = psutil.cpu_percent(interval=1.0)  # someone else's load skews figures
-    _log(f"starting {name} (machine {run.busy_before_pct:.0f}% busy before) ...")
+    log(f"starting {name} (machine {run.busy_before_pct:.0f}% busy before) ...")
     with server_cm() as server:
         run.notes = server.notes  # the context manager may append on exit
         tree = ProcTree(server.pid)
@@ -773,7 +613,7 @@ def run_server(
 
 def _run_phase(server: Server, tree: ProcTree, phase: Phase, clients: int, run_id: str) -> Row:
     name = server.name
-    _log(f"  {phase.name} -> {name} ({phase.total_bytes / MB:.0f} MB) ...")
+    log(f"  {phase.name} -> {name} ({phase.total_bytes / MB:.0f} MB) ...")
     t0 = time.monotonic()
     load = run_load(server.endpoints, phase, clients, tree.cpu_s, tree.sample)
     t_sync = time.monotonic()
@@ -782,7 +622,7 @@ def _run_phase(server: Server, tree: ProcTree, phase: Phase, clients: int, run_i
     idle_s = tree.wait_idle()
     intact = count_intact(server.upload_root, phase, run_id)
     row = Row(phase, name, load, intact, tree.peak_mb(since=t0), sync_s, idle_s)
-    _log(
+    log(
         f"    {load.frames_ok}/{len(phase.frames)} frames, {row.mb_per_s:.1f} MB/s,"
         f" {len(load.errors)} errors, {intact} stored intact"
     )
@@ -797,7 +637,7 @@ def build_phases(frames: int, mixed: int, sizes: Sequence[float], run_id: str, f
         avg = sum(len(b.data) for b in bases[size]) / len(bases[size]) / MB
         w, h = bases[size][0].width, bases[size][0].height
         took = time.monotonic() - t0
-        _log(f"corpus: {size:g} MB class: {w}x{h}, avg {avg:.2f} MB ({took:.1f} s)")
+        log(f"corpus: {size:g} MB class: {w}x{h}, avg {avg:.2f} MB ({took:.1f} s)")
     small = min(sizes)
     phases = [
         Phase(
@@ -827,10 +667,6 @@ def build_phases(frames: int, mixed: int, sizes: Sequence[float], run_id: str, f
     return [p for p in phases if p.frames]
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
     m, versions = report["machine"], report["versions"]
     lines = [
@@ -852,11 +688,11 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
             lines.append(
                 f"{d['phase']:<22}{d['server']:<12}{d['frames_ok']:>9}"
                 f"{d['frames_per_min']:>12.0f}{d['mb_per_s']:>9.1f}"
-                f"{_fmt(d['lat_226_ms']['p50'], '.2f'):>12}"
-                f"{_fmt(d['lat_226_ms']['p99'], '.2f'):>12}"
+                f"{fmt(d['lat_226_ms']['p50'], '.2f'):>12}"
+                f"{fmt(d['lat_226_ms']['p99'], '.2f'):>12}"
                 f"{d['errors']:>8}{d['cuts']:>6}{d['stored_intact']:>8}"
-                f"{_fmt(d['server_cpu_pct_of_one_core'], '.0f'):>7}"
-                f"{_fmt(d['peak_rss_mb'], '.0f'):>8}"
+                f"{fmt(d['server_cpu_pct_of_one_core'], '.0f'):>7}"
+                f"{fmt(d['peak_rss_mb'], '.0f'):>8}"
             )
     lines.append("")
     for anchor, by_phase in report["ratios_by_anchor"].items():
@@ -866,8 +702,8 @@ def render(report: dict[str, Any], runs: Sequence[ServerRun]) -> str:
     box = report["servers"].get("shutterbox")
     if box:
         lines.append(
-            f"peak RSS of shutterbox: {_fmt(box['peak_rss_mb'], '.0f')} MB"
-            f" (idle {_fmt(box['idle_rss_mb'], '.0f')} MB; process tree, sampled every"
+            f"peak RSS of shutterbox: {fmt(box['peak_rss_mb'], '.0f')} MB"
+            f" (idle {fmt(box['idle_rss_mb'], '.0f')} MB; process tree, sampled every"
             f" {SAMPLE_S} s)"
         )
     t = report["targets"]
@@ -923,7 +759,7 @@ def build_report(
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine,
         "versions": {
-            "shutterbox": _shutterbox_version(),
+            "shutterbox": shutterbox_version(),
             "vsftpd": _deb_version("vsftpd"),
             "pure-ftpd": _pureftpd_version(),
         },
@@ -940,8 +776,8 @@ def build_report(
         "ratios_by_anchor": ratios_by_anchor,
         "servers": {
             run.name: {
-                "idle_rss_mb": _round(run.idle_rss_mb, 1),
-                "peak_rss_mb": _round(run.peak_rss_mb, 1),
+                "idle_rss_mb": round_or_none(run.idle_rss_mb, 1),
+                "peak_rss_mb": round_or_none(run.peak_rss_mb, 1),
                 "machine_busy_before_pct": run.busy_before_pct,
             }
             for run in runs
@@ -997,13 +833,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")  # unwind through the finally blocks
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     machine = machine_info()
     run_id = secrets.token_hex(4)
     notes = [
@@ -1015,25 +847,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     failures: list[str] = []
     runs: list[ServerRun] = []
-    with tempfile.TemporaryDirectory(prefix="sbbench-", dir=_work_base()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="sbbench-", dir=work_base()) as tmp:
         work = Path(tmp)
-        device, fstype = _filesystem(work.resolve())
-        fsync_ms = _fsync_probe(work)
+        device, fstype = filesystem(work.resolve())
+        fsync_ms = fsync_probe(work)
         data_fs = f"{work} ({fstype} on {device}; 2 MB write+fsync p50 {fsync_ms:.1f} ms)"
-        _log(f"work dir {data_fs}; generating corpus ...")
+        log(f"work dir {data_fs}; generating corpus ...")
         phases = build_phases(args.frames, args.mixed_frames, args.sizes, run_id, args.ftps_frames)
         taken: list[tuple[int, int]] = []
         servers: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Server]]]] = []
         if not args.skip_shutterbox:
-            box_ports = _free_range(PASSIVE_PORTS, taken)
+            box_ports = free_range(PASSIVE_PORTS, taken)
             taken.append(box_ports)
             servers.append(("shutterbox", lambda: shutterbox_server(work, box_ports, args.clients)))
         if not args.skip_vsftpd:
-            ftpd_ports = _free_range(PASSIVE_PORTS, taken)
+            ftpd_ports = free_range(PASSIVE_PORTS, taken)
             taken.append(ftpd_ports)
             servers.append(("vsftpd", lambda: vsftpd_server(work, ftpd_ports)))
         if not args.skip_pureftpd:
-            pure_ports = _free_range(PASSIVE_PORTS, taken)
+            pure_ports = free_range(PASSIVE_PORTS, taken)
             taken.append(pure_ports)
             servers.append(("pure-ftpd", lambda: pureftpd_server(work, pure_ports)))
         for name, server_cm in servers:
@@ -1044,10 +876,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Skipped as exc:
                 runs.remove(run)
                 notes.append(str(exc))
-                _log(str(exc))
+                log(str(exc))
             except Exception as exc:  # report it and carry on with the other server
                 failures.append(f"{name}: {exc}")
-                _log(f"{name} failed: {exc}")
+                log(f"{name} failed: {exc}")
     report = build_report(args, machine, data_fs, runs, notes, failures)
     print(json.dumps(report, indent=2) if args.json else render(report, runs))
     errors = sum(len(row.load.errors) for run in runs for row in run.rows)
@@ -1058,5 +890,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        _log("interrupted")
+        log("interrupted")
         sys.exit(130)

@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from ingest import _filesystem, _work_base, machine_info
+from _common import filesystem as _filesystem
+from _common import machine_info
+from _common import work_base as _work_base
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

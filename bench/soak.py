@@ -58,13 +58,13 @@ from typing import Any
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
 import psutil
+from _common import machine_info, work_base
 from _soak_cameras import DEFAULT_CAMERAS, Camera, CameraSpec, CutPlan
 from _soak_checks import Checker, Observed, Row, render
 from _soak_corpus import RAW_EXT, check_raw_bases, make_jpeg_bases, make_raw_base, make_selfies
 from _soak_faults import BoxKeeper, Disk, FaultPlan, RssSampler, S3Faults, Timeline, plan
 from _soak_guests import Guest, search_everyone
 from _sync_helpers import BUCKET, MB, Cloud, log
-from ingest import _work_base, machine_info
 from sync import _box_settings, _terminate
 
 from appliance.control.client import ControlClient
@@ -688,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from(args)
     signal.signal(signal.SIGTERM, _terminate)
     machine = machine_info()
-    tmp = tempfile.TemporaryDirectory(prefix="sbsoak-", dir=_work_base())
+    tmp = tempfile.TemporaryDirectory(prefix="sbsoak-", dir=work_base())
     try:
         try:
             report = run(cfg, Path(tmp.name))

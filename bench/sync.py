@@ -78,7 +78,9 @@ from _sync_helpers import (
     uplink_transitions,
     work_dir,
 )
-from ingest import ProcTree, _shutterbox_version, _work_base, machine_info
+from _common import ProcTree, machine_info
+from _common import shutterbox_version as _shutterbox_version
+from _common import work_base as _work_base
 
 from appliance.control.client import ControlClient
 from tests.boxproc import Box, make_box
