@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import psutil
 from _common import ProcTree
-from _ftpload import BaseImage, Endpoint, Frame, _comment_offset, _login, _store
+from _ftpload import BaseImage, Endpoint, Frame, comment_offset, login, store
 from _sync_helpers import iso_ts
 
 from appliance.control.client import ControlClient
@@ -80,7 +80,7 @@ def make_pool(count: int, folder: Path, processes: int) -> list[PoolFrame]:
     for (path, faces, _seed), face_widths in zip(jobs, widths, strict=True):
         data = path.read_bytes()
         path.unlink()
-        base = BaseImage(data, _comment_offset(data), *_synthetic.FRAME_SIZE)
+        base = BaseImage(data, comment_offset(data), *_synthetic.FRAME_SIZE)
         frames.append(PoolFrame(base, faces, face_widths))
     return frames
 
@@ -131,8 +131,8 @@ def run_camera(
             shot.late_s = max(0.0, time.monotonic() - shot.due)
             try:
                 if ftp is None:
-                    ftp = _login(endpoint, folder)
-                _store(ftp, shot.frame)
+                    ftp = login(endpoint, folder)
+                store(ftp, shot.frame)
                 shot.t_226 = time.time()
             except FTP_ERRORS as exc:
                 shot.error = f"{type(exc).__name__}: {exc}".strip()

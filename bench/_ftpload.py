@@ -88,7 +88,7 @@ class Phase:
         return sum(f.size for f in self.frames)
 
 
-def _noise_image(width: int, height: int, sigma: float, seed: int) -> Image.Image:
+def noise_image(width: int, height: int, sigma: float, seed: int) -> Image.Image:
     """Smooth random colour blocks plus grain; ``sigma`` (grain) sets how well it compresses."""
     rnd = random.Random(seed)
     block = 50
@@ -115,7 +115,7 @@ def _encode(img: Image.Image, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _comment_offset(data: bytes) -> int:
+def comment_offset(data: bytes) -> int:
     """Offset just past SOI and the APPn segments (JFIF, Exif), where a COM segment may go."""
     if data[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG")
@@ -132,13 +132,13 @@ def _dimensions(size_mb: float) -> tuple[int, int]:
     return int(height * 1.5) // 16 * 16, height // 16 * 16
 
 
-def _grain_for(bytes_per_pixel: float) -> float:
+def grain_for(bytes_per_pixel: float) -> float:
     """Bisect the grain level on a small tile until it encodes at ``bytes_per_pixel``."""
     lo, hi = 0.0, 160.0
     tile = (800, 800)
     for _ in range(12):
         mid = (lo + hi) / 2
-        size = len(_encode(_noise_image(*tile, mid, seed=0), seed=0))
+        size = len(_encode(noise_image(*tile, mid, seed=0), seed=0))
         if size / (tile[0] * tile[1]) < bytes_per_pixel:
             lo = mid
         else:
@@ -148,12 +148,12 @@ def _grain_for(bytes_per_pixel: float) -> float:
 
 def make_bases(size_mb: float, count: int = BASES_PER_SIZE) -> list[BaseImage]:
     width, height = _dimensions(size_mb)
-    sigma = _grain_for(size_mb * MB / (width * height))
+    sigma = grain_for(size_mb * MB / (width * height))
     bases = []
     for i in range(count):
         seed = int(size_mb * 1000) * 100 + i + 1
-        data = _encode(_noise_image(width, height, sigma, seed), seed)
-        bases.append(BaseImage(data, _comment_offset(data), width, height))
+        data = _encode(noise_image(width, height, sigma, seed), seed)
+        bases.append(BaseImage(data, comment_offset(data), width, height))
     return bases
 
 
@@ -236,7 +236,7 @@ def _insecure_tls() -> ssl.SSLContext:
     return context
 
 
-def _login(endpoint: Endpoint, folder: str, tls: bool = False) -> ftplib.FTP:
+def login(endpoint: Endpoint, folder: str, tls: bool = False) -> ftplib.FTP:
     ftp = (
         ftplib.FTP_TLS(context=_insecure_tls(), timeout=FTP_TIMEOUT_S)
         if tls
@@ -257,7 +257,7 @@ def _login(endpoint: Endpoint, folder: str, tls: bool = False) -> ftplib.FTP:
     return ftp
 
 
-def _store(ftp: ftplib.FTP, frame: Frame, unwrap: bool = False) -> tuple[float, float]:
+def store(ftp: ftplib.FTP, frame: Frame, unwrap: bool = False) -> tuple[float, float]:
     """Upload one frame; return (STOR -> 226, last byte -> 226) in seconds."""
     t_stor = time.monotonic()
     conn = ftp.transfercmd(f"STOR {frame.name}")
@@ -293,7 +293,7 @@ def _worker(
     res = WorkerResult(wid)
     ftp: ftplib.FTP | None = None
     try:
-        ftp = _login(endpoint, folder, phase.tls is not None)
+        ftp = login(endpoint, folder, phase.tls is not None)
     except ftplib.all_errors as exc:
         res.errors.append(f"login: {exc!r}")
     try:
@@ -310,7 +310,7 @@ def _worker(
             break
         frame = frames[index]
         try:
-            lat_stor, lat_226 = _store(ftp, frame, phase.tls == "ftplib")
+            lat_stor, lat_226 = store(ftp, frame, phase.tls == "ftplib")
         except (ftplib.error_perm, ftplib.error_temp) as exc:  # the session is still usable
             res.errors.append(f"{frame.name}: {str(exc).strip()}")
             continue
@@ -318,7 +318,7 @@ def _worker(
             res.errors.append(f"{frame.name}: {exc!r}")
             ftp.close()
             try:
-                ftp = _login(endpoint, folder, phase.tls is not None)
+                ftp = login(endpoint, folder, phase.tls is not None)
             except ftplib.all_errors as exc2:
                 res.errors.append(f"re-login: {exc2!r}")
                 ftp = None

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from _ftpload import _grain_for, _noise_image
+from _ftpload import grain_for as _grain_for
+from _ftpload import noise_image as _noise_image
 from moto.server import ThreadedMotoServer
 from PIL import Image, ImageDraw
 
