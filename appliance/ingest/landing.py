@@ -42,7 +42,7 @@ from appliance.errors import RejectedUpload
 from appliance.ingest.formats import Inspection, InvalidFile, inspect
 from appliance.loghygiene import escape_controls
 from appliance.store import LandedFrame, Photo
-from appliance.store.store import utcnow
+from appliance.store.records import utcnow
 
 if TYPE_CHECKING:
     from appliance.bridge import Bridge

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from appliance.store.records import utcnow
 from appliance.store.schema import PAIRED_RAW
-from appliance.store.store import utcnow
 
 if TYPE_CHECKING:
     from appliance.store.store import Store

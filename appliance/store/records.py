@@ -1,9 +1,27 @@
-"""Frozen records that cross thread boundaries (FTP threads <-> asyncio). Pure data."""
+"""Frozen records that cross thread boundaries (FTP threads <-> asyncio), and the small helpers
+every writer of them shares (timestamps, labels, the originals policy). Pure data."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+OriginalsPolicy = Literal["all", "jpeg", "none"]  # which originals go to S3: all, JPEG only, none
+ORIGINALS_POLICIES: tuple[OriginalsPolicy, ...] = get_args(OriginalsPolicy)
+
+_LABEL_RE = re.compile(r"[^a-z0-9]+")
+
+
+def utcnow() -> str:
+    """Now, as the store writes times: ISO 8601 in UTC, milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def slug(text: str, limit: int = 24) -> str:
+    """A file- and username-safe form of an operator label ('Ceremony 2' -> 'ceremony-2')."""
+    return _LABEL_RE.sub("-", text.lower()).strip("-")[:limit] or "x"
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +31,7 @@ class Event:
     created_at: str
     demo: bool
     functions: tuple[str, ...] = ()
-    originals_policy: str = "all"  # which originals go to S3: all, jpeg (JPEG only) or none
+    originals_policy: OriginalsPolicy = "all"
     index_quota: int | None = None  # photos to index in Rekognition at most (None: no limit)
     pin_hash: str | None = None  # guests must type this PIN first (scrypt hash; None: no PIN)
     host_key_hash: str | None = None  # SHA-256 of the host link's key (None: no host link)

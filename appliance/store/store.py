@@ -9,9 +9,7 @@ that arrive while a commit is in flight share the next one, so eight cameras cos
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -24,26 +22,24 @@ import aiosqlite
 
 from appliance import credentials
 from appliance.errors import NotFoundError, StoreError
-from appliance.store.records import Event, LandedFrame, Photo, Rejection, UploadKey
+from appliance.store.records import (
+    ORIGINALS_POLICIES,
+    Event,
+    LandedFrame,
+    Photo,
+    Rejection,
+    UploadKey,
+    slug,
+    utcnow,
+)
 from appliance.store.schema import MIGRATIONS, PAIRED_RAW
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "shutterbox.db"
-_LABEL_RE = re.compile(r"[^a-z0-9]+")
 _PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
 _FRAME_COLUMNS = [f.name for f in fields(LandedFrame)]
-ORIGINALS_POLICIES = ("all", "jpeg", "none")
 _MAX_BATCH = 500  # 19 columns x 500 rows stays under SQLite's 32766 bound parameters
-
-
-def utcnow() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def slug(text: str, limit: int = 24) -> str:
-    """A file- and username-safe form of an operator label ('Ceremony 2' -> 'ceremony-2')."""
-    return _LABEL_RE.sub("-", text.lower()).strip("-")[:limit] or "x"
 
 
 class Store:
