@@ -92,3 +92,23 @@ def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
         assert found == {ids["obama-1.jpg"], ids["obama-2.jpg"]}
     finally:
         box.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"public-domain face photos not found at {FACES}")
+def test_a_killed_selfie_process_is_replaced_and_the_guest_still_gets_an_answer(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", faces__workers="1").start(timeout=90)
+    try:
+        event = box.new_event("Selfie process killed")
+        ids = upload(box, event, {n: face(n) for n in ["obama-1.jpg", "biden-1.jpg"]})
+        wait_indexed(box)
+        web = f"http://127.0.0.1:{box.info['web_port']}"
+        victim = box.cli("status")["faces"]["selfie_pid"]
+        os.kill(victim, signal.SIGKILL)
+        reply = search(web, event, face("obama-3.jpg"))  # the first search after the death
+        assert reply.status_code == 200, reply.text
+        assert {m["photo_id"] for m in reply.json()["matches"]} == {ids["obama-1.jpg"]}
+        assert box.cli("status")["faces"]["selfie_pid"] not in (None, victim)
+        assert "the selfie process died; restarting it" in box.log
+    finally:
+        box.stop()

@@ -7,7 +7,8 @@ Runs on the asyncio thread; the work happens in two process pools started with `
   Each slot takes the newest photo not yet indexed (so after a burst the frame just taken is
   searchable first), makes or reads its proxy, finds and embeds its faces; the result is
   committed with the photo's "done" mark.
-- selfies: one process at normal priority, always ready, so a guest never waits behind a burst.
+- selfies: one process at normal priority, always ready, embedding ``SELFIE_THREADS`` selfies at
+  once on threads, so a guest never waits behind a burst nor, for long, behind other guests.
 
 Search is exact: the event's embeddings sit in memory as one NumPy matrix per event
 (``EventGallery``), loaded on the first search and topped up as photos are indexed. A search is
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SELFIE_THREADS = 2  # selfies embedded at once (4 guests at once: p95 0.50 -> see docs/faces.md)
 MAX_CRASHES = 2  # a photo that kills the face process twice alone is recorded as failed
 
 
@@ -112,7 +114,7 @@ class FaceService:
         self.proxy_long_edge = proxy_long_edge
         self.workers = settings.workers or default_workers()
         self._index_pool: ThreadedProcess | None = None
-        self._selfie_pool: ProcessPoolExecutor | None = None
+        self._selfie_pool: ThreadedProcess | None = None
         self._galleries: dict[str, EventGallery] = {}
         self._gallery_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[int] = set()
@@ -139,13 +141,10 @@ class FaceService:
             str(self.onnx_model) if self.onnx_model else None,
         )
 
-    def _pool(self, processes: int, nice: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=processes,
-            mp_context=multiprocessing.get_context("spawn"),  # the box has threads: never fork
-            initializer=worker.init,
-            initargs=self._initargs(nice),
-        )
+    def _selfie_process(self) -> ThreadedProcess:
+        """Normal priority, ``SELFIE_THREADS`` selfies at once: guests searching together share
+        the cores instead of queueing one behind another."""
+        return ThreadedProcess(min(SELFIE_THREADS, os.cpu_count() or 1), worker.init, self._initargs(0))
 
     def _indexing_process(self) -> ThreadedProcess:
         return ThreadedProcess(self.workers, worker.init, self._initargs(self.settings.nice))
@@ -168,11 +167,12 @@ class FaceService:
         return path
 
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
         self.onnx_model = await self._onnx_model()
         # The selfie process always runs: it also reads and normalises selfies for a cloud search.
-        self._selfie_pool = self._pool(1, 0)
-        self.selfie_pid = await loop.run_in_executor(self._selfie_pool, worker.warm)  # no wait for guest one
+        self._selfie_pool = self._selfie_process()
+        self.selfie_pid = await asyncio.wrap_future(
+            self._selfie_pool.submit(worker.warm)
+        )  # no wait for guest one
         if not self.settings.enabled:
             logger.info("local face indexing off (faces.enabled = false)")
             return self
@@ -192,7 +192,7 @@ class FaceService:
         if self._index_pool is not None:
             await asyncio.to_thread(self._index_pool.shutdown)
         if self._selfie_pool is not None:
-            await asyncio.to_thread(self._selfie_pool.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(self._selfie_pool.shutdown)
 
     @property
     def enabled(self) -> bool:
@@ -325,25 +325,44 @@ class FaceService:
 
     async def search(self, event: str, selfie: bytes) -> LocalSearch:
         """Embed the selfie's largest face (in the selfie process) and search the event."""
-        if self._selfie_pool is None:
+        pool = self._selfie_pool
+        if pool is None:
             raise RuntimeError("local face index is off")
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._selfie_pool, worker.embed_selfie, selfie)
+            result = await asyncio.wrap_future(pool.submit(worker.embed_selfie, selfie))
         except BrokenProcessPool:
-            logger.error("the selfie worker died; restarting it")
-            self._selfie_pool = self._pool(1, 0)
-            return LocalSearch([], 0, b"", "not_an_image")
+            # Died under this selfie or another: once more on a fresh process. A selfie that
+            # kills that one too is refused as unreadable.
+            self._restart_selfie_process(pool)
+            assert self._selfie_pool is not None
+            try:
+                result = await asyncio.wrap_future(self._selfie_pool.submit(worker.embed_selfie, selfie))
+            except BrokenProcessPool:
+                self._restart_selfie_process(self._selfie_pool)
+                return LocalSearch([], 0, b"", "not_an_image")
         if result.embedding is None:
             return LocalSearch([], result.faces, result.jpeg, result.error)
         gallery = await self.gallery(event)
         matches = gallery.search(result.embedding, self.settings.match_threshold)
         return LocalSearch(matches, result.faces, result.jpeg, None)
 
+    def _restart_selfie_process(self, dead: ThreadedProcess) -> None:
+        """Once per death, whichever of the searches in flight notices first."""
+        if dead is self._selfie_pool:
+            logger.error("the selfie process died; restarting it")
+            self._selfie_pool = self._selfie_process()
+            self.selfie_pid = self._selfie_pool.pid
+
     async def ping(self) -> None:
-        """Round trip to the selfie process: guests' searches depend on it answering."""
-        if self._selfie_pool is not None:
-            await asyncio.get_running_loop().run_in_executor(self._selfie_pool, worker.warm)
+        """Round trip to the selfie process: guests' searches depend on it answering. A dead one
+        is replaced here too, so that the box heals without waiting for a guest to notice."""
+        pool = self._selfie_pool
+        if pool is not None:
+            try:
+                await asyncio.wrap_future(pool.submit(worker.warm))
+            except BrokenProcessPool:
+                self._restart_selfie_process(pool)
+                raise
 
     async def status(self, reader: Store | None = None) -> dict[str, Any]:
         """``reader``: a read-only Store to count from (the admin API's, so a status poll never
