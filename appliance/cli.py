@@ -28,7 +28,18 @@ from appliance.config import load_settings
 from appliance.control.client import ApiError, ControlClient
 from appliance.errors import ConfigError, NotFoundError, NotRunningError
 from appliance.layout import Layout
+from appliance.listings import (
+    CAMERA_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    EVENT_COLUMNS,
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    PHOTO_COLUMNS,
+    REJECTION_COLUMNS,
+    STATUS_FIRST,
+)
 from appliance.loghygiene import escape_controls
+from appliance.plaintext import Column, sections, table
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
 
@@ -118,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
     eq = event.add_parser("quota", parents=[common], help="set an event's Rekognition index quota")
     eq.add_argument("code")
-    eq.add_argument("limit", help="photos to index at most, or 'none'")
+    eq.add_argument("limit", type=_quota, help="photos to index at most, or 'none'")
     eq.set_defaults(handler=_on_box(_event_quota))
 
     dead = sub.add_parser("deadletters", parents=[common], help="sync jobs that failed for good")
@@ -165,6 +176,15 @@ def _parser() -> argparse.ArgumentParser:
         "console", parents=[common], help="the operator console (Textual), for a screen or SSH"
     ).set_defaults(handler=_console)
     return parser
+
+
+def _quota(text: str) -> int | None:
+    """``event quota``'s limit: a whole number of photos, or ``none``."""
+    if text.lower() == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of photos (or 'none' for no limit)")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,11 +262,7 @@ def _event_create(args: argparse.Namespace, box: ControlClient) -> int:
 
 def _event_list(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/events")
-    _emit(
-        args,
-        result,
-        "\n".join(f"{e['code']}  {e['name']}  functions: {', '.join(e['functions'])}" for e in result),
-    )
+    _emit_table(args, result, EVENT_COLUMNS, "no events (make one with: shutterbox event create NAME)")
     return EXIT_OK
 
 
@@ -275,15 +291,8 @@ def _key_revoke(args: argparse.Namespace, box: ControlClient) -> int:
 
 def _key_list(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/keys", params={"event": args.event} if args.event else None)
-    _emit(
-        args,
-        result,
-        "\n".join(
-            f"{k['username']}  {k['event']}/{k['function']}  {k['camera']}"
-            + ("  REVOKED" if k["revoked_at"] else "")
-            for k in result
-        ),
-    )
+    empty = f"no camera keys for event {args.event}" if args.event else "no camera keys"
+    _emit_table(args, result, KEY_COLUMNS, f"{empty} (make one with: shutterbox key create)")
     return EXIT_OK
 
 
@@ -348,9 +357,10 @@ def _event_host_link(args: argparse.Namespace, box: ControlClient) -> int:
 
 
 def _event_quota(args: argparse.Namespace, box: ControlClient) -> int:
-    limit = None if args.limit.lower() == "none" else int(args.limit)
+    limit = args.limit
     result = box.request("PUT", f"/api/events/{args.code}/quota", json={"index_quota": limit})
-    _emit(args, result, f"{args.code}: index quota {limit}; {result['released_jobs']} parked jobs released")
+    quota = "no index quota" if limit is None else f"index quota {limit}"
+    _emit(args, result, f"{args.code}: {quota}; {result['released_jobs']} parked jobs released")
     return EXIT_OK
 
 
@@ -362,63 +372,44 @@ def _deadletter_act(args: argparse.Namespace, box: ControlClient) -> int:
 
 def _deadletters(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/deadletters")
-    _emit_lines(
-        args,
-        result,
-        lambda d: f"{d['job_id']:>6}  {d['kind']:<8} {d['original_name']}  {d['reason']}",
-    )
+    _emit_table(args, result, DEAD_LETTER_COLUMNS, "no dead letters")
     return EXIT_OK
 
 
 def _ledger(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/ledger", params={"event": args.event} if args.event else None)
-    _emit_lines(
-        args, result, lambda r: f"{r['at']}  {r['operation']}  {r['idempotency_key']}  {r['outcome']}"
-    )
+    empty = "no billable cloud calls" + (f" for event {args.event}" if args.event else "")
+    _emit_table(args, result, LEDGER_COLUMNS, empty)
     return EXIT_OK
 
 
 def _photos(args: argparse.Namespace, box: ControlClient) -> int:
     result = _read_photos(box, args.event)
-    _emit_lines(
-        args,
-        result,
-        lambda p: (
-            f"{p['id']:>6}  {p['state']:<8} {p['camera']:<16} {p['original_name']}"
-            f"  {p['size']} B  {p['sha256'][:12]}"
-        ),
+    _emit_table(
+        args, result, PHOTO_COLUMNS, f"no photos in event {args.event}" if args.event else "no photos yet"
     )
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace, box: ControlClient) -> int:
     result = _read_status(box)
-    q = result["queue"]
-    _emit(
-        args,
-        result,
-        f"running: {result['running']}  photos: {q['photos_total']} {q['photos_by_state']}"
-        f"  rejections: {q['rejections']}",
-    )
+    first = [key for key in STATUS_FIRST if key in result]  # what an operator looks for, on top
+    text = "\n".join(sections({key: result[key] for key in [*first, *(k for k in result if k not in first)]}))
+    if not result["running"]:
+        text += "\n(the box is not running: only the queue, read from its database)"
+    _emit(args, result, text)
     return EXIT_OK
 
 
 def _rejections(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/rejections")
-    _emit_lines(
-        args,
-        result,
-        lambda r: (
-            f"{r['at']}  {r['original_name']}  {r['size']} B  {r['reason']}"
-            + (f"  (resumed: photo {r['resumed_photo_id']})" if r["resumed_photo_id"] else "")
-        ),
-    )
+    _emit_table(args, result, REJECTION_COLUMNS, "no rejected uploads")
     return EXIT_OK
 
 
 def _cameras(args: argparse.Namespace, box: ControlClient) -> int:
     result = box.request("GET", "/api/cameras")
-    _emit_lines(args, result, _camera_line)
+    _emit_table(args, result, CAMERA_COLUMNS, "no cameras (make a key with: shutterbox key create)")
     return EXIT_OK
 
 
@@ -429,18 +420,36 @@ def _sync(args: argparse.Namespace, box: ControlClient) -> int:
 
 
 def _ca_cert(args: argparse.Namespace, box: ControlClient) -> int:
-    result = box.request("GET", "/api/tls/ca.crt")
-    print(result, end="")  # noqa: T201
+    try:
+        pem = box.request("GET", "/api/tls/ca.crt")
+    except NotRunningError:  # the certificate is on the disk: no need for the box
+        pem = _ca_cert_on_disk(box.data_dir)
+    print(pem, end="")  # noqa: T201
     return EXIT_OK
 
 
-def _camera_line(c: dict[str, Any]) -> str:
-    state = "revoked" if c["revoked"] else "connected" if c["connected"] else "-"
-    error = f"  ({c['last_error']})" if c["last_error"] else ""
-    return (
-        f"{c['username']:<24} {c['camera']:<16} {state:<9} today {c['frames_today']:>5}"
-        f"  total {c['frames_total']:>6}  last {c['last_frame_at'] or '-'}  errors {c['errors']}{error}"
-    )
+def _ca_cert_on_disk(data: Path) -> str:
+    """What the running box would answer: the operator's chain (``tls.cert_file``) when set,
+    else the box's own CA, ``DATA/tls/ca.crt``, made on its first start."""
+    settings = load_settings(data)
+    if settings.tls.cert_file is not None:
+        chain = settings.tls.cert_file
+        try:
+            return chain.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a PEM text file"
+            raise ConfigError(
+                f"cannot read the certificate chain {chain} set by tls.cert_file: {reason}"
+            ) from exc
+    path = Layout(data.resolve()).tls / "ca.crt"
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise NotRunningError(
+            f"no CA certificate at {path}: the box makes it on its first start (shutterbox up --data {data})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotRunningError(f"cannot read the CA certificate {path}: {exc}") from exc
 
 
 def _admin_token(args: argparse.Namespace) -> int:
@@ -497,16 +506,21 @@ async def _read_offline(path: Path, read: Any) -> Any:
 
 def _emit(args: argparse.Namespace, result: Any, text: str) -> None:
     # text may hold a camera's file name: its control characters never reach the terminal raw
-    # (JSON escapes them itself)
-    print(json.dumps(result, indent=2) if args.json else escape_controls(text))  # noqa: T201
+    # (JSON escapes them itself); the text's own line breaks stay line breaks
+    if args.json:
+        print(json.dumps(result, indent=2))  # noqa: T201
+    else:
+        print("\n".join(escape_controls(line) for line in text.split("\n")))  # noqa: T201
 
 
-def _emit_lines(args: argparse.Namespace, rows: list[dict[str, Any]], line: Any) -> None:
+def _emit_table(
+    args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[Column], empty: str
+) -> None:
+    """A listing: JSON for scripts (``[]`` when empty), else aligned columns or ``empty`` in words."""
     if args.json:
         print(json.dumps(rows, indent=2))  # noqa: T201
     else:
-        for row in rows:
-            print(escape_controls(line(row)))  # noqa: T201
+        print("\n".join(table(rows, columns)) if rows else escape_controls(empty))  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from appliance import configerrors
 from appliance.errors import ConfigError
 
 CONFIG_FILE_NAME = "shutterbox.toml"
@@ -257,7 +258,6 @@ class CloudSettings(_Section):
     part_size_mb: int = Field(8, ge=5)
     """Size of each multipart part (S3's minimum is 5 MB)."""
 
-
     @property
     def rekognition_rate(self) -> float:
         """``rekognition_tps``, or AWS's default IndexFaces quota in ``region`` when unset."""
@@ -406,7 +406,8 @@ def _check_environment() -> None:
             continue
         field = upper.removeprefix("SHUTTERBOX_").split("__", 1)[0]
         if field not in known:
-            raise ConfigError(f"unknown setting in the environment: {name}")
+            problem = configerrors.unknown(Settings, [field.lower()], f"variable {name}")
+            raise ConfigError(configerrors.message([problem]))
 
 
 def load_settings(data_dir: Path) -> Settings:
@@ -415,13 +416,15 @@ def load_settings(data_dir: Path) -> Settings:
     path = data_dir / CONFIG_FILE_NAME
     _check_environment()
     values: dict[str, Any] = {}
+    text: str | None = None
     if path.exists():
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+            values = tomllib.loads(text)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"invalid configuration ({path} and SHUTTERBOX_* variables): {problems}") from exc
+        sources = configerrors.Sources(path, text, os.environ)
+        raise ConfigError(configerrors.explain(exc, Settings, sources)) from exc

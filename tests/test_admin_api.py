@@ -328,6 +328,68 @@ def test_event_push_refuses_a_bad_code(api: httpx.Client, code: str) -> None:
     assert api.get("/api/events").json() == before
 
 
+def test_every_request_pattern_has_words() -> None:
+    """A new ``pattern=`` in a request model needs its rule in words, or its 422 shows a regex."""
+    from pydantic import BaseModel
+
+    from appliance.control import api as admin_api
+    from appliance.validation import alternation
+
+    models = [m for m in vars(admin_api).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    patterns = {
+        getattr(item, "pattern", None)
+        for model in models
+        for field in model.model_fields.values()
+        for item in field.metadata
+    } - {None}
+    assert patterns, "the walk found no patterns"
+    assert {p for p in patterns if p not in admin_api.PATTERN_WORDS and not alternation(str(p))} == set()
+
+
+def test_validation_errors_are_worded_for_a_person(api: httpx.Client) -> None:
+    """A 422 keeps FastAPI's shape (``detail``: a list of ``loc``/``type``/``msg``) for programs,
+    and its ``msg`` says what was wrong and what is allowed in words: no regex, no pydantic."""
+
+    def refused(method: str, path: str, body: object) -> list[dict[str, Any]]:
+        answer = api.request(method, path, json=body)
+        assert answer.status_code == 422, answer.text
+        detail: list[dict[str, Any]] = answer.json()["detail"]
+        for error in detail:
+            assert {"loc", "type", "msg"} <= set(error), error
+            assert "should match pattern" not in error["msg"] and "^" not in error["msg"], error
+            assert not error["msg"].startswith(("Input should", "Value error", "Field required")), error
+        return detail
+
+    [bad_code] = refused("POST", "/api/keys", {"event": "NOT-A-CODE", "camera": "x"})
+    assert (bad_code["loc"], bad_code["type"]) == (["body", "event"], "string_pattern_mismatch")
+    assert (
+        bad_code["msg"] == f"'NOT-A-CODE' is not an event code: an event code is 8 characters from {ALPHABET}"
+    )
+
+    [no_camera] = refused("POST", "/api/keys", {"event": new_code()})
+    assert (no_camera["loc"], no_camera["msg"]) == (["body", "camera"], "is required")
+
+    [extra] = refused("POST", "/api/keys", {"event": new_code(), "camera": "x", "admin": True})
+    assert extra["msg"] == "is not a field of this request"
+
+    code = api.post("/api/events", json={"name": "words"}).json()["code"]
+    [short_pin] = refused("PUT", f"/api/events/{code}/pin", {"pin": "12"})
+    assert short_pin["msg"] == "must be at least 4 characters", short_pin
+    [odd_pin] = refused("PUT", f"/api/events/{code}/pin", {"pin": "12 34"})
+    assert odd_pin["msg"] == "must be letters and digits only", odd_pin
+    assert "12 34" not in odd_pin["msg"], "a PIN is not echoed"
+
+    [policy] = refused("PUT", f"/api/events/{code}/originals", {"originals": "some"})
+    assert policy["msg"] == "'some' is not allowed; it must be one of all, jpeg, none", policy
+
+    [both] = refused("PUT", f"/api/keys/{code}-words", {"event": code, "camera": "x"})
+    assert both["msg"] == "give exactly one of secret and secret_hash", both
+
+    job = api.post("/api/deadletters/twelve/retry")
+    assert job.status_code == 422
+    assert job.json()["detail"][0]["msg"] == "'twelve' is not allowed; it must be a whole number", job.text
+
+
 def test_key_push_with_a_secret_lets_the_camera_in(lan_box: Box, api: httpx.Client) -> None:
     event = push_event(api)
     user, secret = f"{event}-nikon-a", "Nikon-Z8_secret!"
@@ -515,7 +577,8 @@ def test_cameras_show_frames_sessions_errors_and_revocation(lan_box: Box, api: h
         [from_cli] = [c for c in lan_box.cli("cameras") if c["username"] == user]
         assert from_cli == row
         text = lan_box.run_cli("cameras").stdout
-        assert re.search(rf"^{re.escape(user)}\s+stats-cam\s+connected\s+today\s+1\s+total\s+1\b", text, re.M)
+        # the text's columns: user, camera, state, today, total, last frame, errors
+        assert re.search(rf"^{re.escape(user)}\s+stats-cam\s+connected \(1\)\s+1\s+1\s", text, re.M), text
     wait_for("the session gone after QUIT", lambda: camera_row(api, user)["connected"] == 0)
 
     assert login_fails(lan_box, user, "wrong-password")

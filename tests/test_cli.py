@@ -224,6 +224,68 @@ def test_rejections_json(box: Box) -> None:
     assert box.cli("photos", "--event", event) == []
 
 
+# --- text for a person (the same commands' --json is above)
+
+
+def _column_starts(header: str, names: list[str]) -> list[int]:
+    return [header.index(name) for name in names]
+
+
+def test_listings_line_up_and_say_when_they_are_empty(box: Box) -> None:
+    event = box.new_event("text")
+    assert box.run_cli("photos", "--event", event).stdout == f"no photos in event {event}\n"
+    assert box.run_cli("deadletters").stdout == "no dead letters\n"
+    assert box.run_cli("ledger").stdout == "no billable cloud calls\n"
+    assert box.run_cli("ledger", "--event", event).stdout == f"no billable cloud calls for event {event}\n"
+    keys = box.run_cli("key", "list", "--event", event)
+    assert keys.stdout.startswith(f"no camera keys for event {event}"), keys.stdout
+    for command in (("deadletters",), ("ledger",), ("photos", "--event", event)):
+        assert box.cli(*command) == [], command  # --json stays a list
+
+    long_name = "a-transmitter-name-" + "x" * 50 + ".JPG"
+    for camera, name, seed in (("a", "A.JPG", 210), ("Nikon Z9 body number two", long_name, 211)):
+        username, password = box.new_key(event, camera=camera)
+        client = box.ftp(username, password)
+        try:
+            store(client, name, jpeg_bytes(seed=seed))
+        finally:
+            client.close()
+    header, *rows = box.run_cli("photos", "--event", event).stdout.splitlines()
+    assert header.split() == ["id", "state", "camera", "name", "size", "sha256"]
+    assert len(rows) == 2
+    for start in _column_starts(header, ["state", "camera", "name", "sha256"]):
+        for row in rows:
+            assert row[start - 1] == " " and row[start] != " ", f"misaligned at {start}:\n{header}\n{row}"
+    names = [row[header.index("name") :].split()[0] for row in rows]
+    assert names[0] == "A.JPG" and names[1].endswith("…") and len(names[1]) == 40, names
+    assert long_name not in "\n".join(rows)
+
+    cameras = box.run_cli("cameras").stdout.splitlines()
+    assert cameras[0].split()[:3] == ["user", "camera", "state"]
+    events = box.run_cli("event", "list").stdout.splitlines()
+    assert events[0].split() == ["code", "name", "functions"]
+    assert any(line.startswith(f"{event}  text ") for line in events), events
+
+
+def test_status_text_is_plain_words(box: Box) -> None:
+    result = box.run_cli("status")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["running", "yes"]
+    assert not re.search(r"[{}\[\]']|True|False|None", result.stdout), result.stdout
+    assert "queue" in lines and "disk" in lines
+    assert any(line.split()[:2] == ["accepting", "uploads"] and line.endswith("yes") for line in lines)
+
+
+def test_key_create_text_keeps_its_line_breaks(box: Box) -> None:
+    event = box.new_event("lines")
+    result = box.run_cli("key", "create", "--event", event, "--camera", "Canon\x1b[2J R5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"key for Canon\\x1b[2J R5 ({event}/main)", "control characters escaped"
+    assert lines[2].split()[0] == "user" and lines[3].split()[0] == "password", lines
+
+
 def test_ca_cert_prints_pem(box: Box) -> None:
     result = box.run_cli("ca-cert")
     assert result.returncode == 0, result.stderr
@@ -245,6 +307,11 @@ def test_key_create_for_unknown_event(box: Box) -> None:
     assert malformed.returncode == EXIT_REFUSED
     assert "event" in malformed.stderr
     assert "Traceback" not in malformed.stderr
+    # in words, not pydantic's: no regex, no "String should match pattern"
+    assert malformed.stderr == (
+        "shutterbox: event: 'NOT-A-CODE' is not an event code: an event code is 8 characters"
+        " from abcdefghjkmnpqrstuvwxyz23456789 (HTTP 422)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,6 +369,10 @@ def test_photos_and_status_work_read_only_when_stopped(fresh_box: Box) -> None:
     assert status["running"] is False
     assert status["queue"]["photos_total"] == 2
     assert status["queue"]["photos_by_state"] == {"queued": 2}
+
+    # the CA certificate is on the disk: cameras can be set up with the box stopped
+    ca = fresh_box.run_cli("ca-cert")
+    assert (ca.returncode, ca.stdout) == (0, (fresh_box.data / "tls" / "ca.crt").read_text()), ca.stderr
 
     # ...while commands that change state say the box is not running.
     result = fresh_box.run_cli("event", "create", "late")

@@ -10,6 +10,7 @@ heading naming its table (`[ftp]`).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import typing
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ import pytest
 from pydantic import BaseModel
 
 from appliance.cli import _parser
-from appliance.config import Settings
+from appliance.config import Settings, load_settings
+from appliance.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CONFIGURATION = DOCS / "configuration.md"
@@ -122,3 +124,31 @@ def test_every_cli_command_is_in_the_operator_guide(command: tuple[str, ...]) ->
     assert re.search(rf"{re.escape(mention)}(?![\w-])", text), (
         f"docs/operator-guide.md never shows `{mention}`"
     )
+
+
+def _where_settings_come_from() -> str:
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    start = text.index("## Where settings come from")
+    return text[start : text.index("\n#", start + 1)]
+
+
+def test_unknown_variables_do_what_the_docs_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each unknown variable docs/configuration.md shows is refused by the box (a typo must not pass
+    silently), with the very message the docs quote."""
+    section = _where_settings_come_from()
+    real = {"SHUTTERBOX_" + "__".join(part.upper() for part in path) for path in SETTINGS}
+    shown = set(re.findall(r"`(SHUTTERBOX_[A-Z0-9_]+)`", section)) - real - {"SHUTTERBOX_DATA"}
+    assert {"SHUTTERBOX_LOGLEVEL", "SHUTTERBOX_FTP__PROT"} <= shown, "the examples are gone from the docs"
+    assert "ignored" not in section, "docs/configuration.md says an unknown setting is ignored"
+    for name in [n for n in os.environ if n.upper().startswith("SHUTTERBOX_")]:
+        monkeypatch.delenv(name)
+    for name in sorted(shown):
+        with monkeypatch.context() as env:
+            env.setenv(name, "1")
+            with pytest.raises(ConfigError) as refused:
+                load_settings(tmp_path)
+        message = str(refused.value).removeprefix("invalid configuration: ")
+        assert name in message
+        assert f"`{message}`" in section.replace("\n  ", " "), (
+            f"the docs do not quote the box's words:\n{message}"
+        )

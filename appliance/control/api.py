@@ -24,6 +24,8 @@ import psutil
 import segno
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as FastPath
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -32,7 +34,8 @@ from appliance import __version__, credentials, metrics
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
 from appliance.guest.app import default_public_url
-from appliance.store.store import slug
+from appliance.store.records import slug
+from appliance.validation import is_secret, problem
 from cloudsync.errors import CloudError
 
 if TYPE_CHECKING:
@@ -65,6 +68,34 @@ class KeyIn(_Body):
 MAX_SQL_INT = 2**63 - 1  # SQLite's INTEGER; a larger number is a 422, not an OverflowError
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 EVENT_CODE_PATTERN = f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$"
+
+
+# The request patterns in words, for 422 answers a person reads (``{value}``: what was sent).
+PATTERN_WORDS = {
+    EVENT_CODE_PATTERN: f"{{value}} is not an event code: an event code is {credentials.EVENT_CODE_LENGTH}"
+    f" characters from {credentials.ALPHABET}",
+    USERNAME_PATTERN: "3 to 64 of a-z 0-9 . _ -, starting with a letter or digit",
+    r"^[A-Za-z0-9]+$": "letters and digits only",
+    r"^[\x21-\x7e]+$": "printable ASCII characters without spaces",
+}
+
+
+def worded_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's validation errors (``loc``, ``type``, ``msg``, ``input``, ...) with each ``msg``
+    in words: what was wrong and what is allowed. A secret's or a PIN's value is not sent back."""
+    worded = []
+    for error in errors:
+        name = str(error["loc"][-1]) if error.get("loc") else ""
+        secret = is_secret(name, None)
+        if tuple(error.get("loc", ())) == ("body",) and error["type"] == "missing":
+            msg = "a JSON body is required"
+        else:
+            msg = problem(error, patterns=PATTERN_WORDS, secret=secret)
+        item = {**error, "msg": msg}
+        if secret:
+            item.pop("input", None)
+        worded.append(item)
+    return worded
 
 
 class EventPush(_Body):
@@ -173,6 +204,11 @@ def make_admin_app(
     @app.exception_handler(StoreError)
     async def store_refused(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, NotFoundError) else 409)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A 422 in FastAPI's shape (``{"detail": [{loc, type, msg, ...}]}``), ``msg`` in words."""
+        return JSONResponse({"detail": jsonable_encoder(worded_errors(exc.errors()))}, status_code=422)
 
     @app.exception_handler(CloudError)
     async def cloud_failed(request: Request, exc: CloudError) -> JSONResponse:

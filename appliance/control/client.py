@@ -50,12 +50,17 @@ def _detail(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         return response.text or response.reason_phrase
     if isinstance(detail, list):  # FastAPI validation errors: [{loc, msg, ...}]
-        return "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
-            for d in detail
-            if isinstance(d, dict)
-        )
+        return "; ".join(_field_error(d) for d in detail if isinstance(d, dict))
     return str(detail)
+
+
+def _field_error(error: dict[str, Any]) -> str:
+    """``camera is required``, ``event: 'X' is not an event code: ...``; the box words ``msg``."""
+    field = ".".join(str(p) for p in error.get("loc", [])[1:])
+    msg = str(error.get("msg"))
+    if not field:
+        return msg
+    return f"{field} {msg}" if msg.startswith(("is ", "must ")) else f"{field}: {msg}"
 
 
 class _BaseControlClient:
