@@ -201,6 +201,19 @@ class Snapshot(Collector):
             paused = GaugeMetricFamily("shutterbox_sync_paused", "1 while the operator has paused sync")
             paused.add_metric([], 1.0 if cloud.get("paused") else 0.0)
             yield paused
+            link = cloud.get("link") or {}
+            rate = GaugeMetricFamily(
+                "shutterbox_uplink_measured_bytes_per_second",
+                "What the uplink carried for the sync while busy, last two minutes (0: not measured yet)",
+            )
+            rate.add_metric([], (link.get("measured_mbit") or 0.0) * 1e6 / 8)
+            yield rate
+            edge = GaugeMetricFamily(
+                "shutterbox_cloud_proxy_long_edge_pixels",
+                "Long edge of the cloud proxy last chosen for the link (0: none chosen yet)",
+            )
+            edge.add_metric([], (link.get("cloud_proxy") or {}).get("long_edge") or 0)
+            yield edge
         disk = s["disk"]
         free = GaugeMetricFamily("shutterbox_disk_free_bytes", "Free bytes on the data folder's filesystem")
         free.add_metric([], disk["free_bytes"])

@@ -10,7 +10,6 @@ import datetime as dt
 import ftplib
 import hashlib
 import io
-import json
 import logging
 import math
 import random
@@ -33,7 +32,7 @@ from PIL import Image, ImageDraw
 from appliance.control.client import ControlClient
 from appliance.proxy import make_proxy
 from tests.fakes.faultproxy import FaultProxy, _Pacer
-from tests.fakes.rekognition import FACES_TAG, FakeRekognition
+from tests.fakes.rekognition import FakeRekognition, declaration
 
 MB = 1_000_000
 WIDTH, HEIGHT = 3000, 2000  # a 6 MP camera frame
@@ -95,14 +94,18 @@ def _exif(seed: int) -> bytes:
     return exif.tobytes()
 
 
+FACE_SIDES = (70, 261)  # px in the 3000 px frame: 48-178 px in the 2048 px proxy
+
+
 def _faces(rng: random.Random) -> list[dict[str, Any]]:
-    """0-5 faces of the known guests, 140-260 px, inside the proxy's 2048x1365 too (the fake reads
-    the declared pixel boxes against whatever image it is sent)."""
+    """0-5 faces of the known guests, 70-260 px in the frame (48-178 px in the box's 2048 px
+    proxy: some under ``faces.min_face_px``, many near it). The declaration names the frame's
+    size, so the fake scales the boxes to whatever proxy it is sent."""
     people = rng.sample(PEOPLE, rng.choice((0, 1, 1, 2, 2, 3, 4, 5)))
     faces, x = [], 60
     for person in people:
-        side = rng.randrange(140, 261)
-        faces.append({"person": person, "box": [x, rng.randrange(60, 1365 - side - 60), side, side]})
+        side = rng.randrange(*FACE_SIDES)
+        faces.append({"person": person, "box": [x, rng.randrange(60, HEIGHT - side - 60), side, side]})
         x += side + rng.randrange(40, 90)
     return faces
 
@@ -124,7 +127,7 @@ def make_bases(count: int, original_mb: float, work: Path) -> list[Base]:
         split = _after_app_segments(encoded)
         # The face declaration must be the *last* COM segment: the box's proxy keeps Pillow's
         # info["comment"], which is the last one, and the fake Rekognition reads it from the proxy.
-        declared = _segment(0xFE, (FACES_TAG + json.dumps(faces)).encode())
+        declared = _segment(0xFE, declaration(faces, (WIDTH, HEIGHT)).encode())
         data = encoded[:split] + declared + encoded[split:]
         src = work / f"base{i}.jpg"
         src.write_bytes(data)
@@ -355,6 +358,7 @@ class StatusSample:
     uplink: str
     jobs: dict[str, int]
     counters: dict[str, int]
+    link: dict[str, Any]  # the box's measured link and its last cloud proxy choice
 
 
 class Sampler(threading.Thread):
@@ -378,7 +382,13 @@ class Sampler(threading.Thread):
                     try:
                         cloud = client.request("GET", "/api/status")["cloud"]
                         self.status.append(
-                            StatusSample(time.time(), cloud["uplink"], cloud["jobs"], cloud["counters"])
+                            StatusSample(
+                                time.time(),
+                                cloud["uplink"],
+                                cloud["jobs"],
+                                cloud["counters"],
+                                cloud.get("link", {}),
+                            )
                         )
                     except Exception as exc:  # a slow answer must not end the sampling
                         self.errors.append(repr(exc))

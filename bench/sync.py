@@ -3,10 +3,13 @@
 What it measures
     ``--cameras`` emulated cameras (default 4: one persistent ftplib session and one upload key
     each) send ``--frames`` distinct camera JPEGs (default 500; 3000x2000, ~3 MB, 0-5 declared
-    faces of 10 guests) to a real ``shutterbox up`` at ``--fps-per-camera`` (1 frame/s each,
-    scheduled by the clock, cameras staggered). The box's cloud sync talks to moto's S3 server
-    and to the fake Rekognition (tests/fakes/rekognition.py), each behind a FaultProxy
-    (tests/fakes/faultproxy.py). The two proxies share one token bucket per direction
+    faces of 10 guests, 70-260 px in the frame: 48-178 px in the box's 2048 px proxy, so some
+    are under ``faces.min_face_px`` and many near it; the declaration names the frame's size and
+    the fake scales it to the proxy it is sent) to a real ``shutterbox up`` at
+    ``--fps-per-camera`` (1 frame/s each, scheduled by the clock, cameras staggered). The box's
+    cloud sync talks to moto's S3 server and to the fake Rekognition
+    (tests/fakes/rekognition.py), each behind a FaultProxy (tests/fakes/faultproxy.py). The two
+    proxies share one token bucket per direction
     (``--link-mbit``, 10 Mbit/s) and get the same added latency (``--latency-ms`` each way,
     FaultProxy semantics: 150 ms -> RTT + 300 ms) and the same blackouts (``--blackout-seconds``
     at ``--blackout-first`` s after the first frame, then every ``--blackout-every`` s): one
@@ -15,7 +18,10 @@ What it measures
     Phases: *shoot* (the cameras run), *settle* (same link, blackouts go on, until every photo
     has ``searchable_in_cloud_at`` or ``--deadline``), then *drain*: the link is healed and the
     box finishes the remaining originals untimed, so that loss and duplicates can be counted over
-    every object (``--drain-link emulated`` keeps the faulty link instead).
+    every object (``--drain-link emulated`` keeps the faulty link instead). The box runs on its
+    own settings (16 sync workers, the cloud proxy sized to the link, Rekognition at AWS's
+    default quota for us-east-1, 50 calls/s) but for ``cloud.upload_mbit`` (400: the emulated
+    link is the bottleneck, not the box's cap).
 
     Reported: shutter (226 received by the camera) to searchable-in-cloud (the box's
     ``searchable_in_cloud_at``, committed with IndexFaces' result) p50/p95/max/mean, over all
@@ -26,7 +32,15 @@ What it measures
     by then; total bytes against the objects' sizes; duplicate uploads (S3 object versions beyond
     the first, the bucket is versioned), duplicate IndexFaces calls (per ExternalImageId, at the
     fake) and duplicate stored faces; the ledger; lost frames; the box's peak RSS and CPU; the
-    issue's targets (p50 < 5 s and p95 < 20 s outside blackouts, nothing lost, nothing paid twice).
+    cloud proxies the box chose (long edge and quality per photo, from its database) and their
+    average size; link use while backlogged (bytes up over the link's capacity, over the
+    sampling intervals that start with a photo acked 10 s+ before and not yet searchable and
+    overlap no blackout); quality (the faces the fake indexed from the cloud proxies, matched to
+    the declared boxes, as a share of the declared faces at least ``faces.min_face_px`` on their
+    short side in the 2048 px local proxy); the issue's targets: p50 < 5 s and p95 < 20 s outside
+    blackouts, p95 < 60 s and max < 90 s over all photos, photos made searchable per second of
+    link up >= the rate shot, link use > 85% while backlogged, quality >= 95%, nothing lost,
+    nothing paid twice.
 
 How to reproduce
     make bench-sync                           # or: .venv/bin/python bench/sync.py
@@ -41,10 +55,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import itertools
 import json
 import math
 import secrets
 import signal
+import sqlite3
 import statistics
 import sys
 import threading
@@ -58,6 +74,9 @@ from typing import Any
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
 import psutil
+from _common import ProcTree, machine_info
+from _common import shutterbox_version as _shutterbox_version
+from _common import work_base as _work_base
 from _sync_helpers import (
     BUCKET,
     HEIGHT,
@@ -78,15 +97,18 @@ from _sync_helpers import (
     uplink_transitions,
     work_dir,
 )
-from _common import ProcTree, machine_info
-from _common import shutterbox_version as _shutterbox_version
-from _common import work_base as _work_base
 
+from appliance.config import CloudSettings, FacesSettings
 from appliance.control.client import ControlClient
 from tests.boxproc import Box, make_box
 
 TARGET_P50_S = 5.0
 TARGET_P95_S = 20.0
+TARGET_ALL_P95_S = 60.0
+TARGET_ALL_MAX_S = 90.0
+TARGET_LINK_USE = 0.85
+TARGET_QUALITY = 0.95
+BACKLOG_AGE_S = 10.0  # backlogged: a photo acked this long ago is not searchable yet
 CLIXS_MEAN_S = 25.0
 CLIXS_TAIL_S = 120.0
 BOX_UPLOAD_MBIT = 400  # the box's own cap, far above the emulated link (the link is the bottleneck)
@@ -146,6 +168,7 @@ class Collected:
     idle_rss_mb: float | None = None
     busy_before_pct: float = 0.0
     proxy_sizes: list[int] = field(default_factory=list)
+    cloud_choices: list[tuple[int | None, int | None, int]] = field(default_factory=list)
     drained: bool = False
     sampler_errors: list[str] = field(default_factory=list)
 
@@ -165,7 +188,23 @@ def _box_settings(cloud: Cloud, args: argparse.Namespace) -> dict[str, str]:
         settings["cloud__workers"] = str(args.workers)
     if args.proxy_long_edge:
         settings["cloud__proxy_long_edge"] = str(args.proxy_long_edge)
+    if args.rekognition_tps:
+        settings["cloud__rekognition_tps"] = str(args.rekognition_tps)
     return settings
+
+
+def _cloud_choices(data: Path, event: str) -> list[tuple[int | None, int | None, int]]:
+    """(long edge, quality, photos) of the cloud proxies the box chose, read from its database."""
+    db = sqlite3.connect(f"file:{data / 'shutterbox.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute(
+            "SELECT cloud_proxy_edge, cloud_proxy_quality, count(*) FROM photos WHERE event = ?"
+            " GROUP BY 1, 2 ORDER BY 3 DESC",
+            (event,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(r[0], r[1], int(r[2])) for r in rows]
 
 
 def _photos(client: ControlClient, event: str) -> list[dict[str, Any]]:
@@ -295,6 +334,7 @@ def run(args: argparse.Namespace, c: Collected, work: Path, run_id: str) -> None
         c.ledger = list(box.cli("ledger", "--event", c.event))
         c.deadletters = list(box.cli("deadletters"))
         c.status = dict(box.cli("status")["cloud"])
+        c.cloud_choices = _cloud_choices(box.data, c.event)
         sampler.stop()
         c.sampler_errors = sampler.errors
         c.peak_rss_mb = max((s.rss_mb for s in sampler.samples), default=None)
@@ -347,6 +387,70 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 def _overlaps(a: float, b: float, windows: Sequence[Sequence[float]]) -> bool:
     return any(a < w[1] and w[0] < b for w in windows)
+
+
+def _backlogged_link_use(
+    c: Collected, searchable: dict[str, float], link_bytes_per_s: float, until: float
+) -> dict[str, Any]:
+    """Link use (bytes up at the proxies over the link's capacity) over the sampler's intervals
+    that start with a backlog (a photo acked ``BACKLOG_AGE_S`` or more before not searchable yet)
+    and overlap no blackout, from the first frame until ``until``."""
+    assert c.sampler is not None
+    waits = sorted(
+        (s.t_226, searchable.get(s.frame.sha256, math.inf)) for s in c.shots if s.t_226 is not None
+    )
+    busy_s = sent = 0.0
+    samples = [x for x in c.sampler.samples if c.t0 <= x.t <= until]
+    for a, b in itertools.pairwise(samples):
+        if _overlaps(a.t, b.t, c.windows):
+            continue
+        if not any(t226 <= a.t - BACKLOG_AGE_S and done > a.t for t226, done in waits if t226 <= a.t):
+            continue
+        busy_s += b.t - a.t
+        sent += (b.s3_up + b.rek_up) - (a.s3_up + a.rek_up)
+    return {
+        "backlogged_s": _r(busy_s, 1),
+        "link_use": _r(sent / (link_bytes_per_s * busy_s), 3) if busy_s > 0 else None,
+    }
+
+
+def _quality(
+    c: Collected,
+    by_sha: dict[str, dict[str, Any]],
+    searchable: dict[str, float],
+    long_edge: int,
+    min_face: int,
+) -> dict[str, Any]:
+    """Faces the fake indexed from the cloud proxy, against the declared faces at least
+    ``min_face`` px (short side) in the box's local proxy (``long_edge``), per searchable photo.
+    A stored face is matched to its declared box by position (the fake's ratios)."""
+    boxes: dict[str, list[dict[str, float]]] = {}
+    for face in c.stored_faces:
+        boxes.setdefault(str(face.get("ExternalImageId")), []).append(face["BoundingBox"])
+    scale = min(1.0, long_edge / max(WIDTH, HEIGHT))
+    eligible = found = smaller = smaller_found = 0
+    for s in c.shots:
+        photo = by_sha.get(s.frame.sha256)
+        if photo is None or s.frame.sha256 not in searchable:
+            continue
+        stored = boxes.get(str(photo["id"]), [])
+        for face in s.frame.base.faces:
+            x, y, w, h = face["box"]
+            hit = any(abs(b["Left"] - x / WIDTH) < 2e-3 and abs(b["Top"] - y / HEIGHT) < 2e-3 for b in stored)
+            if min(w, h) * scale >= min_face:
+                eligible += 1
+                found += hit
+            else:
+                smaller += 1
+                smaller_found += hit
+    return {
+        "min_face_px": min_face,
+        "faces_searchable_locally": eligible,
+        "indexed_in_cloud": found,
+        "share": _r(found / eligible, 4) if eligible else None,
+        "smaller_faces": smaller,
+        "smaller_indexed_in_cloud": smaller_found,
+    }
 
 
 def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
@@ -418,6 +522,13 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
             "originals_uploaded_by_then": st.counters.get("original_done", 0) if st else None,
         }
     s3_emulated, rek_emulated = sampler.up_at(c.heal_at)
+    link_bps = args.link_mbit * 1e6 / 8
+    backlogged = _backlogged_link_use(c, searchable, link_bps, t_last if t_last is not None else c.heal_at)
+    if bytes_before:
+        up_s = bytes_before["link_up_s"]
+        bytes_before["searchable_per_link_up_s"] = _r(len(measured) / up_s, 3) if up_s else None
+    long_edge = args.proxy_long_edge or CloudSettings().proxy_long_edge
+    quality = _quality(c, by_sha, searchable, long_edge, FacesSettings().min_face_px)
 
     # S3 objects
     keys: dict[str, list[dict[str, Any]]] = {}
@@ -429,6 +540,7 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
     dup_versions = {k: len(vs) - 1 for k, vs in keys.items() if len(vs) > 1}
     proxy_bytes = sum(int(latest[k]["Size"]) for k in proxy_keys.values())
     orig_bytes = sum(int(latest[k]["Size"]) for k in orig_keys.values())
+    cloud_sizes = [int(latest[k]["Size"]) for k in proxy_keys.values()]
 
     # Rekognition
     per_id = Counter(c.index_calls)
@@ -466,6 +578,7 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
     lost_frames = sorted({n for names in lost.values() for n in names})
 
     outside = _stats(lat_out)
+    all_stats = _stats(lat_all)
     fails = {
         "p50": None if not lat_out else (outside["p50_s"] is not None and outside["p50_s"] < TARGET_P50_S),
         "p95": None if not lat_out else (outside["p95_s"] is not None and outside["p95_s"] < TARGET_P95_S),
@@ -474,15 +587,15 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
     counters = c.status.get("counters", {})
     return {
         "latency": {
-            "all": _stats(lat_all),
+            "all": all_stats,
             "outside_blackouts": outside,
             "overlapping_blackouts": _stats(lat_in),
         },
         "blackouts": blackouts,
         "bytes": {
             "before_last_searchable": bytes_before,
-            # the proxy's PUT; IndexFaces reads it from the bucket (cloud.index_from_s3, the default)
-            "min_per_photo_mb": _r(statistics.mean(c.proxy_sizes) / MB, 3),
+            # the cloud proxy's PUT (IndexFaces reads it from the bucket, cloud.index_from_s3)
+            "min_per_photo_mb": _r(statistics.mean(cloud_sizes or c.proxy_sizes) / MB, 3),
             "emulated_phase_up_mb": {
                 "s3": _r((s3_emulated - base_s3) / MB, 1),
                 "rekognition": _r((rek_emulated - base_rek) / MB, 1),
@@ -550,15 +663,39 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
             "jobs_at_end": c.status.get("jobs", {}),
             "uplink_transitions": len(c.transitions),
         },
+        "link": backlogged,
+        "quality": quality,
+        "cloud_proxy": {
+            "choices": [{"long_edge": e, "quality": q, "photos": n} for e, q, n in c.cloud_choices],
+            "kb_avg": _r(statistics.mean(cloud_sizes) / 1e3, 1) if cloud_sizes else None,
+            "local_proxy_kb_avg": _r(statistics.mean(c.proxy_sizes) / 1e3, 1) if c.proxy_sizes else None,
+        },
         "targets": {
             "p50_outside_blackouts_under_5s": _verdict(fails["p50"]),
             "p95_outside_blackouts_under_20s": _verdict(fails["p95"]),
+            "all_p95_under_60s": _verdict(_below(all_stats["p95_s"], TARGET_ALL_P95_S) if lat_all else None),
+            "all_max_under_90s": _verdict(_below(all_stats["max_s"], TARGET_ALL_MAX_S) if lat_all else None),
+            "searchable_per_s_at_least_shot": _verdict(
+                None
+                if not bytes_before or bytes_before.get("searchable_per_link_up_s") is None
+                else bytes_before["searchable_per_link_up_s"] >= args.cameras * args.fps_per_camera
+            ),
+            "link_use_backlogged_over_85pct": _verdict(
+                None if backlogged["link_use"] is None else backlogged["link_use"] > TARGET_LINK_USE
+            ),
+            "quality_at_least_95pct": _verdict(
+                None if quality["share"] is None else quality["share"] >= TARGET_QUALITY
+            ),
             "nothing_lost": _verdict(not lost_frames and not upload_errors),
             "no_duplicate_uploads": _verdict(not dup_versions),
             "no_duplicate_index_faces": _verdict(dup_index_calls == 0 and c.billable_calls == len(per_id)),
             "no_duplicate_stored_faces": _verdict(dup_faces == 0),
         },
     }
+
+
+def _below(value: float | None, limit: float) -> bool:
+    return value is not None and value < limit
 
 
 def _verdict(ok: bool | None) -> str:
@@ -576,6 +713,9 @@ def _f(value: Any, spec: str = ".1f", none: str = "-") -> str:
 def render(report: dict[str, Any]) -> str:
     m, cfg, res = report["machine"], report["config"], report["results"]
     v = report["versions"]
+    cp = res["cloud_proxy"]
+    choices = ", ".join(f"{c['long_edge']}/{c['quality']}: {c['photos']}" for c in cp["choices"][:4]) or "-"
+    cloud_mbit = cp["kb_avg"] * 1e3 * 8 * cfg["frames_per_s"] / 1e6 if cp["kb_avg"] else None
     blackouts = "no blackouts"
     if cfg["blackout_seconds"] > 0:
         blackouts = (
@@ -592,11 +732,13 @@ def render(report: dict[str, Any]) -> str:
         f"load: {cfg['frames']} frames, {cfg['cameras']} cameras x {cfg['fps_per_camera']:g} frame/s;"
         f" originals {cfg['width']}x{cfg['height']} JPEG avg {cfg['original_mb_avg']:.2f} MB, box's proxies"
         f" avg {cfg['proxy_kb_avg']:.0f} kB; 0-5 declared faces of {len(PEOPLE)} guests",
-        f"box: {cfg['workers'] or 'default (4)'} sync workers, cloud.upload_mbit {BOX_UPLOAD_MBIT}"
-        f" (not the bottleneck); data in {cfg['data_dir_fs']}",
-        f"offered: proxy PUT (IndexFaces reads it from S3) = {res['bytes']['min_per_photo_mb']:.2f} MB/photo"
-        f" x {cfg['frames_per_s']:g} frames/s = {cfg['offered_mbit']:.1f} Mbit/s before any original,"
-        f" on a {cfg['link_mbit']:g} Mbit/s link",
+        f"box: {cfg['workers'] or 'default (16)'} sync workers, cloud.upload_mbit {BOX_UPLOAD_MBIT}"
+        f" (not the bottleneck), Rekognition {cfg['rekognition_tps'] or 'default (50 in us-east-1)'} calls/s;"
+        f" data in {cfg['data_dir_fs']}",
+        f"2048 px proxies would offer {cfg['offered_mbit']:.1f} Mbit/s ({cfg['proxy_kb_avg']:.0f} kB x"
+        f" {cfg['frames_per_s']:g} frames/s) to a {cfg['link_mbit']:g} Mbit/s link; the cloud proxies"
+        f" sent: avg {_f(cp['kb_avg'], '.0f')} kB = {_f(cloud_mbit, '.1f')} Mbit/s; chosen (long edge,"
+        f" quality: photos) {choices}",
         "",
         f"{'shutter -> searchable in cloud':<34}{'photos':>7}{'p50 s':>9}{'p95 s':>9}{'max s':>9}"
         f"{'mean s':>9}{'late':>6}",
@@ -632,7 +774,17 @@ def render(report: dict[str, Any]) -> str:
             )
     by, dup, led, fr, box = res["bytes"], res["duplicates"], res["ledger"], res["frames"], res["box"]
     before = by["before_last_searchable"]
+    link, q = res["link"], res["quality"]
     lines.append("")
+    lines.append(
+        f"quality: the fake indexed {q['indexed_in_cloud']} of the {q['faces_searchable_locally']} faces"
+        f" >= faces.min_face_px ({q['min_face_px']} px) in the local proxy = {_f(q['share'], '.1%')}"
+        f" (smaller faces: {q['smaller_indexed_in_cloud']} of {q['smaller_faces']} indexed)"
+    )
+    lines.append(
+        f"link use while backlogged (a photo acked {BACKLOG_AGE_S:g} s+ ago not searchable, link up):"
+        f" {_f(link['link_use'], '.1%')} over {_f(link['backlogged_s'], '.0f')} s"
+    )
     if before:
         lines.append(
             f"uplink bytes per photo before the last became searchable (t={before['until_s']:.0f} s):"
@@ -641,7 +793,8 @@ def render(report: dict[str, Any]) -> str:
             f" originals uploaded by then: {before['originals_uploaded_by_then']}/{fr['acked_226']}"
         )
         lines.append(
-            f"sync throughput until then: {_f(before['searchable_per_s'], '.2f')} photos/s searchable"
+            f"sync throughput until then: {_f(before['searchable_per_s'], '.2f')} photos/s searchable over"
+            f" the run, {_f(before.get('searchable_per_link_up_s'), '.2f')} per second the link was up"
             f" (shot: {cfg['frames_per_s']:g}/s); link used {_f(before['link_utilisation'], '.0%')} of"
             f" {cfg['link_mbit']:g} Mbit/s over the {_f(before['link_up_s'], '.0f')} s it was up"
         )
@@ -674,11 +827,21 @@ def render(report: dict[str, Any]) -> str:
     ]
     t = res["targets"]
     out = res["latency"]["outside_blackouts"]
+    rate = before.get("searchable_per_link_up_s") if before else None
     lines += [
         f"target p50 < {TARGET_P50_S:g} s outside blackouts: {t['p50_outside_blackouts_under_5s']}"
         f" ({_f(out['p50_s'], '.1f', '>deadline')} s)",
         f"target p95 < {TARGET_P95_S:g} s outside blackouts: {t['p95_outside_blackouts_under_20s']}"
         f" ({_f(out['p95_s'], '.1f', '>deadline')} s)",
+        f"target all photos p95 < {TARGET_ALL_P95_S:g} s: {t['all_p95_under_60s']}"
+        f" ({_f(lat['p95_s'], '.1f', '>deadline')} s); max < {TARGET_ALL_MAX_S:g} s: {t['all_max_under_90s']}"
+        f" ({_f(lat['max_s'], '.1f', '>deadline')} s)",
+        f"target photos searchable per second (link up) >= shot ({cfg['frames_per_s']:g}/s):"
+        f" {t['searchable_per_s_at_least_shot']} ({_f(rate, '.2f')}/s)",
+        f"target link use > {TARGET_LINK_USE:.0%} while backlogged: {t['link_use_backlogged_over_85pct']}"
+        f" ({_f(link['link_use'], '.1%')})",
+        f"target quality >= {TARGET_QUALITY:.0%} of the locally searchable faces indexed in the cloud:"
+        f" {t['quality_at_least_95pct']} ({_f(q['share'], '.1%')})",
         f"target nothing lost: {t['nothing_lost']}",
         f"target nothing paid twice: uploads {t['no_duplicate_uploads']}, IndexFaces"
         f" {t['no_duplicate_index_faces']}, stored faces {t['no_duplicate_stored_faces']}",
@@ -708,7 +871,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--proxy-long-edge", type=int, help="the box's cloud.proxy_long_edge (default: the box's own, 2048)"
     )
-    parser.add_argument("--workers", type=int, help="the box's cloud.workers (default: the box's own, 4)")
+    parser.add_argument("--workers", type=int, help="the box's cloud.workers (default: the box's own, 16)")
+    parser.add_argument(
+        "--rekognition-tps",
+        type=float,
+        help="the box's cloud.rekognition_tps (default: the box's own, AWS's quota for us-east-1: 50)",
+    )
     parser.add_argument("--deadline", type=float, help="settle phase limit in s (default 1800; --quick 300)")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="drain phase limit in s")
     parser.add_argument(
@@ -801,6 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "blackout_every": args.blackout_every,
             "blackout_first": args.blackout_first,
             "workers": args.workers,
+            "rekognition_tps": args.rekognition_tps,
             "box_upload_mbit": BOX_UPLOAD_MBIT,
             "deadline_s": args.deadline,
             "drain_link": args.drain_link,

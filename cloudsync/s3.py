@@ -4,6 +4,14 @@ us (moto does not reject a wrong checksum, and we trust nothing we did not check
 large files with the upload id and finished parts persisted through a caller's Journal after
 each part, so a dropout or a reboot resumes from the last part instead of starting over.
 
+Round trips cost more than bytes on a venue link (150 ms each way): a body up to
+``INLINE_MAX`` is read and given as bytes, which the clients ``cloudsync.clients`` makes send
+with their headers (botocore otherwise waits for ``100 Continue`` before any PUT body: one round
+trip more); a larger one is streamed and still asks first. A caller that knows the key cannot
+exist yet (its first attempt) skips the HEAD before the PUT. Every PUT is reported to ``on_transfer(bytes,
+started, answered, waits)`` (monotonic times; ``waits``: round trips without body in between),
+which is how the appliance measures what its link carries.
+
 Blocking boto3 calls; run on a worker thread. Errors leave as ``cloudsync.errors`` types.
 """
 
@@ -14,6 +22,7 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +37,7 @@ logger = logging.getLogger(__name__)
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 16 * MiB
 PART_SIZE = 8 * MiB  # S3's minimum is 5 MiB (but for the last part)
+INLINE_MAX = 4 * MiB  # single PUTs up to this go as bytes (no 100-continue round trip)
 _CHUNK = 64 * 1024
 
 
@@ -98,6 +108,9 @@ class _Paced(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close_source(self) -> None:
+        self._raw.close()
+
     def seekable(self) -> bool:
         return True
 
@@ -134,12 +147,18 @@ class S3Uploader:
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
         pace: Callable[[int], None] | None = None,
+        on_transfer: Callable[[int, float, float, int], None] | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.pace = pace
+        self.on_transfer = on_transfer
+
+    def _transferred(self, nbytes: int, started: float, waits: int) -> None:
+        if self.on_transfer is not None and nbytes:
+            self.on_transfer(nbytes, started, time.monotonic(), waits)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         try:
@@ -163,16 +182,30 @@ class S3Uploader:
 
     # --- uploading
 
-    def upload(self, key: str, path: Path, sha256_hex: str, journal: Journal) -> UploadResult:
-        """Put ``path`` at ``key`` unless it is already there, whole and with the same content."""
+    def upload(
+        self, key: str, path: Path, sha256_hex: str, journal: Journal, *, check_first: bool = True
+    ) -> UploadResult:
+        """Put ``path`` at ``key`` unless it is already there, whole and with the same content.
+        ``check_first=False``: the caller knows nothing can be at ``key`` yet (its first attempt
+        at this content), so the HEAD before a single PUT is skipped; the HEAD after it is not."""
         size = path.stat().st_size
         whole = base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
         if size <= self.multipart_threshold:
-            existing = self.checksum_of(key)
-            if existing is not None and existing[1] == size and same_checksum(existing[0], whole):
-                return UploadResult(key, size, whole, True, 0, 0)
-            with path.open("rb") as handle:
-                body = _Paced(handle, self.pace)
+            if check_first:
+                existing = self.checksum_of(key)
+                if existing is not None and existing[1] == size and same_checksum(existing[0], whole):
+                    return UploadResult(key, size, whole, True, 0, 0)
+            if size <= INLINE_MAX:
+                data = path.read_bytes()
+                if self.pace is not None:
+                    self.pace(len(data))
+                body: bytes | _Paced = data
+                waits = 1
+            else:
+                body = _Paced(path.open("rb"), self.pace)
+                waits = 2  # botocore waits for "100 Continue" before a file-like body
+            started = time.monotonic()
+            try:
                 self._call(
                     "put_object",
                     Bucket=self.bucket,
@@ -182,8 +215,13 @@ class S3Uploader:
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=whole,
                 )
+            finally:
+                if isinstance(body, _Paced):
+                    body.close_source()
+            sent = body.sent if isinstance(body, _Paced) else size
+            self._transferred(sent, started, waits)
             self._verify(key, whole, size)
-            return UploadResult(key, size, whole, False, 1, body.sent)
+            return UploadResult(key, size, whole, False, 1, sent)
         return self._multipart(key, path, size, journal)
 
     def _verify(self, key: str, expected: str, size: int) -> None:
@@ -216,6 +254,7 @@ class S3Uploader:
                 data = handle.read(state.part_size)
                 checksum = b64_sha256(data)
                 body = _Paced(io.BytesIO(data), self.pace)
+                started = time.monotonic()
                 reply = self._call(
                     "upload_part",
                     Bucket=self.bucket,
@@ -226,6 +265,7 @@ class S3Uploader:
                     ContentLength=len(data),
                     ChecksumSHA256=checksum,
                 )
+                self._transferred(body.sent, started, 2)
                 state.parts[number] = PartRecord(number, str(reply["ETag"]), checksum)
                 journal.save(key, state)
                 parts_sent += 1

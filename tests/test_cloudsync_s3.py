@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from cloudsync.clients import make_clients
 from cloudsync.errors import PermanentError, ThrottledError, TransientError, classify
 from cloudsync.s3 import MultipartState, S3Uploader, composite_checksum
 from tests.conftest import S3_BUCKET as BUCKET
@@ -54,6 +55,45 @@ def test_small_file_is_put_verified_and_not_sent_twice(s3: Any, tmp_path: Path) 
     assert hashlib.sha256(body).hexdigest() == digest
     again = uploader.upload(key, path, digest, MemoryJournal())
     assert (again.already_there, again.bytes_sent) == (True, 0), "a retry after a crash sends nothing"
+
+
+def _requests(client: Any) -> list[tuple[str, Any]]:
+    """(method, Expect header) of every request ``client`` sends from now on."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(request: Any, **kwargs: Any) -> None:
+        sent.append((request.method, request.headers.get("Expect")))
+
+    client.meta.events.register("before-send.s3", record)
+    return sent
+
+
+def test_a_first_attempt_takes_one_round_trip_to_put_and_one_to_verify(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Round trips are what a venue link is short of: a body up to INLINE_MAX goes as bytes (no
+    ``Expect: 100-continue`` wait), the caller's first attempt skips the HEAD before the PUT, and
+    every PUT is reported to ``on_transfer`` (bytes, started, answered, waits)."""
+    client, _, _ = make_clients(
+        region="us-east-1", s3_endpoint_url=s3_endpoint, access_key_id="test", secret_access_key="test"
+    )
+    sent = _requests(client)
+    seen: list[tuple[int, float, float, int]] = []
+    uploader = S3Uploader(client, BUCKET, on_transfer=lambda *t: seen.append(t))
+    path, digest = write(tmp_path / "c.jpg", 200_000)
+    key = f"events/abc/main/cam/{digest}.jpg"
+    first = uploader.upload(key, path, digest, MemoryJournal(), check_first=False)
+    assert first.bytes_sent == 200_000
+    assert sent == [("PUT", None), ("HEAD", None)], "no HEAD before, no 100-continue wait"
+    [(nbytes, started, answered, waits)] = seen
+    assert nbytes == 200_000 and answered >= started and waits == 1
+    sent.clear()
+    again = uploader.upload(key, path, digest, MemoryJournal())
+    assert again.already_there and sent == [("HEAD", None)], "a retry checks first"
+    big, big_digest = write(tmp_path / "d.jpg", 5 * MiB)
+    sent.clear()
+    uploader.upload(f"events/abc/main/cam/{big_digest}.jpg", big, big_digest, MemoryJournal())
+    assert sent[1] == ("PUT", b"100-continue"), "a streamed body still asks first"
 
 
 def test_different_content_at_the_key_is_replaced(s3: Any, tmp_path: Path) -> None:

@@ -396,6 +396,47 @@ def test_with_faces_keeps_a_valid_jpeg(client: Any, event: str) -> None:
     assert len(response["FaceRecords"]) == 1
 
 
+def _resized(jpeg: bytes, long_edge: int) -> bytes:
+    """``jpeg`` made smaller as the box's proxies are: the comment (declaration) carried over."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        comment = image.info["comment"]
+        small = image.convert("RGB")
+    small.thumbnail((long_edge, long_edge))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=80, comment=comment)
+    return out.getvalue()
+
+
+def test_declared_boxes_are_scaled_to_the_image_sent(client: Any, event: str) -> None:
+    """The declaration names the size its boxes refer to; a smaller copy of the picture carries
+    the same comment, and its faces are where (and as small as) they are in that copy."""
+    frame = make_face_jpeg(3000, 2000, [{"person": "ann", "box": [300, 400, 120, 150]}])
+    assert image_info(frame)[3][0].startswith('shutterbox-faces:{"size": [3000, 2000]')
+    # 120x150 px at 3000 (floor 74 px there), 82x102 at 2048 (floor 51), 40x50 at 1000 (floor 40)
+    for long_edge in (3000, 2048, 1000):
+        copy = _resized(frame, long_edge)
+        response = client.index_faces(
+            CollectionId=event, Image={"Bytes": copy}, ExternalImageId=str(long_edge)
+        )
+        [record] = response["FaceRecords"]
+        box = record["Face"]["BoundingBox"]  # ratios: the same in every copy
+        assert box["Left"] == pytest.approx(0.1, abs=2e-3)
+        assert box["Width"] == pytest.approx(0.04, abs=2e-3)
+    tiny = _resized(frame, 900)  # the face is 36 px wide there: under Rekognition's 40 px
+    response = client.index_faces(CollectionId=event, Image={"Bytes": tiny}, ExternalImageId="tiny")
+    assert response["FaceRecords"] == []
+    assert [u["Reasons"] for u in response["UnindexedFaces"]] == [["SMALL_BOUNDING_BOX"]]
+
+
+def test_a_bare_list_declaration_is_in_the_pixels_of_the_image_sent(client: Any, event: str) -> None:
+    plain = make_face_jpeg(1000, 800, [])
+    payload = b'shutterbox-faces:[{"person": "ben", "box": [10, 20, 100, 120]}]'
+    legacy = plain[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + plain[2:]
+    response = client.index_faces(CollectionId=event, Image={"Bytes": legacy}, QualityFilter="NONE")
+    [record] = response["FaceRecords"]
+    assert record["Face"]["BoundingBox"]["Width"] == pytest.approx(0.1)
+
+
 # --- request validation --------------------------------------------------------------------------
 
 

@@ -49,7 +49,12 @@ FAMILIES = {
     "shutterbox_alerts": "gauge",
     "process_resident_memory_bytes": "gauge",
 }
-CLOUD_ONLY = {"shutterbox_uplink_state": "gauge", "shutterbox_sync_paused": "gauge"}
+CLOUD_ONLY = {
+    "shutterbox_uplink_state": "gauge",
+    "shutterbox_sync_paused": "gauge",
+    "shutterbox_uplink_measured_bytes_per_second": "gauge",
+    "shutterbox_cloud_proxy_long_edge_pixels": "gauge",
+}
 REJECT_REASONS = {"corrupt", "too_large", "disk_full", "interrupted", "error"}
 
 

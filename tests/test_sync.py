@@ -374,3 +374,49 @@ def test_upload_bandwidth_cap_paces_all_sync_traffic(
         assert elapsed >= floor * 0.8, (elapsed, floor)
     finally:
         box.stop()
+
+
+def test_a_thin_link_gets_a_smaller_cloud_proxy_that_keeps_the_searchable_faces(
+    tmp_path: Path, s3_endpoint: str, s3: Any, rekognition: FakeRekognition
+) -> None:
+    """At 0.01 Mbit/s (the box's cap, which is also its guess of the link before it has measured
+    anything) three photos in a few seconds leave ~6 kB a photo: the cloud gets a proxy at the
+    floor (1366 px: faces.min_face_px 60 -> 40 px), not the 2048 px one the local index reads. The
+    fake scales the frame's declaration to it: the 100 px face (68 px locally) is indexed, the 70
+    px one (48 px locally, under min_face_px; 32 px in the cloud proxy) is too small. The object
+    in S3 is the recorded cloud proxy (the ledger's key holds its SHA-256), and its file is gone
+    once the photo is indexed."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    box = cloud_box(tmp_path, s3_endpoint, rekognition.url, cloud__upload_mbit="0.01").start()
+    try:
+        event = box.cli("event", "create", "thin", "--originals", "none")["code"]
+        people = [
+            [
+                {"person": f"big{i}", "box": [400, 500, 100, 100]},
+                {"person": f"small{i}", "box": [1500, 500, 70, 70]},
+            ]
+            for i in range(3)
+        ]
+        data = [make_face_jpeg(3000, 2000, faces, seed=40 + i) for i, faces in enumerate(people)]
+        ids = upload_all(box, event, data)
+        wait_for("three proxies indexed", lambda: jobs(box).get("done") == 3, timeout=120)
+        ledger = {r["photo_id"]: r["idempotency_key"] for r in box.cli("ledger", "--event", event)}
+        for key in objects(s3, f"events/{event}/"):
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            with Image.open(io.BytesIO(body)) as image:
+                assert max(image.size) == 1366, image.size
+            photo = next(p for p in box.photos(event) if p["sha256"] in key)
+            assert ledger[photo["id"]].endswith(":" + hashlib.sha256(body).hexdigest())
+        stored = rekognition.collections[event]
+        assert sorted(f["ExternalImageId"] for f in stored) == sorted(str(i) for i in ids), "one face each"
+        assert all(f["BoundingBox"]["Left"] == pytest.approx(400 / 3000, abs=1e-3) for f in stored)
+        status = box.cli("status")["cloud"]["link"]
+        assert status["cloud_proxy"]["long_edge"] == 1366 and status["cloud_proxy"]["floor"] == 1366
+        assert not list((box.data / "proxies" / event / "cloud").glob("*.jpg")), "kept only until indexed"
+        assert rekognition.invalid_requests == []
+    finally:
+        box.stop()

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import NotFoundError
-from appliance.store.store import utcnow
+from appliance.store.records import utcnow
 
 if TYPE_CHECKING:
     from appliance.store.store import Store
 
 LEASE_SECONDS = 300.0
 FRESH_SECONDS = 15.0  # a proxy job this young is "fresh" (newest first); older ones are the backlog
+PROXY_HOLDS_ORIGINALS_S = 60.0  # a proxy job due within this holds the originals back
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +98,24 @@ class SyncQueue:
            the order it was shot, so the photo waiting longest is never passed over again and
            again by newer ones (newest first throughout would leave the first frames of a
            blackout to the very end: a 30 s blackout plus the whole drain);
-        3. originals, oldest first, only when ``originals`` and no proxy job waits at all
-           (pending, in backoff or in flight): originals never take the link from a searchable
-           proxy.
+        3. originals, oldest first, only when ``originals`` and no proxy job waits (in flight,
+           ready, or in a backoff ending within a minute: a blackout's): originals never take the
+           link from a searchable proxy, and a proxy failing for hours does not hold them all.
 
         A fresh photo the link cannot take within ``fresh_seconds`` joins the backlog's end, so
         every photo is either served soon or served in order.
         """
         now = time.time() if now is None else now
-        fresh_since = (dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(seconds=fresh_seconds)).isoformat(
-            timespec="milliseconds"
+        fresh_since = (
+            dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(seconds=fresh_seconds)
+        ).isoformat(timespec="milliseconds")
+        ready = (
+            "((j.state = 'pending' AND j.next_attempt_at <= ?) OR (j.state = 'leased' AND j.lease_until < ?))"
         )
-        ready = "((j.state = 'pending' AND j.next_attempt_at <= ?) OR (j.state = 'leased' AND j.lease_until < ?))"
-        proxies = f"SELECT j.id FROM sync_jobs j JOIN photos p ON p.id = j.photo_id WHERE {ready} AND j.priority = 0"
+        proxies = (
+            "SELECT j.id FROM sync_jobs j JOIN photos p ON p.id = j.photo_id"  # noqa: S608 - constants
+            f" WHERE {ready} AND j.priority = 0"
+        )
         queries = [
             (f"{proxies} AND p.received_at >= ? ORDER BY j.id DESC LIMIT 1", (now, now, fresh_since)),
             (f"{proxies} ORDER BY j.id LIMIT 1", (now, now)),
@@ -117,10 +123,11 @@ class SyncQueue:
         if originals:
             queries.append(
                 (
-                    f"SELECT j.id FROM sync_jobs j WHERE {ready} AND j.priority > 0 AND NOT EXISTS"
-                    " (SELECT 1 FROM sync_jobs w WHERE w.priority = 0 AND w.state IN ('pending', 'leased'))"
+                    f"SELECT j.id FROM sync_jobs j WHERE {ready} AND j.priority > 0 AND NOT EXISTS"  # noqa: S608
+                    " (SELECT 1 FROM sync_jobs w WHERE w.priority = 0 AND (w.state = 'leased'"
+                    " OR (w.state = 'pending' AND w.next_attempt_at <= ?)))"
                     " ORDER BY j.priority, j.id LIMIT 1",
-                    (now, now),
+                    (now, now, now + PROXY_HOLDS_ORIGINALS_S),
                 )
             )
         async with self.store.transaction() as db:
@@ -209,8 +216,9 @@ class SyncQueue:
         return bool(row[0]), None if row[1] is None else int(row[1])
 
     async def shooting_rate(self, window: float, now: float | None = None) -> float:
-        """Searchable photos received per second over the last ``window`` seconds (over the time
-        since the first of them, at least 30 s, when the shoot began more recently)."""
+        """Searchable photos received per second over the last ``window`` seconds: the photos
+        after the first of them over the time since it (at least a second), so a shoot that
+        began a few seconds ago counts at its own pace, and a shoot that stopped fades out."""
         now = time.time() if now is None else now
         since = dt.datetime.fromtimestamp(now - window, dt.UTC).isoformat(timespec="milliseconds")
         row = await self.store._one(
@@ -221,7 +229,7 @@ class SyncQueue:
         if row is None or not row[0]:
             return 0.0
         first = dt.datetime.fromisoformat(row[1]).timestamp()
-        return int(row[0]) / max(30.0, min(window, now - first))
+        return (int(row[0]) - 1) / max(1.0, now - first)
 
     # --- storage policy
 

@@ -3,10 +3,20 @@ collection, exactly once, over whatever the venue WiFi does.
 
 Entered on the asyncio thread (``async with``); workers are asyncio tasks that run blocking
 cloudsync calls in threads. Order per photo: the searchable proxy first (make it, upload it,
-index it), originals after at lower priority, so guests never wait behind a 50 MB RAW.
+index it), originals after at lower priority, so guests never wait behind a 50 MB RAW. Many
+jobs are in flight at once (``cloud.workers``, 16): a job is mostly round trips on a 150 ms
+link, so only many at once keep the link busy; originals go one at a time, and only when no
+proxy job waits (``SyncQueue.claim`` has the order).
+
+The cloud gets a proxy sized to the link (``cloudproxy``): the local 2048 px proxy, or a
+smaller or lighter JPEG made from it so that the proxies offered fit in 70% of what the link
+carries (``LinkMeter``, fed by every PUT and the probe) at the rate photos are shot, never so
+small that the smallest face the local index searches drops under Rekognition's 40 px.
 
 Exactly once, step by step (each safe to run twice):
-- the proxy's bytes are made once and kept; a retry sends those same bytes;
+- the cloud proxy's long edge, quality and SHA-256 are recorded for the photo before its
+  upload, and its file kept until the photo is indexed; a retry sends those same bytes (they
+  are remade, identically, only if the file is gone), whatever the link measures by then;
 - S3 keys hold the content hash; an object already there whole is not sent again;
 - a ledger row ("calling") is committed before IndexFaces and settled in the same transaction
   that stores the FaceIds and marks the job done. A crash in between repeats the call at most
@@ -21,28 +31,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from PIL import Image
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from appliance import metrics
 from appliance.bridge import cancel_and_wait
 from appliance.proxy import ProxyError, make_proxy
-from appliance.store.store import slug
+from appliance.store.records import slug
 from appliance.store.syncqueue import SyncJob, SyncQueue
+from appliance.sync.cloudproxy import Choice, SizeModel, budget, choose, floor_edge, make_cloud_proxy
+from appliance.sync.linkrate import LinkMeter
 from appliance.sync.uplink import State, Uplink
 from cloudsync.bandwidth import ByteBucket
 from cloudsync.clients import make_clients
 from cloudsync.errors import CloudError, NetworkError, PermanentError, ThrottledError, TransientError
 from cloudsync.ratelimit import RateLimiter
 from cloudsync.rekognition import FaceIndex, FaceMatch, S3Image
-from cloudsync.s3 import MultipartState, PartRecord, S3Uploader
+from cloudsync.s3 import MultipartState, PartRecord, S3Uploader, UploadResult
 
 if TYPE_CHECKING:
     from appliance.bridge import Bridge
@@ -57,6 +72,8 @@ MAX_BACKOFF = 300.0
 STALE_MULTIPART = dt.timedelta(days=1)
 PROBE_INTERVAL = 3.0
 IDLE_WAIT = 2.0
+SHOOTING_WINDOW = 120.0  # photos received per second over the last two minutes
+ORIGINALS_AT_ONCE = 1
 _COUNTER_NAMES = {
     "quota": "quota_parked",
     "throttled": "throttled",
@@ -74,6 +91,17 @@ class QuotaReached(Exception):
 def backoff(attempts: int, *, cap: float = MAX_BACKOFF) -> float:
     """Capped exponential with full jitter (attempts counts from 1)."""
     return random.uniform(0.5, 1.0) * min(cap, 2.0 ** min(attempts, 12))  # noqa: S311 - jitter, not crypto
+
+
+def _jpeg_size(path: Path) -> tuple[int, int]:
+    """(bytes, long edge) of a JPEG, from its headers."""
+    with Image.open(path) as image:
+        return path.stat().st_size, max(image.size)
+
+
+def _sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class _Journal:
@@ -110,8 +138,19 @@ class SyncService:
         layout: Layout,
         bridge: Bridge,
         health: Health | None = None,
+        *,
+        min_face_px: int = 60,
     ) -> None:
+        """``min_face_px``: the smallest face the local index searches (``faces.min_face_px``),
+        which bounds how small the cloud proxy may be."""
         self.settings = settings
+        self.min_face_px = min_face_px
+        self.meter = LinkMeter()
+        self.size_model = SizeModel()
+        self._shooting: tuple[float, float] = (-1e9, 0.0)  # (when measured, photos per second)
+        self._originals = 0  # original jobs claimed and not finished
+        self._making = asyncio.Semaphore(1)  # one cloud proxy encoded at a time (~40 ms; memory)
+        self.last_choice: dict[str, Any] = {}
         self.health = health
         self.store = store
         self.layout = layout
@@ -146,6 +185,7 @@ class SyncService:
             rekognition_endpoint_url=s.rekognition_endpoint_url,
             access_key_id=s.access_key_id,
             secret_access_key=s.secret_access_key.get_secret_value() if s.secret_access_key else None,
+            max_connections=s.workers + 2,
         )
         self.bandwidth = ByteBucket(s.upload_mbit * 125_000 if s.upload_mbit else None)
         assert s.bucket is not None
@@ -155,10 +195,11 @@ class SyncService:
             multipart_threshold=s.multipart_threshold_mb << 20,
             part_size=s.part_size_mb << 20,
             pace=self.bandwidth.take,
+            on_transfer=self._transferred,
         )
         self.faces = FaceIndex(
             rekognition,
-            RateLimiter(s.rekognition_tps),
+            RateLimiter(s.rekognition_rate),
             observe=lambda operation, result: metrics.REKOGNITION_CALLS.labels(operation, result).inc(),
         )
         self.journal = _Journal(self.queue, self.bridge)
@@ -184,29 +225,38 @@ class SyncService:
             if self.paused:
                 await asyncio.sleep(1.0)
                 continue
+            originals = self._originals < ORIGINALS_AT_ONCE
+            if originals:
+                self._originals += 1  # reserved before the await: two workers cannot both take one
+            job: SyncJob | None = None
             try:
-                job = await self.queue.claim()
+                job = await self.queue.claim(originals=originals)
             except Exception:
                 logger.exception("sync worker %d could not claim a job", number)
-                await asyncio.sleep(5.0)
-                continue
+            finally:
+                if originals and (job is None or job.kind != "original"):
+                    self._originals -= 1
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(IDLE_WAIT):  # not wait_for: see health.every
                         await self._wake.wait()
                 continue
-            if self.paused:  # paused while we were claiming: hand the job back untouched
-                await self.queue.retry_later(job.id, 0.0, "sync was paused")
-                continue
-            self._active += 1  # no await between the check above and this line
-            self._idle.clear()
             try:
-                await self._run(job)
+                if self.paused:  # paused while we were claiming: hand the job back untouched
+                    await self.queue.retry_later(job.id, 0.0, "sync was paused")
+                    continue
+                self._active += 1  # no await between the check above and this line
+                self._idle.clear()
+                try:
+                    await self._run(job)
+                finally:
+                    self._active -= 1
+                    if self._active == 0:
+                        self._idle.set()
             finally:
-                self._active -= 1
-                if self._active == 0:
-                    self._idle.set()
+                if job.kind == "original":
+                    self._originals -= 1
 
     @contextlib.asynccontextmanager
     async def paused_for(self, reason: str) -> AsyncIterator[None]:
@@ -300,13 +350,23 @@ class SyncService:
             )
             await self.queue.set_proxy(job.photo_id, str(proxy.path), proxy.sha256)
             path, proxy_sha = proxy.path, proxy.sha256
-        sent = await self._cloud(
-            self.uploader.upload, self._key(job, f"proxy/{job.sha256}.jpg"), path, proxy_sha, self.journal
-        )
+        local_path = path
+        path, proxy_sha, first = await self._cloud_proxy(job, path, proxy_sha)
+        key, tried = self._key(job, f"proxy/{job.sha256}.jpg"), False
+
+        def upload() -> UploadResult:
+            # The job's first PUT of bytes chosen just now: nothing can be at the key yet. Any
+            # later try (in this job too: a PUT whose answer was lost may have landed) checks.
+            nonlocal tried
+            check_first, tried = tried or not (first and job.attempts <= 1), True
+            return self.uploader.upload(key, path, proxy_sha, self.journal, check_first=check_first)
+
+        sent = await self._cloud(upload)
         if not sent.already_there:
             metrics.uploaded(sent.bytes_sent)
         if not self.settings.index_faces:
             await self.queue.done(job.id)
+            await self._forget_cloud_proxy(path, local_path)
             return
         if job.index_quota is not None:
             used = await self.queue.indexed_count(job.event) + self._indexing[job.event]
@@ -317,6 +377,98 @@ class SyncService:
             await self._index(job, path, proxy_sha)
         finally:
             self._indexing[job.event] -= 1
+        await self._forget_cloud_proxy(path, local_path)
+
+    # --- the cloud proxy sized to the link
+
+    async def _cloud_proxy(self, job: SyncJob, local: Path, local_sha: str) -> tuple[Path, str, bool]:
+        """(path, SHA-256, chosen now) of the photo's cloud proxy: the one recorded for it, or
+        one chosen now for the link and recorded before anything is uploaded."""
+        local_bytes, local_edge = await asyncio.to_thread(_jpeg_size, local)
+        first = (
+            job.cloud_proxy_sha256 is None or job.cloud_proxy_edge is None or job.cloud_proxy_quality is None
+        )
+        if first:
+            choice = await self._choose(job, local_bytes, local_edge)
+        else:
+            assert job.cloud_proxy_edge is not None
+            assert job.cloud_proxy_quality is not None
+            choice = Choice(job.cloud_proxy_edge, job.cloud_proxy_quality)
+        if choice.is_local(local_edge):
+            path, sha = local, local_sha
+        else:
+            path = (
+                self.layout.proxies
+                / job.event
+                / "cloud"
+                / f"{job.sha256}-{choice.long_edge}q{choice.quality}.jpg"
+            )
+            if not first and path.exists():
+                sha = await asyncio.to_thread(_sha256_file, path)
+            else:
+                async with self._making:
+                    sha, size = await asyncio.to_thread(make_cloud_proxy, local, path, choice)
+                if first:
+                    self.size_model.learn(self.size_model.estimate(local_bytes, local_edge, choice), size)
+        if first or sha != job.cloud_proxy_sha256:
+            if not first:
+                logger.warning(
+                    "photo %d: its cloud proxy made again is not the recorded one (%s, not %s); recording it",
+                    job.photo_id,
+                    sha[:12],
+                    (job.cloud_proxy_sha256 or "")[:12],
+                )
+            await self.queue.set_cloud_proxy(job.photo_id, choice.long_edge, choice.quality, sha)
+        return path, sha, first
+
+    async def _choose(self, job: SyncJob, local_bytes: int, local_edge: int) -> Choice:
+        done, smallest = await self.queue.smallest_face(job.photo_id)
+        face = smallest if done and smallest is not None else self.min_face_px
+        floor = floor_edge(local_edge, face)
+        link = self.link_rate()
+        shooting = await self.shooting_rate()
+        allowed = budget(link, shooting)
+        choice = choose(
+            allowed,
+            local_bytes=local_bytes,
+            local_edge=local_edge,
+            max_edge=self.settings.proxy_long_edge,
+            floor=floor,
+            model=self.size_model,
+        )
+        self.last_choice = {
+            "long_edge": choice.long_edge,
+            "quality": choice.quality,
+            "floor": floor,
+            "budget_bytes": None if allowed is None else round(allowed),
+        }
+        return choice
+
+    def link_rate(self) -> float | None:
+        """Bytes per second the link carries for the sync: measured, never above the box's own
+        cap (``cloud.upload_mbit``, also the guess before anything was measured)."""
+        cap = self.settings.upload_mbit * 125_000 if self.settings.upload_mbit else None
+        measured = self.meter.rate()
+        if measured is None:
+            return cap
+        return measured if cap is None else min(measured, cap)
+
+    async def shooting_rate(self) -> float:
+        """Searchable photos received per second over the last minutes (re-read every 2 s)."""
+        now = time.monotonic()
+        at, rate = self._shooting
+        if now - at > 2.0:
+            rate = await self.queue.shooting_rate(SHOOTING_WINDOW)
+            self._shooting = (now, rate)
+        return rate
+
+    def _transferred(self, nbytes: int, started: float, ended: float, waits: int) -> None:
+        self.meter.transfer(nbytes, started, ended, waits=waits)
+
+    async def _forget_cloud_proxy(self, path: Path, local: Path) -> None:
+        """The photo is indexed: its cloud proxy (when not the local one) is not needed again."""
+        if path != local:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def _index(self, job: SyncJob, path: Path, proxy_sha: str) -> None:
         if job.event not in self._collections:
@@ -332,6 +484,7 @@ class SyncService:
             image = await asyncio.to_thread(path.read_bytes)
         key = f"{job.event}:{job.photo_id}:{proxy_sha}"
         ledger_id = await self.queue.ledger_begin(job.event, "IndexFaces", key, job.photo_id)
+        started = time.monotonic()
         try:
             result = await asyncio.to_thread(
                 self.faces.index,
@@ -344,6 +497,8 @@ class SyncService:
         except CloudError as exc:
             await self.queue.ledger_fail(ledger_id, str(exc))
             raise
+        if isinstance(image, bytes):  # the bytes went up as base64 in the request
+            self.meter.transfer(len(image) * 4 // 3, started, time.monotonic())
         await self.queue.indexed(job.id, job.photo_id, list(result.face_ids), ledger_id)
         received = dt.datetime.fromisoformat(job.received_at)
         metrics.SHUTTER_TO_SEARCHABLE.labels("cloud").observe(
@@ -367,9 +522,12 @@ class SyncService:
             await asyncio.sleep(PROBE_INTERVAL)
             if self.health is not None:
                 self.health.beat("cloud-monitor")
+            started = time.monotonic()
             try:
                 await asyncio.to_thread(self.probe_uploader.checksum_of, f"{self.settings.prefix}/.probe")
+                self.meter.rtt(time.monotonic() - started)
             except NetworkError:
+                self.meter.outage(started, time.monotonic())
                 self.uplink.failed()
                 continue
             except CloudError:
@@ -425,4 +583,14 @@ class SyncService:
             "paused": self.paused,
             "jobs": await (SyncQueue(reader) if reader is not None else self.queue).counts(),
             "counters": dict(self.stats),
+            "link": self._link_status(),
+        }
+
+    def _link_status(self) -> dict[str, Any]:
+        measured = self.meter.rate() if self.enabled else None
+        return {
+            "measured_mbit": None if measured is None else round(measured * 8 / 1e6, 2),
+            "base_rtt_ms": round(self.meter.base_rtt() * 1000) if self.enabled else None,
+            "shooting_per_s": round(self._shooting[1], 2),
+            "cloud_proxy": self.last_choice,
         }

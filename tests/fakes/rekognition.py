@@ -33,9 +33,15 @@ largest face only; no face is InvalidParameterException. FaceIds/ImageIds are UU
 generator (reproducible runs); ListFaces/ListCollections page by an opaque NextToken (default 1000).
 
 **Faces (stand-in engine).** An image declares its faces: a JPEG COM segment (or PNG ``tEXt``
-"Comment") reading ``shutterbox-faces:[{"person": "alice", "box": [x, y, w, h]}, ...]`` in
-pixels (``with_faces``, ``make_face_jpeg``, ``make_face_png`` write it). Two faces match when
-``person`` is equal: similarity 99.0 plus a deterministic jitter under 1. Detection and matching
+"Comment") reading ``shutterbox-faces:{"size": [W, H], "faces": [{"person": "alice", "box":
+[x, y, w, h]}, ...]}``, boxes in pixels of a W x H picture (``with_faces``, ``make_face_jpeg``,
+``make_face_png`` write it, with the size of the image they write it in). The comment travels
+with the picture when it is resized (the box's proxies carry it over), so the fake scales the
+boxes from W x H to the image it is sent: a face declared 120 px wide in a 3000 px frame is 82 px
+in its 2048 px proxy and 55 px in a 1366 px one, and Rekognition's size floor applies to that.
+The older form, a bare list (``shutterbox-faces:[...]``), has boxes in the pixels of whatever
+image carries it, unscaled. Two faces match when ``person`` is equal: similarity 99.0 plus a
+deterministic jitter under 1. Detection and matching
 sit behind the ``FaceSource`` protocol: ``EngineFaces`` puts the box's own face engine (dlib
 HOG + ResNet embeddings) behind it, so real photographs are detected and matched for real, with
 the embedding distance mapped onto Rekognition's 0-100 similarity.
@@ -55,7 +61,8 @@ selfie, then failed); ``fail_next(op, code, times, status)`` and ``delay(op, sec
 **Not done.** No signatures or IAM (credentials are ignored), no S3 images without ``s3`` (an
 S3Object then answers InvalidS3ObjectException), no users (a ListFaces UserId filter matches
 nothing), FaceDetail has only BoundingBox, Confidence, a neutral Pose and Quality (no Landmarks,
-DetectionAttributes ignored), no EXIF orientation with ``DeclaredFaces``, no quotas or rate
+DetectionAttributes ignored), no EXIF orientation with ``DeclaredFaces`` (a declaration's size is
+taken as the stored, unrotated one), no quotas or rate
 limits unless injected.
 Unconfirmed against live AWS: ValidationException (not InvalidParameterException) for model
 violations, the ResourceNotFoundException and missing-image messages, and billing of failed calls.
@@ -145,13 +152,24 @@ class FaceSource(Protocol):
 
 
 class DeclaredFaces:
-    """Faces come from the image's ``shutterbox-faces:`` declaration; same person = match."""
+    """Faces come from the image's ``shutterbox-faces:`` declaration, scaled from the size it
+    names to the image's own; same person = match."""
 
     def faces(self, image: bytes) -> list[DetectedFace]:
-        for text in image_info(image)[3]:
+        _, width, height, texts = image_info(image)
+        for text in texts:
             if text.startswith(FACES_TAG):
                 declared = json.loads(text[len(FACES_TAG) :])
-                return [DetectedFace(*map(float, d["box"]), signature=d["person"]) for d in declared]
+                sx = sy = 1.0
+                if isinstance(declared, dict):  # {"size": [W, H], "faces": [...]}
+                    size_w, size_h = declared["size"]
+                    sx, sy = width / size_w, height / size_h
+                    declared = declared["faces"]
+                found = []
+                for d in declared:
+                    x, y, w, h = map(float, d["box"])
+                    found.append(DetectedFace(x * sx, y * sy, w * sx, h * sy, signature=d["person"]))
+                return found
         return []
 
     def similarity(self, probe: DetectedFace, candidate: DetectedFace) -> float:
@@ -238,15 +256,20 @@ def image_info(data: bytes) -> tuple[str, int, int, list[str]]:
     return kind, size[0], size[1], texts
 
 
-def _declaration(faces: Sequence[Mapping[str, Any]]) -> str:
-    return FACES_TAG + json.dumps([{"person": f["person"], "box": list(f["box"])} for f in faces])
+def declaration(faces: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> str:
+    """The declaration text of ``faces`` whose boxes are pixels of a ``size`` (W, H) picture."""
+    listed = [{"person": f["person"], "box": list(f["box"])} for f in faces]
+    return FACES_TAG + json.dumps({"size": list(size), "faces": listed})
 
 
-def with_faces(jpeg: bytes, faces: Sequence[Mapping[str, Any]]) -> bytes:
-    """The JPEG with a face declaration (COM segment) inserted right after SOI."""
+def with_faces(jpeg: bytes, faces: Sequence[Mapping[str, Any]], size: tuple[int, int] | None = None) -> bytes:
+    """The JPEG with a face declaration (COM segment) inserted right after SOI; the boxes are
+    pixels of a ``size`` picture (default: this JPEG's own size)."""
     if not jpeg.startswith(b"\xff\xd8"):
         raise ValueError("not a JPEG")
-    payload = _declaration(faces).encode()
+    if size is None:
+        size = image_info(jpeg)[1:3]
+    payload = declaration(faces, size).encode()
     if len(payload) + 2 > 0xFFFF:
         raise ValueError("too many faces for one COM segment")
     return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
@@ -271,13 +294,13 @@ def make_face_jpeg(width: int, height: int, faces: Sequence[Mapping[str, Any]], 
     """A deterministic JPEG (same args, same bytes) with ``faces`` drawn and declared."""
     out = io.BytesIO()
     _picture(width, height, faces, seed).save(out, "JPEG", quality=85)
-    return with_faces(out.getvalue(), faces)
+    return with_faces(out.getvalue(), faces, (width, height))
 
 
 def make_face_png(width: int, height: int, faces: Sequence[Mapping[str, Any]], seed: int = 0) -> bytes:
     """Like ``make_face_jpeg`` but a PNG, the declaration in a ``tEXt`` "Comment" chunk."""
     info = PngInfo()
-    info.add_text("Comment", _declaration(faces))
+    info.add_text("Comment", declaration(faces, (width, height)))
     out = io.BytesIO()
     _picture(width, height, faces, seed).save(out, "PNG", pnginfo=info)
     return out.getvalue()
