@@ -14,9 +14,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 
@@ -203,3 +203,13 @@ def log_problems(log: Path, limit: int = 5) -> list[str]:
     if len(bad) > limit:
         problems.append(f"shutterbox log: {len(bad) - limit} more warnings/errors")
     return problems
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """A script's ``if __name__ == "__main__"``: exit with what ``main`` returns; Ctrl-C (or the
+    SIGTERM the scripts turn into one) ends with 130 after the cleanup ``main`` does on the way."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

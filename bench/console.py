@@ -74,6 +74,7 @@ from _common import (
     machine_info,
     pct,
     round_or_none,
+    run_script,
     shutterbox_version,
     terminate,
     work_base,
@@ -955,8 +956,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run_script(main)

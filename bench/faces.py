@@ -68,7 +68,7 @@ import _synthetic
 import dlib
 import httpx
 import psutil
-from _common import ProcTree, log_problems, machine_info, shutterbox_version, work_base
+from _common import ProcTree, log_problems, machine_info, run_script, shutterbox_version, work_base
 from _facebench import (
     CpuWatch,
     PhotoRow,
@@ -1010,8 +1010,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run_script(main)

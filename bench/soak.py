@@ -58,7 +58,7 @@ from typing import Any
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
 import psutil
-from _common import machine_info, work_base
+from _common import machine_info, run_script, work_base
 from _soak_cameras import DEFAULT_CAMERAS, Camera, CameraSpec, CutPlan
 from _soak_checks import Checker, Observed, Row, render
 from _soak_corpus import RAW_EXT, check_raw_bases, make_jpeg_bases, make_raw_base, make_selfies
@@ -705,8 +705,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run_script(main)
