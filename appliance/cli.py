@@ -40,6 +40,7 @@ from appliance.listings import (
 )
 from appliance.loghygiene import escape_controls
 from appliance.plaintext import Column, sections, table
+from appliance.store.records import ORIGINALS_POLICIES
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
 
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument(
         "--originals",
-        choices=("all", "jpeg", "none"),
+        choices=ORIGINALS_POLICIES,
         default="all",
         help="which originals go to S3 (proxies always do when cloud sync is on)",
     )
@@ -96,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     ep.set_defaults(handler=_on_box(_event_purge))
     eo = event.add_parser("originals", parents=[common], help="change which originals of new photos go to S3")
     eo.add_argument("code")
-    eo.add_argument("policy", choices=("all", "jpeg", "none"))
+    eo.add_argument("policy", choices=ORIGINALS_POLICIES)
     eo.set_defaults(handler=_on_box(_event_originals))
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)

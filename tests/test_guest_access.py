@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import GuestSettings
-from appliance.guest.access import DAY, GuestAccess, RateLimiter, host_key_hash, new_host_key
+from appliance.guest.access import DAY, ClientWindow, GuestAccess, host_key_hash, new_host_key
 from appliance.layout import Layout
 
 NOW = 1_800_000_000.0  # a fixed instant (2027-01-15)
@@ -67,7 +67,7 @@ def test_host_key_is_stored_only_as_a_hash() -> None:
 
 
 def test_rate_limiter_window_slides() -> None:
-    limiter = RateLimiter(3, 60.0)
+    limiter = ClientWindow(3, 60.0)
     assert [limiter.hit("10.0.0.9", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert limiter.hit("10.0.0.8", now=3), "another client has its own allowance"
     assert limiter.retry_after("10.0.0.9", now=3) == 58

@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import segno
@@ -34,7 +34,7 @@ from appliance import __version__, credentials, metrics
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
 from appliance.guest.app import default_public_url
-from appliance.store.records import slug
+from appliance.store.records import OriginalsPolicy, slug
 from appliance.validation import is_secret, problem
 from cloudsync.errors import CloudError
 
@@ -50,13 +50,16 @@ class _Body(BaseModel):
 
 
 class EventIn(_Body):
+    """An event as the operator creates it (``POST /api/events``) or the cloud backend pushes it
+    (``PUT /api/events/{code}``)."""
+
     name: str = Field(min_length=1, max_length=120)
     functions: list[str] = Field(default_factory=lambda: ["main"], max_length=50)
-    originals: Literal["all", "jpeg", "none"] = "all"
+    originals: OriginalsPolicy = "all"
 
 
 class OriginalsIn(_Body):
-    originals: Literal["all", "jpeg", "none"]
+    originals: OriginalsPolicy
 
 
 class KeyIn(_Body):
@@ -96,14 +99,6 @@ def worded_errors(errors: Any) -> list[dict[str, Any]]:
             item.pop("input", None)
         worded.append(item)
     return worded
-
-
-class EventPush(_Body):
-    """An event as the cloud backend knows it (``PUT /api/events/{code}``)."""
-
-    name: str = Field(min_length=1, max_length=120)
-    functions: list[str] = Field(default_factory=lambda: ["main"], max_length=50)
-    originals: Literal["all", "jpeg", "none"] = "all"
 
 
 class KeyPush(_Body):
@@ -245,7 +240,7 @@ def make_admin_app(
         return (await services.store.set_originals_policy(code, body.originals)).to_json()
 
     @app.put("/api/events/{code}")
-    async def push_event(code: str, body: EventPush, response: Response) -> dict[str, Any]:
+    async def push_event(code: str, body: EventIn, response: Response) -> dict[str, Any]:
         """Create the event under the backend's code, or bring its name and functions up to date;
         pushing the same thing twice changes nothing (200 with ``changed: false``)."""
         if not _matches(EVENT_CODE_PATTERN, code):

@@ -112,8 +112,10 @@ def link_base(
     return f"http://{host}" + ("" if port in (80, None) else f":{port}")
 
 
-class RateLimiter:
-    """Sliding-window counts per client address."""
+class ClientWindow:
+    """Sliding-window counts per client address (a guest's searches, failed codes): a limit of
+    hits per window for each address. cloudsync.ratelimit.RateLimiter is the other kind: one
+    token bucket for the account's Rekognition calls."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
@@ -159,8 +161,8 @@ class GuestAccess:
     def __init__(self, settings: GuestSettings, layout: Layout) -> None:
         self.settings = settings
         self._key = load_link_key(layout)
-        self.searches = RateLimiter(settings.searches_per_minute, 60.0)
-        self.failures = RateLimiter(settings.code_attempts_per_hour, 3600.0)
+        self.searches = ClientWindow(settings.searches_per_minute, 60.0)
+        self.failures = ClientWindow(settings.code_attempts_per_hour, 3600.0)
 
     def _mac(self, *parts: bytes) -> bytes:
         return hmac.new(self._key, b"\x1f".join(parts), hashlib.sha256).digest()[:_MAC_BYTES]
