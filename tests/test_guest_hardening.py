@@ -24,7 +24,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from appliance.guest.app import MESSAGES, qr_code, safe_stem
+from appliance.guest.app import MESSAGES
+from appliance.guest.files import qr_code, safe_stem
 from tests.boxproc import Box, make_box, store
 from tests.test_guest_api import face, wait_indexed
 
