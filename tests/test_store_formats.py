@@ -50,7 +50,7 @@ def frame(event: str, name: str, kind: str, n: int, **extra: object) -> LandedFr
 
 
 async def proxy_jobs(store: Store) -> dict[int, str]:
-    rows = await store._all("SELECT photo_id, state FROM sync_jobs WHERE kind = 'proxy'")
+    rows = await store.fetch_all("SELECT photo_id, state FROM sync_jobs WHERE kind = 'proxy'")
     return {int(r[0]): str(r[1]) for r in rows}
 
 

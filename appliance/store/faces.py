@@ -64,7 +64,7 @@ class FaceStore:
         marks = ",".join("?" * len(skipped))
         not_in = f" AND id NOT IN ({marks})" if skipped else ""
         sql = f"SELECT id, event, sha256, stored_path, proxy_path, received_at FROM photos WHERE {_TODO}"  # noqa: S608
-        rows = await self.store._all(f"{sql}{not_in} ORDER BY id DESC LIMIT ?", (*skipped, limit))
+        rows = await self.store.fetch_all(f"{sql}{not_in} ORDER BY id DESC LIMIT ?", (*skipped, limit))
         return [FaceTodo(*row) for row in rows]
 
     async def record(
@@ -101,7 +101,7 @@ class FaceStore:
 
     async def vectors(self, event: str, after_face_id: int = 0) -> EventVectors:
         """The searchable faces of one event (those after ``after_face_id``, to top up a cache)."""
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             "SELECT id, photo_id, embedding FROM faces"
             " WHERE event = ? AND id > ? AND embedding IS NOT NULL ORDER BY id",
             (event, after_face_id),
@@ -120,7 +120,7 @@ class FaceStore:
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             f"SELECT c.face_id, c.photo_id FROM cloud_faces c JOIN photos p ON p.id = c.photo_id WHERE p.event = ? AND c.face_id IN ({marks})",  # noqa: S608, E501
             (event, *wanted),
         )
@@ -132,14 +132,14 @@ class FaceStore:
         if not wanted:
             return set()
         marks = ",".join("?" * len(wanted))
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             f"SELECT id FROM photos WHERE event = ? AND searchable_in_cloud_at IS NOT NULL AND id IN ({marks})",  # noqa: S608, E501
             (event, *wanted),
         )
         return {int(r[0]) for r in rows}
 
     async def counts(self) -> dict[str, int]:
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT"  # noqa: S608
             f" (SELECT count(*) FROM photos WHERE {_TODO}),"
             " (SELECT count(*) FROM photos WHERE faces_state = 'done'),"

@@ -28,7 +28,7 @@ async def raw_halves(store: Store, event: str, jpeg_ids: Iterable[int]) -> dict[
         chunk = wanted[start : start + _MAX_BATCH]
         marks = ",".join("?" * len(chunk))
         columns = ", ".join(f"r.{name}" for name in _PHOTO_COLUMNS.split(", "))
-        rows = await store._all(
+        rows = await store.fetch_all(
             f"SELECT j.id AS pair_jpeg_id, {columns} FROM photos j JOIN photos r"  # noqa: S608
             f" ON r.kind IN {RAW_KINDS_SQL} AND r.id != j.id AND {same}"
             f" WHERE j.event = ? AND j.kind = 'jpeg' AND j.id IN ({marks}) ORDER BY r.id",
@@ -49,7 +49,7 @@ async def shown_for(store: Store, event: str, ids: Iterable[int]) -> dict[int, i
     for start in range(0, len(wanted), _MAX_BATCH):
         chunk = wanted[start : start + _MAX_BATCH]
         marks = ",".join("?" * len(chunk))
-        rows = await store._all(
+        rows = await store.fetch_all(
             f"SELECT r.id, min(j.id) FROM photos r JOIN photos j ON j.kind = 'jpeg' AND j.id != r.id AND {same}"  # noqa: S608, E501
             f" WHERE r.event = ? AND r.kind IN {RAW_KINDS_SQL} AND r.id IN ({marks}) GROUP BY r.id",
             (event, *chunk),

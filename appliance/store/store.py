@@ -113,13 +113,21 @@ class Store:
                 raise
             await self.db.execute("COMMIT")
 
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    # --- the read surface the store's companions (FaceStore, SyncQueue, pairs) share; writes go
+    # through ``transaction()``, which serialises them on the one writer connection
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Every row of one read (a snapshot of the last commit on a read-only store)."""
         async with self.db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """The first row of one read, or None."""
         async with self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
+
+    _all = fetch_all  # until store/syncqueue.py moves to the public names
+    _one = fetch_one
 
     # --- events and functions
 
@@ -163,10 +171,10 @@ class Store:
         return await self.get_event(event)
 
     async def get_event(self, code: str) -> Event:
-        row = await self._one("SELECT * FROM events WHERE code = ?", (code,))
+        row = await self.fetch_one("SELECT * FROM events WHERE code = ?", (code,))
         if row is None:
             raise NotFoundError(f"no event with code {code!r}")
-        functions = await self._all("SELECT name FROM functions WHERE event = ? ORDER BY name", (code,))
+        functions = await self.fetch_all("SELECT name FROM functions WHERE event = ? ORDER BY name", (code,))
         return Event(
             row["code"],
             row["name"],
@@ -210,11 +218,11 @@ class Store:
         return await self.get_event(code)
 
     async def event_by_host_key(self, key_hash: str) -> Event | None:
-        row = await self._one("SELECT code FROM events WHERE host_key_hash = ?", (key_hash,))
+        row = await self.fetch_one("SELECT code FROM events WHERE host_key_hash = ?", (key_hash,))
         return await self.get_event(row[0]) if row else None
 
     async def list_events(self) -> list[Event]:
-        rows = await self._all("SELECT code FROM events ORDER BY created_at, code")
+        rows = await self.fetch_all("SELECT code FROM events ORDER BY created_at, code")
         return [await self.get_event(row[0]) for row in rows]
 
     async def purge_event(self, code: str) -> list[str]:
@@ -222,21 +230,25 @@ class Store:
         the files and folders the caller must remove. The usage ledger stays: it is the bill, and
         holds only ids."""
         await self.get_event(code)
-        paths = [r[0] for r in await self._all("SELECT stored_path FROM photos WHERE event = ?", (code,))]
+        paths = [
+            r[0] for r in await self.fetch_all("SELECT stored_path FROM photos WHERE event = ?", (code,))
+        ]
         paths += [
             r[0]
-            for r in await self._all(
+            for r in await self.fetch_all(
                 "SELECT proxy_path FROM photos WHERE event = ? AND proxy_path IS NOT NULL", (code,)
             )
         ]
         paths += [
             r[0]
-            for r in await self._all(
+            for r in await self.fetch_all(
                 "SELECT quarantine_path FROM rejections WHERE event = ? AND quarantine_path IS NOT NULL",
                 (code,),
             )
         ]
-        users = [r[0] for r in await self._all("SELECT username FROM upload_keys WHERE event = ?", (code,))]
+        users = [
+            r[0] for r in await self.fetch_all("SELECT username FROM upload_keys WHERE event = ?", (code,))
+        ]
         async with self.transaction() as db:
             await db.execute("DELETE FROM photos WHERE event = ?", (code,))
             await db.execute("DELETE FROM rejections WHERE event = ?", (code,))
@@ -258,7 +270,7 @@ class Store:
         async with self.transaction() as db:
             name = base
             suffix = 1
-            while await self._one("SELECT 1 FROM upload_keys WHERE username = ?", (name,)):
+            while await self.fetch_one("SELECT 1 FROM upload_keys WHERE username = ?", (name,)):
                 if username is not None:
                     raise StoreError(f"upload key {username} already exists")
                 suffix += 1
@@ -271,7 +283,7 @@ class Store:
         return await self.get_key(name)
 
     async def get_key(self, username: str) -> UploadKey:
-        row = await self._one("SELECT * FROM upload_keys WHERE username = ?", (username,))
+        row = await self.fetch_one("SELECT * FROM upload_keys WHERE username = ?", (username,))
         if row is None:
             raise NotFoundError(f"no upload key {username!r}")
         return UploadKey(**dict(row))
@@ -284,9 +296,11 @@ class Store:
 
     async def list_keys(self, event: str | None = None) -> list[UploadKey]:
         if event is None:
-            rows = await self._all("SELECT * FROM upload_keys ORDER BY created_at")
+            rows = await self.fetch_all("SELECT * FROM upload_keys ORDER BY created_at")
         else:
-            rows = await self._all("SELECT * FROM upload_keys WHERE event = ? ORDER BY created_at", (event,))
+            rows = await self.fetch_all(
+                "SELECT * FROM upload_keys WHERE event = ? ORDER BY created_at", (event,)
+            )
         return [UploadKey(**dict(r)) for r in rows]
 
     async def revoke_key(self, username: str) -> UploadKey:
@@ -312,7 +326,7 @@ class Store:
     async def camera_stats(self, since: str) -> list[dict[str, Any]]:
         """Per upload key: frames in total and since ``since`` (ISO UTC), the last frame, and the
         rejected uploads with the latest reason."""
-        rows = await self._all(
+        rows = await self.fetch_all(
             "SELECT k.username, k.event, k.function, k.camera, k.revoked_at,"
             " (SELECT count(*) FROM photos p WHERE p.username = k.username) AS frames_total,"
             " (SELECT count(*) FROM photos p WHERE p.username = k.username AND p.received_at >= ?)"
@@ -417,7 +431,7 @@ class Store:
                     )
         found: dict[tuple[str, str], Photo] = {}
         for frame in frames:
-            row = await self._one(
+            row = await self.fetch_one(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND sha256 = ?",  # noqa: S608
                 (frame.event, frame.sha256),
             )
@@ -427,16 +441,16 @@ class Store:
         return found
 
     async def get_photo(self, photo_id: int) -> Photo:
-        row = await self._one(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
+        row = await self.fetch_one(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
         if row is None:
             raise NotFoundError(f"no photo {photo_id}")
         return _photo(row)
 
     async def list_photos(self, event: str | None = None, *, limit: int = 100_000) -> list[Photo]:
         if event is None:
-            rows = await self._all(f"SELECT {_PHOTO_COLUMNS} FROM photos ORDER BY id LIMIT ?", (limit,))  # noqa: S608
+            rows = await self.fetch_all(f"SELECT {_PHOTO_COLUMNS} FROM photos ORDER BY id LIMIT ?", (limit,))  # noqa: S608
         else:
-            rows = await self._all(
+            rows = await self.fetch_all(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id LIMIT ?",  # noqa: S608
                 (event, limit),
             )
@@ -450,7 +464,7 @@ class Store:
         for start in range(0, len(wanted), _MAX_BATCH):
             chunk = wanted[start : start + _MAX_BATCH]
             marks = ",".join("?" * len(chunk))
-            rows = await self._all(
+            rows = await self.fetch_all(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND id IN ({marks})",  # noqa: S608
                 (event, *chunk),
             )
@@ -461,20 +475,21 @@ class Store:
         """One page of an event's photos, newest first, and the event's photo count: a RAW+JPEG
         pair is one photo, its JPEG (``pairs.raw_halves`` gives the RAWs)."""
         shown = f"event = ? AND NOT {PAIRED_RAW.format(p='photos')}"
-        rows = await self._all(
+        rows = await self.fetch_all(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {shown} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
             (event, limit, offset),
         )
-        total = await self._one(f"SELECT count(*) FROM photos WHERE {shown}", (event,))  # noqa: S608
+        total = await self.fetch_one(f"SELECT count(*) FROM photos WHERE {shown}", (event,))  # noqa: S608
         return [_photo(r) for r in rows], int(total[0]) if total else 0
 
     async def event_photo_ids(self, event: str) -> list[int]:
         return [
-            int(r[0]) for r in await self._all("SELECT id FROM photos WHERE event = ? ORDER BY id", (event,))
+            int(r[0])
+            for r in await self.fetch_all("SELECT id FROM photos WHERE event = ? ORDER BY id", (event,))
         ]
 
     async def stored_paths(self) -> dict[str, int]:
-        rows = await self._all("SELECT stored_path, id FROM photos")
+        rows = await self.fetch_all("SELECT stored_path, id FROM photos")
         return {r[0]: r[1] for r in rows}
 
     async def set_state(self, photo_ids: Iterable[int], state: str) -> None:
@@ -508,7 +523,7 @@ class Store:
                 (utcnow(), username, event, original_name, size, reason, quarantine_path),
             )
             rid = cur.lastrowid
-        row = await self._one("SELECT * FROM rejections WHERE id = ?", (rid,))
+        row = await self.fetch_one("SELECT * FROM rejections WHERE id = ?", (rid,))
         assert row is not None
         return Rejection(**dict(row))
 
@@ -524,13 +539,13 @@ class Store:
             return cur.rowcount
 
     async def list_rejections(self, limit: int = 100) -> list[Rejection]:
-        rows = await self._all("SELECT * FROM rejections ORDER BY id DESC LIMIT ?", (limit,))
+        rows = await self.fetch_all("SELECT * FROM rejections ORDER BY id DESC LIMIT ?", (limit,))
         return [Rejection(**dict(r)) for r in rows]
 
     # --- hot folder
 
     async def hotfolder_seen(self, path: str) -> tuple[int, int] | None:
-        row = await self._one("SELECT size, mtime_ns FROM hotfolder_seen WHERE path = ?", (path,))
+        row = await self.fetch_one("SELECT size, mtime_ns FROM hotfolder_seen WHERE path = ?", (path,))
         return None if row is None else (row[0], row[1])
 
     async def mark_hotfolder_seen(self, path: str, size: int, mtime_ns: int, outcome: str) -> None:
@@ -545,11 +560,13 @@ class Store:
     # --- status
 
     async def counts(self) -> dict[str, Any]:
-        by_state = {r[0]: r[1] for r in await self._all("SELECT state, count(*) FROM photos GROUP BY state")}
-        oldest = await self._one("SELECT min(received_at) FROM photos WHERE state = 'queued'")
-        rejected = await self._one("SELECT count(*) FROM rejections WHERE resumed_photo_id IS NULL")
-        events = await self._one("SELECT count(*) FROM events")
-        keys = await self._one("SELECT count(*) FROM upload_keys WHERE revoked_at IS NULL")
+        by_state = {
+            r[0]: r[1] for r in await self.fetch_all("SELECT state, count(*) FROM photos GROUP BY state")
+        }
+        oldest = await self.fetch_one("SELECT min(received_at) FROM photos WHERE state = 'queued'")
+        rejected = await self.fetch_one("SELECT count(*) FROM rejections WHERE resumed_photo_id IS NULL")
+        events = await self.fetch_one("SELECT count(*) FROM events")
+        keys = await self.fetch_one("SELECT count(*) FROM upload_keys WHERE revoked_at IS NULL")
         return {
             "photos_by_state": by_state,
             "photos_total": sum(by_state.values()),
