@@ -24,6 +24,7 @@ import io
 import json
 import multiprocessing as mp
 import random
+import struct
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -54,6 +55,7 @@ ABSENT = "hopper"
 SELFIE_LONG_EDGE = 1280  # appliance.faces.engine.SELFIE_LONG_EDGE: the declared box is in that picture
 RAW_TAG = 64  # frame-unique bytes at the end of a RAW's raw data
 RAW_EXT = {"canon": ".CR3", "nikon": ".NEF", "sony": ".ARW"}
+CR3_PREVIEW_UUID = "eaf42b5e1c984b88b9fbb7dc406e4d16"  # Canon's preview box
 RAW_MAKE = {"nikon": ("NIKON CORPORATION", "NIKON Z 9"), "sony": ("SONY", "ILCE-1")}
 
 
@@ -110,15 +112,30 @@ def _portrait(identity: str, seed: int) -> Base:
     return _compose_base(seed, [(picture, random.Random(seed).randrange(*FACE_WIDTHS))])
 
 
+def raw_preview(seed: int) -> bytes:
+    """The embedded preview a body writes into every RAW (a 1620 px JPEG here, of no one: the
+    soak's RAWs are searched for faces like any photo since RAWs became searchable, and find none)."""
+    shade = 60 + seed % 120
+    picture = Image.linear_gradient("L").resize((1620, 1080)).point(lambda v: (v + shade) % 256)
+    out = io.BytesIO()
+    Image.merge("RGB", [picture, picture, picture]).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
 def make_raw_base(brand: str, size: int, seed: int) -> Base:
     """A structurally valid RAW of about ``size`` bytes without its last ``RAW_TAG`` bytes, which
-    each frame supplies (so the raw data, and the file, end with the frame's own tag)."""
+    each frame supplies (so the raw data, and the file, end with the frame's own tag). Each has
+    its preview where the body writes it: CR3's PRVW box, the TIFF RAWs' JPEG SubIFD."""
     payload = random.Random(seed).randbytes(max(1024, size)) + bytes(RAW_TAG)
+    preview = raw_preview(seed)
     if brand == "canon":
+        with Image.open(io.BytesIO(preview)) as opened:
+            width, height = opened.size
+        prvw = box(b"PRVW", struct.pack(">I HHHH I", 0, 1, width, height, 1, len(preview)) + preview)
         data = (
             ftyp(b"crx ", b"crx ", b"isom")
             + box(b"moov", box(b"uuid", b"CMT1" * 40) + box(b"trak", b"t" * 200))
-            + box(b"uuid", b"PRVW" * 64)
+            + box(b"uuid", bytes.fromhex(CR3_PREVIEW_UUID) + bytes(8) + prvw)
             + box(b"mdat", payload)
         )
     else:
@@ -127,13 +144,24 @@ def make_raw_base(brand: str, size: int, seed: int) -> Base:
             (0x00FE, 4, (0,)),
             (0x0100, 4, (6048,)),
             (0x0101, 4, (4032,)),
+            (0x0103, 3, (34713 if brand == "nikon" else 32767,)),  # the bodies' raw compressions
+            (0x0106, 3, (32803,)),  # CFA: sensor data, not a picture
             (0x010F, 2, ascii_value(make)),
             (0x0110, 2, ascii_value(model)),
             (0x0111, 4, ("raw",)),
             (0x0117, 4, (len(payload),)),
             (0x0132, 2, ascii_value("2025:06:14 18:30:00")),
+            (0x014A, 4, ("ifd1",)),
         ]
-        data, _where = build_tiff([ifd0], [("raw", payload)], order="<" if brand == "sony" else ">")
+        jpeg_ifd: list[TiffEntry] = [
+            (0x00FE, 4, (1,)),
+            (0x0103, 3, (6,)),
+            (0x0201, 4, ("preview",)),
+            (0x0202, 4, (len(preview),)),
+        ]
+        data, _where = build_tiff(
+            [ifd0, jpeg_ifd], [("preview", preview), ("raw", payload)], order="<" if brand == "sony" else ">"
+        )
     body = data[:-RAW_TAG]
     return Base(body, len(body), (), 0)
 
