@@ -433,6 +433,14 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
         if self.username:
             logger.info("%s session from %s ended", escape_controls(self.username), self.remote_ip)
 
+    def ftp_QUIT(self, line: str) -> None:
+        """A camera that quits frees its place under ``ftp.max_sessions_per_key`` before the 221:
+        one that reconnects at once is not refused because the close that frees it comes after
+        (CI saw a 421 so). With an upload still in flight the place is held until it ends."""
+        if not self.data_channel and getattr(self, "username", None):
+            self.sessions.remove(self.username, self)
+        super().ftp_QUIT(line)
+
     def close(self) -> None:
         self._leave_prelogin()
         if getattr(self, "username", None):
