@@ -58,7 +58,7 @@ import numpy as np
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for appliance.*
 
 import _synthetic as synth
-from PIL import Image, ImageOps
+from PIL import Image
 
 from appliance.faces.dlibnet import ensure_model
 from appliance.faces.engine import (
@@ -70,7 +70,7 @@ from appliance.faces.engine import (
     load_rgb,
     models_dir,
 )
-from appliance.proxy import draft_size, make_proxy
+from appliance.proxy import decode, make_proxy
 
 SIZES = (150, 200, 240, 300, 450, 700)  # face width in the 6000 px original
 FACES_PER_FRAME = 6
@@ -157,14 +157,12 @@ def _init(workdir: str, onnx_model: str | None, detail: bool) -> None:
         _models[upsample] = FaceModel(min_face_px=1, upsample=upsample, onnx_model=model)
 
 
-def _decoded(original: Path) -> np.ndarray | None:
+def _decoded(original: Path) -> Image.Image | None:
     """The original as the face worker holds it while making the proxy: decoded at the JPEG
     decoder's scale for the proxy's size, oriented."""
     if not _detail:
         return None
-    with Image.open(original) as opened:
-        opened.draft("RGB", draft_size(opened.size, synth.PROXY_LONG_EDGE))
-        return np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    return decode(original, synth.PROXY_LONG_EDGE).upright()
 
 
 def _index(

@@ -180,7 +180,7 @@ def test_a_synthetic_event_photo_finds_the_pasted_people(
     assert decoded is not None and decoded.image.width == 3000  # the decoder's 1/2 scale
     factor = proxy.width / frame.image.width
     # as the face worker does: small faces cut from the original as decoded for the proxy
-    faces = model.faces(load_rgb(proxy.path), lambda: np.asarray(decoded.upright()))
+    faces = model.faces(load_rgb(proxy.path), decoded.upright)
 
     for truth in frame.faces:
         here = [f for f in faces if synth.iou(box(f), truth.scaled(factor)) >= 0.4]

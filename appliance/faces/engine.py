@@ -68,7 +68,7 @@ class Face:
 
 
 RESNET_DAT = "dlib_face_recognition_resnet_model_v1.dat"
-Detail = Callable[[], "np.ndarray | None"]  # the picture at a higher resolution, when there is one
+Detail = Callable[[], "Image.Image | None"]  # the picture at a higher resolution, when there is one
 
 
 class FaceModel:
@@ -127,13 +127,13 @@ class FaceModel:
         wanted = [i for i, (_, box) in enumerate(boxes) if min(box[2], box[3]) >= self.min_face_px]
         small = [i for i in wanted if min(boxes[i][1][2], boxes[i][1][3]) < DETAIL_BELOW]
         larger = detail() if detail is not None and small else None
-        scale = larger.shape[1] / image.shape[1] if larger is not None else 1.0
-        if larger is None or scale < 1.05 or abs(larger.shape[0] / image.shape[0] - scale) > 0.02 * scale:
+        scale = larger.width / image.shape[1] if larger is not None else 1.0
+        if larger is None or scale < 1.05 or abs(larger.height / image.shape[0] - scale) > 0.02 * scale:
             small = []  # no larger copy of the same picture: every chip from ``image``
         large = [i for i in wanted if i not in small]
         vectors = self._embed(image, [boxes[i][0] for i in large])
         if small and larger is not None:
-            vectors += self._embed(larger, [_scaled(boxes[i][0], scale) for i in small])
+            vectors += self._embed_from(larger, [_scaled(boxes[i][0], scale) for i in small])
         embedding = dict(zip(large + small, vectors, strict=True))
         return [
             Face(*box, searchable=i in embedding, embedding=embedding.get(i))
@@ -163,6 +163,20 @@ class FaceModel:
         found = self._faces(image, [rect])
         return (found[0] if found else None), len(detections)
 
+    def _embed_from(self, picture: Image.Image, rects: list[dlib.rectangle]) -> list[np.ndarray]:
+        """``_embed`` of faces in a large picture, each from a patch around it (the face's size on
+        every side: more than its landmarks and its chip's padding reach), so that a 24 MP
+        decode is never copied whole into an array for a few small faces."""
+        if self._onnx is None:
+            return [vector for rect in rects for vector in self._embed(*_patch(picture, rect))]
+        from appliance.faces.onnxembed import chips
+
+        cut = []
+        for rect in rects:
+            patch, (moved,) = _patch(picture, rect)
+            cut.append(chips(patch, [self._landmarks(patch, moved)]))
+        return list(self._onnx.embed(np.concatenate(cut))) if cut else []
+
     def _embed(self, image: np.ndarray, rects: list[dlib.rectangle]) -> list[np.ndarray]:
         """The 128-d embedding of each face (its 5-point shape, then the aligned 150 px chip)."""
         if not rects:
@@ -177,6 +191,18 @@ class FaceModel:
             np.asarray(self._embedder.compute_face_descriptor(image, shape, 0), dtype=np.float32)
             for shape in shapes
         ]
+
+
+def _patch(picture: Image.Image, rect: dlib.rectangle) -> tuple[np.ndarray, list[dlib.rectangle]]:
+    """The part of ``picture`` around ``rect`` as an array, and ``rect`` in its coordinates."""
+    margin = max(rect.width(), rect.height())
+    left, top = max(0, rect.left() - margin), max(0, rect.top() - margin)
+    right, bottom = (
+        min(picture.width, rect.right() + 1 + margin),
+        min(picture.height, rect.bottom() + 1 + margin),
+    )
+    patch = np.asarray(picture.crop((left, top, right, bottom)).convert("RGB"))
+    return patch, [dlib.translate_rect(rect, dlib.point(-left, -top))]
 
 
 def _scaled(rect: dlib.rectangle, scale: float) -> dlib.rectangle:

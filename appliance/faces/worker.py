@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from appliance import process
 from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
@@ -72,10 +73,9 @@ def index_photo(source: str, proxy_path: str, long_edge: int, proxy_exists: bool
     except (ProxyError, OSError) as exc:
         return Indexed(None, [], str(exc))
 
-    def detail() -> np.ndarray | None:
+    def detail() -> Image.Image | None:
         try:
-            found = decoded or decode(Path(source), long_edge)
-            return np.asarray(found.upright())
+            return (decoded or decode(Path(source), long_edge)).upright()
         except (ProxyError, OSError):
             return None  # the chips come from the proxy, as for any photo without a larger copy
 
