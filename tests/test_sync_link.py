@@ -219,7 +219,7 @@ async def test_fresh_proxies_go_newest_first_then_the_backlog_oldest_first_then_
             *[("proxy", n) for n in (8, 7, 6)],  # fresh: newest first
             *[("proxy", n) for n in (1, 2, 3, 4, 5)],  # backlog: oldest first
         ], "no original while proxies are in flight"
-        for job_id in [r[0] for r in await store._all("SELECT id FROM sync_jobs WHERE kind = 'proxy'")]:
+        for job_id in [r[0] for r in await store.fetch_all("SELECT id FROM sync_jobs WHERE kind = 'proxy'")]:
             await queue.done(job_id)
         originals = []
         while (job := await queue.claim(now=now)) is not None:
@@ -289,7 +289,7 @@ async def test_the_choice_is_recorded_and_a_retry_sends_the_same_bytes(
         with Image.open(path) as image:
             assert max(image.size) == 1366, "the floor: 60 px faces stay 40 px"
         kept = path.read_bytes()
-        row = await store._one(
+        row = await store.fetch_one(
             "SELECT cloud_proxy_edge, cloud_proxy_quality, cloud_proxy_sha256 FROM photos WHERE id = ?",
             (job.photo_id,),
         )

@@ -126,9 +126,6 @@ class Store:
         async with self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
-    _all = fetch_all  # until store/syncqueue.py moves to the public names
-    _one = fetch_one
-
     # --- events and functions
 
     async def create_event(

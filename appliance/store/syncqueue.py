@@ -206,7 +206,7 @@ class SyncQueue:
     async def smallest_face(self, photo_id: int) -> tuple[bool, int | None]:
         """(whether the local index has done the photo, the short side of its smallest searchable
         face in local-proxy pixels, None when it found none)."""
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT p.faces_state = 'done', (SELECT min(min(f.w, f.h)) FROM faces f"
             " WHERE f.photo_id = p.id AND f.embedding IS NOT NULL) FROM photos p WHERE p.id = ?",
             (photo_id,),
@@ -221,7 +221,7 @@ class SyncQueue:
         began a few seconds ago counts at its own pace, and a shoot that stopped fades out."""
         now = time.time() if now is None else now
         since = dt.datetime.fromtimestamp(now - window, dt.UTC).isoformat(timespec="milliseconds")
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT count(*), min(p.received_at) FROM photos p WHERE p.received_at >= ?"
             " AND EXISTS (SELECT 1 FROM sync_jobs j WHERE j.photo_id = p.id AND j.kind = 'proxy')",
             (since,),
@@ -236,7 +236,7 @@ class SyncQueue:
     async def evictable(self, limit: int) -> list[tuple[int, str, str | None, str | None, int]]:
         """Originals safely in S3 (their upload job is done, checksum verified) still on the
         box, oldest first: (photo id, stored path, username, FTP path, size)."""
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             "SELECT p.id, p.stored_path, p.username, p.ftp_path, p.size FROM photos p"
             " JOIN sync_jobs j ON j.photo_id = p.id AND j.kind = 'original' AND j.state = 'done'"
             " WHERE p.evicted_at IS NULL ORDER BY p.id LIMIT ?",
@@ -255,7 +255,7 @@ class SyncQueue:
             )
 
     async def evicted(self) -> dict[str, int]:
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT count(*), coalesce(sum(size), 0) FROM photos WHERE evicted_at IS NOT NULL"
         )
         assert row is not None
@@ -263,13 +263,14 @@ class SyncQueue:
 
     async def evicted_paths(self) -> list[str]:
         return [
-            r[0] for r in await self.store._all("SELECT stored_path FROM photos WHERE evicted_at IS NOT NULL")
+            r[0]
+            for r in await self.store.fetch_all("SELECT stored_path FROM photos WHERE evicted_at IS NOT NULL")
         ]
 
     # --- quota
 
     async def indexed_count(self, event: str) -> int:
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT count(*) FROM photos WHERE event = ? AND searchable_in_cloud_at IS NOT NULL", (event,)
         )
         return int(row[0]) if row else 0
@@ -324,7 +325,7 @@ class SyncQueue:
 
     async def ledger(self, event: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, at, event, operation, idempotency_key, photo_id, outcome FROM usage_ledger"
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             sql + (" WHERE event = ?" if event else "") + " ORDER BY id", (event,) if event else ()
         )
         keys = ("id", "at", "event", "operation", "idempotency_key", "photo_id", "outcome")
@@ -333,7 +334,7 @@ class SyncQueue:
     # --- multipart journal (cloudsync.s3.Journal, made async; the worker bridges it)
 
     async def journal_load(self, key: str) -> tuple[str, int, dict[str, Any]] | None:
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT upload_id, part_size, parts FROM multipart_uploads WHERE key = ?", (key,)
         )
         return None if row is None else (row[0], int(row[1]), json.loads(row[2]))
@@ -352,24 +353,24 @@ class SyncQueue:
             await db.execute("DELETE FROM multipart_uploads WHERE key = ?", (key,))
 
     async def journal_upload_ids(self) -> set[str]:
-        return {r[0] for r in await self.store._all("SELECT upload_id FROM multipart_uploads")}
+        return {r[0] for r in await self.store.fetch_all("SELECT upload_id FROM multipart_uploads")}
 
     # --- operator
 
     async def counts(self) -> dict[str, int]:
-        rows = await self.store._all("SELECT state, count(*) FROM sync_jobs GROUP BY state")
+        rows = await self.store.fetch_all("SELECT state, count(*) FROM sync_jobs GROUP BY state")
         return {r[0]: r[1] for r in rows}
 
     async def oldest_waiting(self) -> str | None:
         """received_at of the oldest photo with a job still to do (pending or in flight)."""
-        row = await self.store._one(
+        row = await self.store.fetch_one(
             "SELECT min(p.received_at) FROM sync_jobs j JOIN photos p ON p.id = j.photo_id"
             " WHERE j.state IN ('pending', 'leased')"
         )
         return row[0] if row else None
 
     async def dead_letters(self) -> list[DeadLetter]:
-        rows = await self.store._all(
+        rows = await self.store.fetch_all(
             "SELECT j.id, j.photo_id, j.kind, p.event, p.original_name, j.attempts,"
             " coalesce(j.last_error, ''), j.updated_at FROM sync_jobs j JOIN photos p ON p.id = j.photo_id"
             " WHERE j.state = 'dead' ORDER BY j.id"

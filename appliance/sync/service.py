@@ -197,7 +197,7 @@ class SyncService:
             pace=self.bandwidth.take,
             on_transfer=self._transferred,
         )
-        self.faces = FaceIndex(
+        self.rekognition = FaceIndex(
             rekognition,
             RateLimiter(s.rekognition_rate),
             observe=lambda operation, result: metrics.REKOGNITION_CALLS.labels(operation, result).inc(),
@@ -286,7 +286,7 @@ class SyncService:
         if not self.enabled:
             return {"s3_objects_deleted": 0, "collection_deleted": False}
         deleted = await self._cloud(self.uploader.delete_prefix, f"{self.settings.prefix}/{event}/")
-        dropped = await self._cloud(self.faces.delete_collection, event)
+        dropped = await self._cloud(self.rekognition.delete_collection, event)
         self._collections.discard(event)
         return {"s3_objects_deleted": deleted, "collection_deleted": dropped}
 
@@ -475,7 +475,7 @@ class SyncService:
             # one CreateCollection per event, not one per worker that meets it first
             async with self._collection_locks.setdefault(job.event, asyncio.Lock()):
                 if job.event not in self._collections:
-                    await self._cloud(self.faces.ensure_collection, job.event)
+                    await self._cloud(self.rekognition.ensure_collection, job.event)
                     self._collections.add(job.event)
         if self.settings.index_from_s3:
             assert self.settings.bucket is not None
@@ -487,7 +487,7 @@ class SyncService:
         started = time.monotonic()
         try:
             result = await asyncio.to_thread(
-                self.faces.index,
+                self.rekognition.index,
                 job.event,
                 image,
                 str(job.photo_id),
@@ -561,7 +561,7 @@ class SyncService:
         try:
             async with asyncio.timeout(wait):
                 return await asyncio.to_thread(
-                    self.faces.search, event, selfie_jpeg, threshold=self.settings.search_similarity
+                    self.rekognition.search, event, selfie_jpeg, threshold=self.settings.search_similarity
                 )
         except TimeoutError:
             self.uplink.trouble()
