@@ -5,6 +5,7 @@ memory of a process tree. No script imports another script's private names: they
 from __future__ import annotations
 
 import contextlib
+import ftplib
 import importlib.metadata
 import math
 import os
@@ -26,6 +27,7 @@ PASSIVE_PORTS_FROM = 61000  # above Linux's ephemeral range (32768-60999)
 IDLE_CPU_FRACTION = 0.05  # "idle" = the tree used < 5% of a core over one second
 IDLE_TIMEOUT_S = 60.0
 SAMPLE_S = 0.5
+FTP_ERRORS: tuple[type[BaseException], ...] = (*ftplib.all_errors, EOFError)  # a camera's failed upload
 
 
 def log(msg: str) -> None:

@@ -25,7 +25,7 @@ import _synthetic
 import httpx
 import numpy as np
 import psutil
-from _common import ProcTree
+from _common import FTP_ERRORS, ProcTree
 from _ftpload import BaseImage, Endpoint, Frame, comment_offset, login, store
 from _sync_helpers import iso_ts
 
@@ -40,8 +40,6 @@ EMBEDDING_DIM = 128
 # around the mean of real embeddings with this per-dimension spread (distance ~ sigma * sqrt(256)).
 STRANGER_SIGMA = 0.9 / math.sqrt(2 * EMBEDDING_DIM)
 SAME_PERSON_SIGMA = 0.01  # jitter of a true match's copy of a real embedding (~0.11 in distance)
-
-FTP_ERRORS: tuple[type[BaseException], ...] = (*ftplib.all_errors, EOFError)
 
 
 # --------------------------------------------------------------------------------------------

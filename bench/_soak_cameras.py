@@ -33,14 +33,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from _common import FTP_ERRORS
 from _soak_corpus import RAW_EXT, frame_of
 from _sync_helpers import Base, Frame
 
 FTP_TIMEOUT_S = 30.0
 BLOCK = 256 * 1024
 _PHOTO_ID = re.compile(r"stored as photo (\d+)")
-
-FTP_ERRORS: tuple[type[BaseException], ...] = (*ftplib.all_errors, EOFError)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from _common import FTP_ERRORS
 from _ftpload import grain_for as _grain_for
 from _ftpload import noise_image as _noise_image
 from moto.server import ThreadedMotoServer
@@ -31,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from appliance.control.client import ControlClient
 from appliance.proxy import make_proxy
-from tests.fakes.faultproxy import FaultProxy, _Pacer
+from tests.fakes.faultproxy import Direction, FaultProxy, _Pacer
 from tests.fakes.rekognition import FakeRekognition, declaration
 
 MB = 1_000_000
@@ -204,7 +205,7 @@ class Cloud:
         rek_port = int(self.rekognition.url.rsplit(":", 1)[1])
         self.s3_link = FaultProxy((host, int(port)))
         self.rek_link = FaultProxy(("127.0.0.1", rek_port))
-        shared = {"up": _SharedPacer(), "down": _SharedPacer()}
+        shared: dict[Direction, _Pacer] = {"up": _SharedPacer(), "down": _SharedPacer()}
         for link in self.links:
             assert isinstance(link._pacers, dict), "FaultProxy internals changed"
             link._pacers = shared
@@ -328,7 +329,7 @@ def run_camera(
                     shot.t_226 = time.time()
                 else:
                     shot.error = reply
-            except (*ftplib.all_errors, EOFError) as exc:
+            except FTP_ERRORS as exc:
                 shot.error = f"{type(exc).__name__}: {exc}"
                 with contextlib.suppress(Exception):
                     if ftp is not None:

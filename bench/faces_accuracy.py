@@ -166,7 +166,7 @@ def _decoded(original: Path) -> Image.Image | None:
 
 
 def _index(
-    proxy: Path, detail: np.ndarray | None = None
+    proxy: Path, detail: Image.Image | None = None
 ) -> tuple[dict[int, list[IndexedFace]], dict[int, float]]:
     image = load_rgb(proxy)
     found: dict[int, list[IndexedFace]] = {}

@@ -125,7 +125,7 @@ def console_spec() -> Spec | None:
     except (OSError, subprocess.SubprocessError):
         out = ""
     flags = {word.strip("[],") for word in out.split() if word.startswith(("--", "[--"))}
-    quick = ("--quick",) if "--quick" in flags else ()
+    quick: tuple[str, ...] = ("--quick",) if "--quick" in flags else ()
     if not quick:
         quick = tuple(x for flag, value in CONSOLE_QUICK.items() if flag in flags for x in (flag, value))
     return Spec(

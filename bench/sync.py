@@ -463,7 +463,9 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
             searchable[sha] = iso_ts(p["searchable_in_cloud_at"])
 
     # latency: searchable after the emulated phase ended counts as "not in time" (+inf)
-    lat_all, lat_out, lat_in = [], [], []
+    lat_all: list[float] = []
+    lat_out: list[float] = []
+    lat_in: list[float] = []
     for s in acked:
         assert s.t_226 is not None
         ts = searchable.get(s.frame.sha256)

@@ -317,7 +317,8 @@ def min_face_side(width: int, height: int) -> float:
 @functools.cache
 def _matcher(pattern: str) -> Callable[[str], object]:
     if _regex is not None:
-        return _regex.compile(pattern).fullmatch
+        matcher: Callable[[str], object] = _regex.compile(pattern).fullmatch
+        return matcher
     for prop, approx in ((r"\p{L}", r"\w"), (r"\p{Z}", r"\s"), (r"\p{N}", r"\d")):
         pattern = pattern.replace(prop, approx)
     return re.compile(pattern).fullmatch
@@ -380,7 +381,7 @@ def validate(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     """Decoded params, or RekognitionError(invalid=True) as AWS would answer a bad request."""
     shape = _MODEL.operation_model(operation).input_shape
     try:
-        decoded = _decode_blobs(params, shape)
+        decoded: dict[str, Any] = _decode_blobs(params, shape)
     except (binascii.Error, ValueError) as exc:
         raise RekognitionError(
             "SerializationException", f"Base64 decoding failed: {exc}", invalid=True
@@ -555,7 +556,8 @@ class FakeRekognition:
             snapshot = {
                 cid: [c.faces[f].wire() for f in sorted(c.faces)] for cid, c in self._collections.items()
             }
-        return json.loads(json.dumps(snapshot))
+        copied: dict[str, list[dict[str, Any]]] = json.loads(json.dumps(snapshot))
+        return copied
 
     def fail_next(self, operation: str, error_code: str, times: int = 1, status: int | None = None) -> None:
         """The next ``times`` calls of ``operation`` answer ``error_code`` (InternalServerError: 500)."""
