@@ -150,6 +150,9 @@ class SyncService:
         self._shooting: tuple[float, float] = (-1e9, 0.0)  # (when measured, photos per second)
         self._originals = 0  # original jobs claimed and not finished
         self._making = asyncio.Semaphore(1)  # one cloud proxy encoded at a time (~40 ms; memory)
+        # Local proxies the sync makes before the face index does: a decoded original is tens of
+        # MB, and cloud.workers (16) jobs decoding at once took the box past 700 MB in bench-sync.
+        self._decoding = asyncio.Semaphore(2)
         self.last_choice: dict[str, Any] = {}
         self.health = health
         self.store = store
@@ -345,9 +348,10 @@ class SyncService:
         proxy_sha = job.proxy_sha256
         if path is None or proxy_sha is None or not path.exists():
             dest = self.layout.proxies / job.event / f"{job.sha256}.jpg"
-            proxy = await asyncio.to_thread(
-                make_proxy, Path(job.stored_path), dest, long_edge=self.settings.proxy_long_edge
-            )
+            async with self._decoding:
+                proxy = await asyncio.to_thread(
+                    make_proxy, Path(job.stored_path), dest, long_edge=self.settings.proxy_long_edge
+                )
             await self.queue.set_proxy(job.photo_id, str(proxy.path), proxy.sha256)
             path, proxy_sha = proxy.path, proxy.sha256
         local_path = path
