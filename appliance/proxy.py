@@ -220,12 +220,17 @@ def make_proxy_image(
     width, height = image.size
     if len(data) > MAX_BYTES:
         raise ProxyError(f"proxy of {source.name} stays over 5 MB")
+    write_atomically(dest, data)
+    return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image, decoded
+
+
+def write_atomically(dest: Path, data: bytes) -> None:
+    """``data`` at ``dest``, whole or not at all, fsynced. The temporary name is unique per
+    writer: the face worker and the sync service may both make the same proxy at once."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Unique per writer: the face worker and the sync service may both make the same proxy.
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, dest)
-    return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image, decoded

@@ -32,12 +32,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from appliance.proxy import write_atomically
 
 LINK_SHARE = 0.7
 LOCAL_QUALITY = 85  # appliance.proxy's default, the quality of the local proxy
@@ -145,11 +146,5 @@ def make_cloud_proxy(local: Path, dest: Path, choice: Choice) -> tuple[str, int]
     out = io.BytesIO()
     image.save(out, "JPEG", quality=choice.quality, optimize=True, **extra)
     data = out.getvalue()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, dest)
+    write_atomically(dest, data)
     return hashlib.sha256(data).hexdigest(), len(data)
