@@ -10,6 +10,9 @@ from typing import Any, Literal, get_args
 
 OriginalsPolicy = Literal["all", "jpeg", "none"]  # which originals go to S3: all, JPEG only, none
 ORIGINALS_POLICIES: tuple[OriginalsPolicy, ...] = get_args(OriginalsPolicy)
+Moderation = Literal["open", "approve"]  # guests see every frame at once, or only approved ones
+MODERATIONS: tuple[Moderation, ...] = get_args(Moderation)
+Approval = Literal["approved", "rejected"]  # the host's decision on one photo (None: none yet)
 
 _LABEL_RE = re.compile(r"[^a-z0-9]+")
 
@@ -35,6 +38,11 @@ class Event:
     index_quota: int | None = None  # photos to index in Rekognition at most (None: no limit)
     pin_hash: str | None = None  # guests must type this PIN first (scrypt hash; None: no PIN)
     host_key_hash: str | None = None  # SHA-256 of the host link's key (None: no host link)
+    moderation: Moderation = "open"
+    face_search: bool = True  # guests may search by selfie (off: the host-published gallery only)
+    date: str | None = None  # the event's day as the guests see it (ISO date), if set
+    accent: str | None = None  # the guest pages' accent colour, "#rrggbb", if set
+    cover_photo_id: int | None = None  # a photo of the event shown on top of the guest pages
 
     def to_json(self) -> dict[str, Any]:
         data = {**asdict(self), "functions": list(self.functions)}
@@ -114,6 +122,14 @@ class Photo:
     searchable_local_at: str | None = None  # when the local face index recorded its faces
     evicted_at: str | None = None  # the original was deleted from the box, safely in S3
     faces_error: str | None = None  # why the local index has no picture of it ("no preview: ...")
+    approval: Approval | None = None  # the host's decision (matters when the event is "approve")
+    hidden_at: str | None = None  # the host hid it: no guest sees it, whatever the moderation
+
+    def shown_to_guests(self, moderation: Moderation) -> bool:
+        """Whether guests may see it: not hidden, not rejected, and approved if the event says so."""
+        if self.hidden_at is not None or self.approval == "rejected":
+            return False
+        return moderation == "open" or self.approval == "approved"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

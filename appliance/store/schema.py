@@ -235,4 +235,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE photos ADD COLUMN cloud_proxy_sha256 TEXT;
     CREATE INDEX photos_by_received ON photos (received_at);
     """,
+    # 9: the host in control: moderation per event ('open': every frame shown to guests at once;
+    # 'approve': only frames the host approved), face search on or off, the event's look on the
+    # guest pages and table card; per photo the host's decision and a hide switch
+    """
+    ALTER TABLE events ADD COLUMN moderation TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE events ADD COLUMN face_search INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN event_date TEXT;
+    ALTER TABLE events ADD COLUMN accent TEXT;
+    ALTER TABLE events ADD COLUMN cover_photo_id INTEGER;
+    ALTER TABLE photos ADD COLUMN approval TEXT;
+    ALTER TABLE photos ADD COLUMN hidden_at TEXT;
+    """,
 )

@@ -182,6 +182,11 @@ class Store:
             row["index_quota"],
             row["pin_hash"],
             row["host_key_hash"],
+            row["moderation"],
+            bool(row["face_search"]),
+            row["event_date"],
+            row["accent"],
+            row["cover_photo_id"],
         )
 
     async def find_event(self, code: str) -> Event | None:
