@@ -1,12 +1,12 @@
 # The single entry point: make run, make test, make check, make bench (the report),
-# make bench-ingest|bench-console|bench-sync|bench-faces.
+# make bench-ingest|bench-console|bench-sync|bench-faces|bench-live.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./var
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy bench-hostile soak image-check clean
+.PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy bench-hostile bench-live soak image-check clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench-accuracy: $(STAMP)
 
 bench-hostile: $(STAMP)
 	$(BIN)/python bench/hostile.py
+
+bench-live: $(STAMP)
+	$(BIN)/python bench/live.py
 
 # The whole-event soak: ~21 min of shooting with every fault at once, then every frame checked
 # (exit 1 when a check fails). Root mounts a size-limited disk for it; tests/test_soak.py runs a

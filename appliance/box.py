@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,6 +44,7 @@ from appliance.errors import ConfigError, NotFoundError
 from appliance.faces.service import FaceService
 from appliance.ftp import FtpService
 from appliance.guest.access import GuestAccess
+from appliance.guest.address import WILDCARDS, base_url, guest_address, lan_address
 from appliance.health import Health, every, sd_notify, watchdog, watchdog_interval
 from appliance.ingest.hotfolder import HotFolder
 from appliance.ingest.janitor import Janitor
@@ -197,6 +199,7 @@ class Box:
                 )
             stack.callback(self.layout.box_json.unlink, missing_ok=True)
             await self._first_start()
+            self._print_addresses()
             self._start_heartbeats()
             stack.push_async_callback(cancel_and_wait, self._tasks)
             self._write_box_json()  # last: tests and tools take it as "ready"
@@ -315,6 +318,16 @@ class Box:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self.layout.box_json)
 
+    def _print_addresses(self) -> None:
+        lines = address_lines(
+            self.settings,
+            self.operations.connect_info(),
+            web_port=self.ports.web or self.settings.web.port,
+            admin_port=self.ports.admin,
+            control_socket=self.layout.control_socket,
+        )
+        print("\n".join(lines), flush=True)  # noqa: T201
+
     async def _first_start(self) -> None:
         if await self.store.list_events():
             return
@@ -343,6 +356,35 @@ class Box:
             "=" * 64,
         ]
         print("\n".join(lines), flush=True)  # noqa: T201
+
+
+def address_lines(
+    settings: Settings,
+    connect: dict[str, Any],
+    *,
+    web_port: int,
+    admin_port: int | None,
+    control_socket: Path,
+) -> list[str]:
+    """The start banner: every address the box serves, as a person reads it (``connect`` is
+    ``Operations.connect_info()``). No secret in it: under systemd it goes to the journal."""
+    host, passive = connect["host"], f"passive ports {connect['passive_ports']}"
+    guests = guest_address(settings, web_port)
+    lines = [
+        f"shutterbox {__version__} is serving:",
+        f"  cameras, FTP    {host}:{connect['port']}  (plain FTP and explicit FTPS, AUTH TLS; {passive})",
+    ]
+    if connect["implicit_tls_port"]:
+        lines.append(f"  cameras, FTPS   {host}:{connect['implicit_tls_port']}  (implicit TLS; {passive})")
+    lines.append(f"  guest page      {guests}  (what phones open; each event at /e/CODE)")
+    if admin_port is not None:
+        admin = settings.admin.host
+        admin_host = lan_address() if admin in WILDCARDS else admin
+        lines.append(f"  admin API       {base_url(admin_host, admin_port)}  (needs the admin token)")
+    else:
+        lines.append("  admin API       no HTTP listener (admin.port is unset)")
+    lines.append(f"  control socket  {control_socket}  (the shutterbox command and console)")
+    return lines
 
 
 def listeners(settings: Settings) -> list[tuple[str, str, int]]:

@@ -4,7 +4,8 @@ fall back to reading the database when the box is not running. Each command is o
 set on its subparser (``set_defaults(handler=...)``); those that talk to the box take the
 control client (``appliance.control.client.ControlClient``). Runs on the main thread.
 
-Exit codes: 0 ok, 1 the box refused the request, 2 usage, 3 box not running, 4 bad configuration.
+Exit codes: 0 ok, 1 the box refused the request, 2 usage (an output file of an unknown kind or
+that cannot be written, too), 3 box not running, 4 bad configuration.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from appliance.listings import (
 )
 from appliance.loghygiene import escape_controls
 from appliance.plaintext import Column, sections, table
-from appliance.store.records import ORIGINALS_POLICIES
+from appliance.store.records import MODERATIONS, ORIGINALS_POLICIES
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
 
@@ -99,6 +100,26 @@ def _parser() -> argparse.ArgumentParser:
     eo.add_argument("code")
     eo.add_argument("policy", choices=ORIGINALS_POLICIES)
     eo.set_defaults(handler=_on_box(_event_originals))
+    ee = event.add_parser(
+        "edit", parents=[common], help="change an event: name, moderation, face search, date, colour, cover"
+    )
+    ee.add_argument("code")
+    ee.add_argument("--name")
+    ee.add_argument(
+        "--moderation",
+        choices=MODERATIONS,
+        help="open: guests see every photo at once; approve: only the photos the host approved",
+    )
+    ee.add_argument("--face-search", choices=("on", "off"), help="whether guests may search by selfie")
+    ee.add_argument("--date", help="the event's day, yyyy-mm-dd ('none' clears it)")
+    ee.add_argument("--accent", help="the guest pages' colour, #rrggbb ('none' clears it)")
+    ee.add_argument(
+        "--cover",
+        type=_photo_id_or_none,
+        default=_NO_COVER,
+        help="the id of the photo on top of the guest pages ('none' clears it)",
+    )
+    ee.set_defaults(handler=_on_box(_event_edit))
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", parents=[common], help="create a key; prints the password once")
@@ -113,9 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     kl.add_argument("--event")
     kl.set_defaults(handler=_on_box(_key_list))
 
-    eg = event.add_parser("guest", parents=[common], help="the guest page's address and its QR code")
+    eg = event.add_parser(
+        "guest", parents=[common], help="the guest page's address and its QR code, or its table card"
+    )
     eg.add_argument("code")
-    eg.add_argument("--out", type=Path, help="write the QR code to this .png or .svg file (for table cards)")
+    eg.add_argument(
+        "--out", type=Path, help="write the event's table card (A6) to this .pdf, .svg or .png file"
+    )
+    eg.add_argument("--pin", help="the event's PIN, to print on the card (the box keeps only its hash)")
     eg.set_defaults(handler=_on_box(_event_guest))
     epin = event.add_parser("pin", parents=[common], help="set or clear the PIN guests type first")
     epin.add_argument("code")
@@ -144,9 +170,17 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("--event")
     ledger.set_defaults(handler=_on_box(_ledger))
 
-    photos = sub.add_parser("photos", parents=[common], help="list queued photos")
+    photos = sub.add_parser(
+        "photos", parents=[common], help="list photos; approve, reject, hide or unhide some"
+    )
     photos.add_argument("--event")
     photos.set_defaults(handler=_on_box(_photos))
+    photo_sub = photos.add_subparsers(dest="action")
+    for verb, words in MODERATE_VERBS.items():
+        pv = photo_sub.add_parser(verb, parents=[common], help=f"{verb} photos of an event ({words})")
+        pv.add_argument("code")
+        pv.add_argument("ids", nargs="+", type=_photo_id, metavar="ID")
+        pv.set_defaults(handler=_on_box(_photos_moderate))
     sub.add_parser("status", parents=[common], help="queue, FTP and disk status").set_defaults(
         handler=_on_box(_status)
     )
@@ -177,6 +211,26 @@ def _parser() -> argparse.ArgumentParser:
         "console", parents=[common], help="the operator console (Textual), for a screen or SSH"
     ).set_defaults(handler=_console)
     return parser
+
+
+MODERATE_VERBS = {  # `photos <verb>`: what it does for guests
+    "approve": "shown to guests of an event whose moderation is approve",
+    "reject": "never shown to guests",
+    "hide": "taken off the guest pages at once, whatever the decision",
+    "unhide": "back as the decision says",
+}
+DONE = {"approve": "approved", "reject": "rejected", "hide": "hidden", "unhide": "unhidden"}
+_NO_COVER = 0  # `event edit` without --cover (photo ids start at 1)
+
+
+def _photo_id(text: str) -> int:
+    if not (text.isascii() and text.isdecimal()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a photo id (a whole number, as `photos` lists)")
+    return int(text)
+
+
+def _photo_id_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else _photo_id(text)
 
 
 def _quota(text: str) -> int | None:
@@ -317,23 +371,80 @@ def _event_originals(args: argparse.Namespace, box: ControlClient) -> int:
     return EXIT_OK
 
 
+CARD_FORMATS = {".pdf": "pdf", ".svg": "svg", ".png": "png"}
+
+
+def _event_edit(args: argparse.Namespace, box: ControlClient) -> int:
+    body: dict[str, Any] = {}
+    if args.name is not None:
+        body["name"] = args.name
+    if args.moderation is not None:
+        body["moderation"] = args.moderation
+    if args.face_search is not None:
+        body["face_search"] = args.face_search == "on"
+    for name in ("date", "accent"):
+        value = getattr(args, name)
+        if value is not None:
+            body[name] = None if value.lower() == "none" else value
+    if args.cover != _NO_COVER:
+        body["cover_photo_id"] = args.cover
+    if not body:
+        return _usage(
+            "nothing to change: give --name, --moderation, --face-search, --date, --accent or --cover"
+        )
+    e = box.request("PATCH", f"/api/events/{args.code}", json=body)
+    look = ", ".join(
+        [
+            f"moderation {e['moderation']}",
+            f"face search {'on' if e['face_search'] else 'off'}",
+            f"date {e['date'] or 'not set'}",
+            f"accent {e['accent'] or 'not set'}",
+            f"cover photo {e['cover_photo_id'] or 'not set'}",
+        ]
+    )
+    _emit(args, e, f"{e['code']} ({e['name']}): {look}")
+    return EXIT_OK
+
+
 def _event_guest(args: argparse.Namespace, box: ControlClient) -> int:
+    """The guest page's address with its QR code on the terminal; with ``--out``, the table card
+    the box renders (``GET /api/events/{code}/card``) written to that file."""
+    out: Path | None = args.out
+    fmt = None if out is None else CARD_FORMATS.get(out.suffix.lower())
+    if out is not None and fmt is None:
+        return _usage(f"cannot tell what kind of card {out} is: name it .pdf, .svg or .png")
+    if out is None and args.pin is not None:
+        return _usage("--pin is printed on the table card: add --out card.pdf")
     result = box.request("GET", f"/api/events/{args.code}/guest")
-    qr = segno.make(result["url"], error="m")
-    if args.out is not None:
-        qr.save(str(args.out), scale=10, border=4)
-        result["qr_file"] = str(args.out)
-    buffer = io.StringIO()
-    qr.terminal(out=buffer, compact=True)
+    required = "  (PIN required)" if result["pin"] else ""
+    if out is None:
+        buffer = io.StringIO()
+        segno.make(result["url"], error="m").terminal(out=buffer, compact=True)
+        _emit(args, result, f"guest page: {result['url']}{required}\n{buffer.getvalue()}")
+        return EXIT_OK
+    params = {"format": fmt, **({"pin": args.pin} if args.pin is not None else {})}
+    card = box.request("GET", f"/api/events/{args.code}/card", params=params)
+    try:
+        out.write_bytes(card if isinstance(card, bytes) else str(card).encode("utf-8"))
+    except OSError as exc:
+        return _usage(f"cannot write the card to {out}: {exc.strerror or exc}")
+    if result["pin"] and args.pin is None:
+        print(  # noqa: T201
+            f"shutterbox: event {args.code} has a PIN, which the box cannot print (it keeps only its"
+            f" hash): the card says 'PIN: ask your host'. Give it with --pin to print it.",
+            file=sys.stderr,
+        )
     _emit(
         args,
-        result,
-        f"guest page: {result['url']}"
-        + ("  (PIN required)" if result["pin"] else "")
-        + "\n"
-        + (f"QR code written to {args.out}" if args.out else buffer.getvalue()),
+        {**result, "card_file": str(out), "format": fmt},
+        f"guest page: {result['url']}{required}\ntable card (A6, {fmt}) written to {out}",
     )
     return EXIT_OK
+
+
+def _usage(message: str) -> int:
+    print(f"shutterbox: {message}", file=sys.stderr)  # noqa: T201
+    return EXIT_USAGE
 
 
 def _event_pin(args: argparse.Namespace, box: ControlClient) -> int:
@@ -392,9 +503,26 @@ def _photos(args: argparse.Namespace, box: ControlClient) -> int:
     return EXIT_OK
 
 
+def _photos_moderate(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request(
+        "POST", f"/api/events/{args.code}/photos/moderate", json={"action": args.action, "ids": args.ids}
+    )
+    text = (
+        f"{args.code}: {result['changed']} photo{'' if result['changed'] == 1 else 's'} {DONE[args.action]}"
+    )
+    if result["unchanged"]:
+        text += f", {result['unchanged']} already were"
+    if result["not_found"]:
+        missing = ", ".join(str(i) for i in result["not_found"])
+        text += f"; not photos of this event: {missing}"
+    _emit(args, result, text)
+    return EXIT_REFUSED if result["not_found"] else EXIT_OK
+
+
 def _status(args: argparse.Namespace, box: ControlClient) -> int:
     result = _read_status(box)
-    first = [key for key in STATUS_FIRST if key in result]  # what an operator looks for, on top
+    on_top = (STATUS_FIRST[0], "guest_url", *STATUS_FIRST[1:])  # what an operator looks for first
+    first = [key for key in on_top if key in result]
     text = "\n".join(sections({key: result[key] for key in [*first, *(k for k in result if k not in first)]}))
     if not result["running"]:
         text += "\n(the box is not running: only the queue, read from its database)"

@@ -314,7 +314,11 @@ class GuestSettings(_Section):
     """Base URL guests reach the box at, for QR codes and links (e.g. ``http://photos.local``).
     Unset: the name the guest typed when it is one of the box's own (its hostname, ``.local``
     name, ``tls.hostnames``), else the address the guest's connection reached; never an untrusted
-    ``Host``; ``http://<hostname>.local:<web.port>`` for the CLI."""
+    ``Host``. Where no guest request says (the CLI, the table card, the start banner):
+    ``http://<mdns name>.local[:<web.port>]`` while mDNS is on, else the box's LAN address."""
+    wifi_name: str | None = Field(None, min_length=1, max_length=64)
+    """The venue WiFi guests join to reach the box, printed on the table card
+    (``shutterbox event guest CODE --out card.pdf``). Unset: the card leaves the WiFi out."""
     link_hours: int = Field(48, ge=1, le=24 * 30)
     """Photo, thumbnail and ZIP links stay valid at least this long (they expire at a day boundary
     so that browsers can cache thumbnails)."""
@@ -331,6 +335,14 @@ class GuestSettings(_Section):
         "Your selfie is used only to find the photos you are in, then discarded: it is never saved."
     )
     """What the page tells guests is done with their selfie."""
+    live_hours: float = Field(2.0, ge=0, le=24)
+    """How long an open results page keeps finding new photos of a guest who ticked "keep
+    looking": the selfie's face description is held in memory only, for this long (0: never)."""
+    live_watchers_per_event: int = Field(200, ge=1)
+    """Guests of one event whose new photos are looked for at once (more: their results do not
+    update live, and the page says so)."""
+    live_watchers: int = Field(1000, ge=1)
+    """Guests of all events whose new photos are looked for at once."""
 
 
 class Settings(BaseSettings):

@@ -12,8 +12,9 @@ against the live guest listener (all default checks but positive_data_acceptance
 event code is still mostly not an event). Hypothesis then drives the live box harder: raw request
 targets (traversal, encodings, forged and cross-event tokens, host keys, query junk) and search
 uploads (random and mutated pictures, wrong and malformed multipart bodies). Invariants: never a
-5xx; a 404 is the bare "Not found"; a photo, ZIP or host link works only for the event it was
-signed for; nothing about event A ever links a photo of event B; the box stays up.
+5xx; a 404 is the bare "Not found" (or, for a code, the page with the code form); a photo, ZIP
+or host link works only for the event it was signed for; nothing about event A ever links a
+photo of event B; the box stays up.
 """
 
 from __future__ import annotations
@@ -429,24 +430,29 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
 def check_answer(venue: Venue, target: str, answer: Answer, *, head: bool = False) -> None:
     """The invariants of every guest answer."""
     assert answer.status < 500, f"{target} -> {answer.status}: {answer.text[:500]}"
-    # A 404 is the bare one, except the home page's own "No event has that code" form answer
-    # (a person typed that code) and HEAD (no body).
-    if answer.status == 404 and not head and not target.startswith("/?"):
-        assert answer.body == b"Not found", f"{target}: a 404 must be the bare one: {answer.text[:300]}"
+    # A 404 is the bare one, except the page a person gets for a code that leads nowhere (the
+    # home page's form, an event page, a PIN or search post: "No event has that code", with the
+    # code form) and HEAD (no body).
+    if answer.status == 404 and not head and answer.body != b"Not found":
+        assert "No event has that code" in answer.text and 'name="code"' in answer.text, (
+            f"{target}: a 404 must be the bare one or the unknown-code page: {answer.text[:300]}"
+        )
     assert "Traceback" not in answer.text
     named = re.match(r"/(?:e|api/events)/([^/?#]+)", target)
-    code = named.group(1) if named else None
+    code = named.group(1).lower() if named else None  # codes are case-insensitive
     if target.startswith("/host/"):
         code = venue.host_keys.get(target.split("/")[2].split("?")[0])
     if answer.headers.get("content-type", "").startswith(("text/", "application/json")):
         venue.check_isolation(code, answer.text)
-    photo = re.fullmatch(r"/e/([^/]+)/p/([^/]+)/(thumb\.jpg|view\.jpg|download)", target.split("?")[0])
+    photo = re.fullmatch(
+        r"/e/([^/]+)/p/([^/]+)/(thumb\.jpg|view\.jpg|f\d+\.jpg|download)", target.split("?")[0]
+    )
     if photo and answer.status in (200, 304):
-        event, token = photo.group(1), photo.group(2)
+        event, token = photo.group(1).lower(), photo.group(2)
         assert token in venue.tokens.get(event, set()), f"{target} served a photo for a token not of {event}"
     archive = re.fullmatch(r"/e/([^/]+)/zip/([^/]+)", target.split("?")[0])
     if archive and answer.status == 200:
-        event, token = archive.groups()
+        event, token = archive.group(1).lower(), archive.group(2)
         assert token in venue.zips.get(event, set()), f"{target} served a ZIP for a token not of {event}"
     host = re.fullmatch(r"/host/([^/?]+)", target.split("?")[0])
     if host and answer.status == 200:
@@ -722,10 +728,12 @@ def search_upload_case(venue: Venue, data: st.DataObject, page: bool) -> None:
         assert len(body) > 1 << 16, f"{target} ({what}): connection reset without an answer"
         return
     check_answer(venue, target, answer)
+    code = code.lower()  # an event's code in capitals is that event
     if code not in venue.events:
         assert answer.status == 404, f"{target} ({what}) -> {answer.status}"
         return
-    assert answer.status in (200, 400, 413, 422), f"{target} ({what}) -> {answer.status}: {answer.text[:300]}"
+    ok = (303, 400, 413, 422) if page else (200, 400, 413, 422)  # the page: 303 to its results
+    assert answer.status in ok, f"{target} ({what}) -> {answer.status}: {answer.text[:300]}"
     if page:
         return
     result = json.loads(answer.body)

@@ -82,7 +82,11 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
             assert offline["mode"] == "local" and offline["offline"] is True
             assert {m["photo_id"] for m in offline["matches"]} == {ids["obama-1.jpg"], ids["obama-2.jpg"]}
             page = httpx.post(
-                f"{web}/e/{event}/search", files={"selfie": ("s.jpg", selfie, "image/jpeg")}, timeout=30
+                f"{web}/e/{event}/search",
+                files={"selfie": ("s.jpg", selfie, "image/jpeg")},
+                data={"consent": "yes"},
+                follow_redirects=True,  # to the results' own address
+                timeout=30,
             )
             assert (
                 page.status_code == 200

@@ -95,7 +95,8 @@ def search(
 ) -> httpx.Response:
     target = f"/e/{venue.event}/search" if page else f"/api/events/{venue.event}/search"
     files = {"selfie": ("me.jpg", selfie, "image/jpeg")}
-    return httpx.post(f"{venue.web}{target}", files=files, headers=headers, timeout=60)
+    data = {"consent": "yes"} if page else None  # the page's form has the guest tick the consent box
+    return httpx.post(f"{venue.web}{target}", files=files, data=data, headers=headers, timeout=60)
 
 
 # --- 1. a multipart boundary over python-multipart's limit -----------------------------------------
@@ -283,6 +284,7 @@ def test_pages_work_in_a_browser_under_their_policy(venue: Venue) -> None:
             page.goto(f"/e/{venue.event}")
             blue = page.locator("#pick").evaluate("e => getComputedStyle(e).backgroundColor")
             assert blue == "rgb(29, 111, 216)", "the page's stylesheet did not apply"
+            page.check("#consent")
             with page.expect_navigation() as navigation:  # the inline script submits the form
                 page.set_input_files("#selfie", str(FACES / "obama-3.jpg"))
             assert navigation.value is not None and navigation.value.status == 200

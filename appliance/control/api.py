@@ -14,11 +14,12 @@ Served twice by the box:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 import segno
@@ -27,14 +28,15 @@ from fastapi import Path as FastPath
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from appliance import __version__, credentials, metrics
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
-from appliance.guest.app import default_public_url
-from appliance.store.records import OriginalsPolicy, slug
+from appliance.guest.address import guest_address
+from appliance.guest.card import MEDIA_TYPES, CardFacts, CardFormat, render_card
+from appliance.store.records import MODERATIONS, Moderation, OriginalsPolicy, slug
 from appliance.validation import is_secret, problem
 from cloudsync.errors import CloudError
 
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from appliance.control.status import StatusReport
     from appliance.services import Services
     from appliance.sync import SyncService
+
+
+ACCENT_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 
 
 class _Body(BaseModel):
@@ -62,6 +67,58 @@ class OriginalsIn(_Body):
     originals: OriginalsPolicy
 
 
+class EventEditIn(_Body):
+    """What the operator changes of an event (``PATCH /api/events/{code}``): only the fields sent;
+    ``null`` clears a date, an accent or a cover."""
+
+    name: str | None = Field(None, min_length=1, max_length=120)
+    moderation: Moderation | None = None
+    face_search: bool | None = None
+    date: str | None = Field(None, description="the event's day, yyyy-mm-dd")
+    accent: str | None = Field(None, pattern=ACCENT_PATTERN, description="the guest pages' colour, #rrggbb")
+    cover_photo_id: int | None = Field(None, ge=1, le=2**63 - 1, description="a photo of the event")
+
+    @field_validator("date")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+        raise ValueError(f"{value!r} is not a day written yyyy-mm-dd (like 2026-12-24)")
+
+    @model_validator(mode="after")
+    def _no_null_switch(self) -> EventEditIn:
+        for name, words in (
+            ("name", "a name"),
+            ("moderation", "one of " + ", ".join(MODERATIONS)),
+            ("face_search", "true or false"),
+        ):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null: send {words}, or leave it out")
+        return self
+
+
+ModerateAction = Literal["approve", "reject", "hide", "unhide"]
+
+
+class ModerateIn(_Body):
+    """The host's decision on photos of one event, as the operator makes it."""
+
+    action: ModerateAction
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("ids")
+    @classmethod
+    def _photo_ids(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= i <= 2**63 - 1 for i in value):
+            raise ValueError("photo ids are whole numbers from 1 up")
+        return value
+
+
 class KeyIn(_Body):
     event: str = Field(pattern=f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$")
     camera: str = Field(min_length=1, max_length=64)
@@ -75,6 +132,7 @@ EVENT_CODE_PATTERN = f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH
 
 # The request patterns in words, for 422 answers a person reads (``{value}``: what was sent).
 PATTERN_WORDS = {
+    ACCENT_PATTERN: "{value} is not a colour written #rrggbb (like #aa3355)",
     EVENT_CODE_PATTERN: f"{{value}} is not an event code: an event code is {credentials.EVENT_CODE_LENGTH}"
     f" characters from {credentials.ALPHABET}",
     USERNAME_PATTERN: "3 to 64 of a-z 0-9 . _ -, starting with a letter or digit",
@@ -222,7 +280,18 @@ def make_admin_app(
 
     @app.get("/api/events")
     async def list_events() -> list[dict[str, Any]]:
-        return [e.to_json() for e in await services.store.list_events()]
+        """Every event; ``awaiting_approval`` counts the photos its host has still to decide on
+        (null for an event whose guests see every photo at once)."""
+        store = services.store
+        return [
+            {
+                **e.to_json(),
+                "awaiting_approval": await store.awaiting_approval(e.code)
+                if e.moderation == "approve"
+                else None,
+            }
+            for e in await store.list_events()
+        ]
 
     @app.post("/api/events", status_code=201)
     async def create_event(body: EventIn) -> dict[str, Any]:
@@ -234,6 +303,32 @@ def make_admin_app(
     @app.delete("/api/events/{code}")
     async def purge_event(code: str) -> dict[str, Any]:
         return await operations.purge_event(code)
+
+    @app.patch("/api/events/{code}")
+    async def edit_event(code: str, body: EventEditIn) -> dict[str, Any]:
+        """Change an event's name, moderation (``open``: guests see every photo at once;
+        ``approve``: only those its host approved), face search, date, accent or cover photo."""
+        store = services.store
+        given = body.model_dump(include=body.model_fields_set - {"name"})
+        event = await store.set_event_settings(code, **given)  # refuses a bad value, changing nothing
+        if body.name is not None:
+            event = await store.rename_event(code, body.name)
+        return event.to_json()
+
+    @app.post("/api/events/{code}/photos/moderate")
+    async def moderate_photos(code: str, body: ModerateIn) -> dict[str, Any]:
+        """Approve, reject, hide or unhide photos of the event: ``changed`` counts those whose
+        state changed, ``not_found`` lists the ids that are not photos of this event."""
+        ids = list(dict.fromkeys(body.ids))
+        found = {p.id for p in await services.store.event_photos(code, ids)}
+        changed = await services.store.moderate(code, ids, body.action)
+        return {
+            "event": code,
+            "action": body.action,
+            "changed": changed,
+            "unchanged": len(found) - changed,
+            "not_found": [i for i in ids if i not in found],
+        }
 
     @app.put("/api/events/{code}/originals")
     async def set_originals(code: str, body: OriginalsIn) -> dict[str, Any]:
@@ -395,10 +490,8 @@ def make_admin_app(
         return await sync().queue.ledger(event)
 
     def guest_url(code: str) -> str:
-        base = services.settings.guest.public_url or default_public_url(
-            services.ports.web or services.settings.web.port
-        )
-        return f"{base.rstrip('/')}/e/{code}"
+        base = guest_address(services.settings, services.ports.web or services.settings.web.port)
+        return f"{base}/e/{code}"
 
     @app.get("/api/events/{code}/guest")
     async def guest_page(code: str) -> dict[str, Any]:
@@ -434,6 +527,48 @@ def make_admin_app(
         await services.store.get_event(code)
         svg = segno.make(guest_url(code), error="m").svg_inline(scale=8, border=2)
         return Response(svg, media_type="image/svg+xml")
+
+    @app.get(
+        "/api/events/{code}/card",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {media: {} for media in MEDIA_TYPES.values()},
+                "description": "the table card, A6 portrait",
+            }
+        },
+    )
+    async def table_card(
+        code: str,
+        format: CardFormat = "pdf",
+        pin: str | None = Query(None, min_length=4, max_length=32, pattern=r"^[A-Za-z0-9]+$"),
+    ) -> Response:
+        """The event's table card (PDF, SVG or PNG): its name and day, the QR code of its guest
+        page and the address in words, ``guest.wifi_name``, the PIN when ``pin`` is given (it must
+        be the event's: the box keeps only its hash) and three steps."""
+        event = await services.store.get_event(code)
+        if pin is not None:
+            if event.pin_hash is None:
+                raise HTTPException(
+                    422, f"event {code} has no PIN to print; set one with: shutterbox event pin {code} PIN"
+                )
+            if not await asyncio.to_thread(credentials.verify_secret, pin, event.pin_hash):
+                raise HTTPException(422, f"that is not the PIN of event {code}")
+        facts = CardFacts(
+            name=event.name,
+            url=guest_url(code),
+            date=event.date,
+            wifi_name=services.settings.guest.wifi_name,
+            pin=pin,
+            pin_required=event.pin_hash is not None,
+            accent=event.accent,
+        )
+        body = await asyncio.to_thread(render_card, facts, format)
+        return Response(
+            body,
+            media_type=MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="card-{code}.{format}"'},
+        )
 
     @app.get("/api/tls/ca.crt", response_class=PlainTextResponse)
     async def ca_certificate() -> str:

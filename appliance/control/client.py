@@ -3,7 +3,8 @@
 asyncio loop), twins over one base as httpx's ``Client`` and ``AsyncClient`` are.
 
 The base owns everything but the transport: where the socket is, the errors, and what an answer
-means. A call either returns the decoded JSON (or the text, for a PEM), or raises:
+means. A call either returns the decoded JSON (the text, for a PEM or an SVG; the bytes, for a
+PDF or a PNG), or raises:
 
 ::
 
@@ -32,6 +33,7 @@ from appliance.layout import Layout
 __all__ = ["ApiError", "AsyncControlClient", "ControlClient", "NotRunningError"]
 
 BASE_URL = "http://shutterbox"
+BINARY_TYPES = ("application/pdf", "image/png")  # answers returned as bytes (a table card)
 
 
 class ApiError(ShutterboxError):
@@ -97,6 +99,8 @@ class _BaseControlClient:
                 return response.json()
             except ValueError as exc:
                 raise ApiError(response.status_code, "the box sent invalid JSON") from exc
+        if response.headers.get("content-type", "").startswith(BINARY_TYPES):
+            return response.content
         return response.text
 
 
@@ -174,6 +178,11 @@ class AsyncControlClient(_BaseControlClient):
 
     async def guest(self, code: str) -> dict[str, Any]:
         return _dict(await self.request("GET", f"/api/events/{code}/guest"))
+
+    async def card(self, code: str, fmt: str = "pdf") -> bytes:
+        """The event's table card as a file's bytes (``fmt``: pdf, svg or png)."""
+        card = await self.request("GET", f"/api/events/{code}/card", params={"format": fmt})
+        return card if isinstance(card, bytes) else str(card).encode("utf-8")
 
     async def keys(self, event: str | None = None) -> list[dict[str, Any]]:
         params = {"event": event} if event else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from appliance import __version__, metrics
+from appliance.guest.address import guest_address
 from appliance.store.syncqueue import SyncQueue
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class StatusReport:
             "faces": await s.faces.status(s.reader),
             "health": s.health.snapshot(),
             "stalled": s.health.stale(),
+            # the address a phone opens (each event's page under /e/<code>)
+            "guest_url": guest_address(s.settings, s.ports.web or s.settings.web.port),
             "web_port": s.ports.web,
             "admin_port": s.ports.admin,
             "system": await asyncio.to_thread(system_figures),

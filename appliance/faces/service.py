@@ -25,10 +25,10 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -66,6 +66,7 @@ class EventGallery:
     def __init__(self, event: str) -> None:
         self.event = event
         self._ids = np.zeros(64, np.int64)
+        self._face_ids = np.zeros(64, np.int64)
         self._vectors = np.zeros((64, 128), np.float32)
         self.faces = 0
         self.last_face_id = 0
@@ -76,8 +77,10 @@ class EventGallery:
             if self.faces + n > len(self._ids):
                 capacity = max(2 * len(self._ids), self.faces + n)
                 self._ids = np.resize(self._ids, capacity)
+                self._face_ids = np.resize(self._face_ids, capacity)
                 self._vectors = np.resize(self._vectors, (capacity, 128))
             self._ids[self.faces : self.faces + n] = more.photo_ids
+            self._face_ids[self.faces : self.faces + n] = 0 if more.face_ids is None else more.face_ids
             self._vectors[self.faces : self.faces + n] = more.vectors
             self.faces += n
         self.last_face_id = max(self.last_face_id, more.last_face_id)
@@ -85,14 +88,35 @@ class EventGallery:
     def search(self, query: np.ndarray, threshold: float) -> list[tuple[int, float]]:
         """(photo id, distance) of every photo with a face closer than ``threshold``, closest
         first; a photo counts once, by its closest face."""
-        if not self.faces:
-            return []
-        distances = np.linalg.norm(self._vectors[: self.faces] - query.astype(np.float32), axis=1)
-        hits = np.flatnonzero(distances < threshold)
-        best: dict[int, float] = {}
-        for i in hits[np.argsort(distances[hits])]:
-            best.setdefault(int(self._ids[i]), float(distances[i]))
-        return sorted(best.items(), key=lambda kv: kv[1])
+        return [(p, d) for p, d, _ in self.closest(query, threshold)]
+
+    def closest(self, query: np.ndarray, threshold: float) -> list[tuple[int, float, int]]:
+        """(photo id, distance, face id) of every photo with a face closer than ``threshold``,
+        closest first, by the photo's closest face (the face a guest's thumbnail centres on)."""
+        return closest_faces(
+            self._vectors[: self.faces],
+            self._ids[: self.faces],
+            self._face_ids[: self.faces],
+            query,
+            threshold,
+        )
+
+
+def closest_faces(
+    vectors: np.ndarray, photo_ids: np.ndarray, face_ids: np.ndarray, query: np.ndarray, threshold: float
+) -> list[tuple[int, float, int]]:
+    """(photo id, distance, face id) per photo with a row closer to ``query`` than ``threshold``:
+    the photo's closest row, closest photos first."""
+    if not len(vectors):
+        return []
+    distances = np.linalg.norm(vectors - query.astype(np.float32), axis=1)
+    hits = np.flatnonzero(distances < threshold)
+    best: dict[int, tuple[int, float, int]] = {}
+    for i in hits[np.argsort(distances[hits], kind="stable")]:
+        photo = int(photo_ids[i])
+        if photo not in best:
+            best[photo] = (photo, float(distances[i]), int(face_ids[i]))
+    return list(best.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,13 @@ class LocalSearch:
     faces_in_selfie: int
     selfie_jpeg: bytes  # normalised selfie, for a cloud search
     error: str | None  # "not_an_image", "too_large", "no_face", "face_too_small"
+    # photo id -> the matched face's id, for every photo of the event with a face near the
+    # selfie (a cloud match's face too): the thumbnail centres on it
+    faces: dict[int, int] = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # the selfie's, in memory only (live results)
+
+
+NewFaces = Callable[[str, EventVectors], None]  # (event, faces just indexed)
 
 
 class FaceService:
@@ -130,6 +161,7 @@ class FaceService:
         self.selfie_pid: int | None = None
         self.indexed = 0
         self.onnx_model: Path | None = None
+        self.listeners: list[NewFaces] = []  # told of every face added to a gallery in memory
 
     # --- life cycle
 
@@ -317,7 +349,11 @@ class FaceService:
         gallery = self._galleries.get(event)
         if gallery is not None:
             async with self._gallery_locks[event]:
-                gallery.add(await self.index_db.vectors(event, gallery.last_face_id))
+                more = await self.index_db.vectors(event, gallery.last_face_id)
+                gallery.add(more)
+            if len(more.photo_ids):
+                for listener in self.listeners:
+                    listener(event, more)
 
     def forget(self, event: str) -> None:
         """Drop an event's gallery (the event was purged)."""
@@ -343,8 +379,11 @@ class FaceService:
         if result.embedding is None:
             return LocalSearch([], result.faces, result.jpeg, result.error)
         gallery = await self.gallery(event)
-        matches = gallery.search(result.embedding, self.settings.match_threshold)
-        return LocalSearch(matches, result.faces, result.jpeg, None)
+        # Faces a little past the threshold too: a cloud match's photo has its face found here
+        near = gallery.closest(result.embedding, self.settings.match_threshold + 0.15)
+        matches = [(p, d) for p, d, _ in near if d < self.settings.match_threshold]
+        faces = {p: f for p, _, f in near}
+        return LocalSearch(matches, result.faces, result.jpeg, None, faces, result.embedding)
 
     def _restart_selfie_process(self, dead: ThreadedProcess) -> None:
         """Once per death, whichever of the searches in flight notices first."""

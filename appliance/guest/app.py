@@ -1,14 +1,17 @@
 """Guest pages and their JSON API, on the venue-LAN web listener. Runs on the asyncio thread.
 
-Server-rendered HTML (Jinja2), one small inline stylesheet, a few lines of inline script and no
-build step, so a five-year-old phone on busy WiFi gets a page of a few kilobytes. The stylesheet
-(``templates/guest.css``) and the script (``templates/event.js``) are included inline and allowed
-by their SHA-256 in the Content-Security-Policy (:func:`content_security_policy`), which allows
-nothing else inline.
+Server-rendered HTML (Jinja2), small inline stylesheets and scripts and no build step, so a
+five-year-old phone on busy WiFi gets a page of a few kilobytes. The stylesheets
+(``INLINE_STYLES``) and scripts (``INLINE_SCRIPTS``, in ``templates/``) are included inline and
+allowed by their SHA-256 in the Content-Security-Policy (:func:`content_security_policy`), which
+allows nothing else inline; an event's accent colour is a stylesheet of the box (``look.css``).
 
-Every route is under an event (``/e/<code>/...``) or a host link (``/host/<key>``). An unknown
-code, a wrong link or another event's photo all get the same bare 404, and count against the
-client's hourly allowance of failures.
+Every route is under an event (``/e/<code>/...``) or a host link (``/host/<key>``, in
+``host.py``). A search's results get their own address (``/e/<code>/r/<token>``, held in memory
+by ``results.py``): the POST answers 303 to it. A wrong link or another event's photo gets the
+same bare 404; an unknown code gets a page with the code form. Both count against the client's
+hourly allowance of failures. What guests see is what ``Store.guest_photos`` lets through (the
+host's moderation).
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ import datetime as dt
 import hashlib
 import logging
 import mimetypes
-import socket
+import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,32 +31,45 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from appliance import credentials, metrics
-from appliance.errors import NotFoundError
+from appliance import credentials
 from appliance.guest import openapi as doc
-from appliance.guest.access import host_key_hash, link_base, own_names
 from appliance.guest.admission import Busy, SearchLine
 from appliance.guest.files import ascii_name, cached_file, download_name, qr_code, zip_entries, zip_stream
-from appliance.guest.thumbs import make_thumbnail
-from appliance.guest.tiles import extension, tile_label
-from appliance.guest.upload import UploadRejected, read_file_field
-from appliance.mdns import box_name
-from appliance.proxy import ProxyError, make_proxy
-from appliance.store.pairs import raw_halves, shown_for
+from appliance.guest.host import host_router
+from appliance.guest.pages import Found, GuestPages, Match, client_address, not_found, page_number
+from appliance.guest.results import Held
+from appliance.guest.tiles import tile_label
+from appliance.guest.upload import UploadRejected, read_form
 
 if TYPE_CHECKING:
-    from appliance.guest.access import GuestAccess
     from appliance.services import Services
     from appliance.store.records import Event, Photo
 
 logger = logging.getLogger(__name__)
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-CODE_CHARS = set(credentials.ALPHABET)
-HOST_PAGE = 60
+
+
+def _nice_date(iso: str) -> str:
+    """'2026-12-24' -> 'Thursday 24 December 2026' (the text as typed if it is no date)."""
+    try:
+        day = dt.date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:g} hour{'' if hours == 1 else 's'}" if hours >= 1 else f"{round(hours * 60)} minutes"
+
+
+TEMPLATES.env.filters["nice_date"] = _nice_date
+TEMPLATES.env.filters["hours"] = _hours
 # The pages' inline scripts (templates/*.js, each included whole in one <script> element and
 # allowed by its SHA-256): a page's script is one of these files, rendered with no context.
-INLINE_SCRIPTS = ("event.js",)
+INLINE_SCRIPTS = ("event.js", "viewer.js", "results.js", "host.js", "wall.js")
+# The pages' inline stylesheets, the same way (each whole in one <style> element).
+INLINE_STYLES = ("guest.css", "host.css")
 
 MESSAGES = {
     "not_an_image": "That file isn't a photo we can read. Please take a selfie, or pick a JPEG or PNG.",
@@ -67,189 +82,15 @@ MESSAGES = {
     "rate_limited": "Too many searches from this phone. Please wait a minute and try again.",
     "unavailable": "Search is starting up. Please try again in a moment.",
     "busy": "The box is busy with other guests' searches. Please try again in a few seconds.",
+    "consent": "Please tick the box to agree before taking your selfie.",
+    "search_off": "Face search is switched off for this event: browse the photos instead.",
+    "expired": "Those results have expired. Take a selfie again to see your photos.",
+    "unknown_code": "No event has that code. Check the card on your table and type it again.",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    photo: Photo
-    score: float
-    source: str  # "cloud" or "local"
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
-def _not_found() -> Response:
-    return Response("Not found", status_code=404, media_type="text/plain")
-
-
-class GuestPages:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        hostname = socket.gethostname()
-        self.names = own_names(
-            [
-                box_name(services.settings.mdns),
-                hostname,
-                hostname.split(".")[0],
-                "localhost",
-                *services.settings.tls.hostnames,
-            ]
-        )
-
-    @property
-    def access(self) -> GuestAccess:
-        return self.services.guest
-
-    # --- who is asking
-
-    async def event_for(self, request: Request, code: str) -> Event | None:
-        """The event behind a code, or None (and a failure counted) for an unknown or malformed
-        one. A client over its failure allowance gets None for every code."""
-        client = _client(request)
-        if self.access.failures.exhausted(client):
-            return None
-        if len(code) == credentials.EVENT_CODE_LENGTH and set(code) <= CODE_CHARS:
-            try:
-                return await self.services.store.get_event(code)
-            except NotFoundError:
-                pass
-        self.access.failures.hit(client)
-        return None
-
-    def pin_ok(self, request: Request, event: Event) -> bool:
-        if event.pin_hash is None:
-            return True
-        cookie = request.cookies.get(self.access.pin_cookie_name(event.code))
-        return self.access.pin_cookie_ok(event.code, event.pin_hash, cookie)
-
-    def base_url(self, request: Request) -> str:
-        """Where absolute links point: ``guest.public_url``, else the box by the name the guest
-        typed (if it is the box's) or the address its connection reached; never a forged Host."""
-        configured = self.services.settings.guest.public_url
-        if configured:
-            return configured.rstrip("/")
-        local = request.scope.get("server")
-        base = link_base(request.headers.get("host"), local, self.names)
-        return base or default_public_url(self.services.ports.web or self.services.settings.web.port)
-
-    # --- search
-
-    async def search(self, event: Event, selfie: bytes) -> dict[str, Any]:
-        """Local index always; Rekognition too when the uplink is up. Never raises for the
-        uplink: a cloud failure just means the answer is the box's own."""
-        faces = self.services.faces
-        local = await faces.search(event.code, selfie)
-        if local.error:
-            metrics.GUEST_SEARCHES.labels(local.error).inc()
-            return {"error": local.error, "faces_in_selfie": local.faces_in_selfie}
-        sync = self.services.sync
-        cloud = None
-        if sync.enabled:
-            cloud = await sync.search_faces(
-                event.code, local.selfie_jpeg, wait=self.services.settings.guest.cloud_timeout
-            )
-        scores: dict[int, tuple[float, str]] = {}
-        if cloud is not None:
-            by_face = await faces.index_db.cloud_photos(event.code, [m.face_id for m in cloud])
-            for m in cloud:
-                photo_id = by_face.get(m.face_id)
-                if photo_id is not None and m.similarity / 100 > scores.get(photo_id, (0.0, ""))[0]:
-                    scores[photo_id] = (round(m.similarity / 100, 4), "cloud")
-            # The collection is authoritative for what it holds; the local index adds the rest.
-            synced = await faces.index_db.in_cloud(event.code, [pid for pid, _ in local.matches])
-            for photo_id, distance in local.matches:
-                if photo_id not in synced and photo_id not in scores:
-                    scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
-        else:
-            for photo_id, distance in local.matches:
-                scores[photo_id] = (round(max(0.0, 1.0 - distance), 4), "local")
-        scores = await self.one_per_shutter(event, scores)
-        photos = await self.services.store.event_photos(event.code, scores)
-        mode = "cloud" if cloud is not None else "local"
-        offline = sync.enabled and cloud is None
-        metrics.GUEST_SEARCHES.labels(mode).inc()
-        return {
-            "matches": [Match(p, *scores[p.id]) for p in photos],
-            "mode": mode,
-            "offline": offline,
-            "faces_in_selfie": local.faces_in_selfie,
-        }
-
-    async def one_per_shutter(
-        self, event: Event, scores: dict[int, tuple[float, str]]
-    ) -> dict[int, tuple[float, str]]:
-        """A RAW matched (indexed before its JPEG landed, or in the cloud) counts as its JPEG:
-        one result per shutter, the JPEG, with the better of the two scores."""
-        shown = await shown_for(self.services.store, event.code, scores)
-        merged: dict[int, tuple[float, str]] = {}
-        for photo_id, score in scores.items():
-            target = shown.get(photo_id, photo_id)
-            if target not in merged or score[0] > merged[target][0]:
-                merged[target] = score
-        return merged
-
-    def match_json(self, base: str, event: Event, match: Match) -> dict[str, Any]:
-        token = self.access.photo_token(event.code, match.photo.id)
-        root = f"{base}/e/{event.code}/p/{token}"
-        return {
-            "photo_id": match.photo.id,
-            "score": match.score,
-            "source": match.source,
-            "taken_at": match.photo.capture_time or match.photo.received_at,
-            "thumbnail_url": f"{root}/thumb.jpg",
-            "view_url": f"{root}/view.jpg",
-            "download_url": f"{root}/download",
-        }
-
-    # --- files
-
-    async def photo(self, event: Event, token: str) -> Photo | None:
-        photo_id = self.access.photo_id(event.code, token)
-        if photo_id is None:
-            return None
-        found = await self.services.store.event_photos(event.code, [photo_id])
-        return found[0] if found else None
-
-    def proxy_of(self, photo: Photo) -> Path | None:
-        if photo.proxy_path and Path(photo.proxy_path).exists():
-            return Path(photo.proxy_path)
-        return None
-
-    async def view(self, photo: Photo) -> Path | None:
-        """The guests' full view: the proxy; a JPEG original until it exists; for another format,
-        the proxy made now, where and as the face index and the sync make it (same bytes)."""
-        proxy = self.proxy_of(photo)
-        if proxy is not None:
-            return proxy
-        if photo.kind == "jpeg" or not photo.searchable or photo.evicted_at is not None:
-            return Path(photo.stored_path) if photo.kind == "jpeg" else None
-        dest = self.services.layout.proxies / photo.event / f"{photo.sha256}.jpg"
-        if not dest.exists():
-            long_edge = self.services.settings.cloud.proxy_long_edge
-            try:
-                await asyncio.to_thread(make_proxy, Path(photo.stored_path), dest, long_edge=long_edge)
-            except (ProxyError, OSError) as exc:
-                logger.info("no view of photo %d: %s", photo.id, exc)
-                return None
-        return dest
-
-    async def thumbnail(self, photo: Photo) -> Path | None:
-        dest = self.services.layout.thumbs / photo.event / f"{photo.sha256}.jpg"
-        if dest.exists():
-            return dest
-        stored = Path(photo.stored_path) if photo.searchable and photo.evicted_at is None else None
-        source = self.proxy_of(photo) or stored
-        if source is None:
-            return None
-        try:
-            await asyncio.to_thread(make_thumbnail, source, dest)
-        except (ProxyError, OSError) as exc:
-            logger.info("no thumbnail for photo %d: %s", photo.id, exc)
-            return None
-        return dest
+GALLERY_PAGE = 60
+COVER_EDGE = 1080
+DEFAULT_ACCENT = "#1d6fd8"
+ACCENT = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def add_guest_routes(app: FastAPI, services: Services) -> None:
@@ -257,113 +98,182 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
     settings = services.settings.guest
     web = services.settings.web
     line = SearchLine(web.max_searches, web.search_memory_mb << 20, web.search_wait)
+    results = pages.results
 
-    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(
+        request: Request,
+        name: str,
+        status: int = 200,
+        *,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(
-            request, name, {"consent": settings.consent_text, **context}, status_code=status
+            request,
+            name,
+            {"consent": settings.consent_text, "live_hours": settings.live_hours, **context},
+            status_code=status,
+            headers=headers,
         )
 
     def cloud_on() -> bool:
         return services.sync.enabled
 
+    def unknown_code(request: Request, code: str = "") -> HTMLResponse:
+        """The page for a code (or a link) that leads nowhere: what to do, and the code form."""
+        return render(request, "home.html", 404, error=MESSAGES["unknown_code"], code=code[:16])
+
+    def event_home(request: Request, event: Event, status: int = 200, **context: Any) -> HTMLResponse:
+        return render(request, "event.html", status, event=event, cloud=cloud_on(), **context)
+
     @app.get("/", response_class=HTMLResponse, responses=doc.HOME)
     async def home(request: Request, code: str | None = None) -> Response:
         if code:
-            code = code.strip().lower()
+            code = code.strip().lower().replace(" ", "").replace("-", "")
             if await pages.event_for(request, code) is not None:
                 return RedirectResponse(f"/e/{code}", status_code=303)
-            return render(
-                request, "home.html", 404, error="No event has that code. Check the card and try again."
-            )
+            return unknown_code(request, code)
         return render(request, "home.html")
 
     @app.get("/e/{code}", response_class=HTMLResponse, responses=doc.PAGE)
-    async def event_page(request: Request, code: str) -> Response:
+    async def event_page(request: Request, code: str, page: str = "1") -> Response:
         event = await pages.event_for(request, code)
         if event is None:
-            return _not_found()
+            return unknown_code(request, code)
+        if code != event.code:  # typed in capitals: one address per event
+            return RedirectResponse(f"/e/{event.code}", status_code=308)
         if not pages.pin_ok(request, event):
             return render(request, "pin.html", event=event)
-        return render(request, "event.html", event=event, cloud=cloud_on())
+        if not event.face_search:
+            return await gallery_page(request, event, page)
+        return event_home(request, event)
+
+    async def gallery_page(request: Request, event: Event, page: str) -> Response:
+        """An event without face search: the photos the host publishes, newest first."""
+        number = page_number(page)
+        photos, total = await services.store.guest_page(
+            event, offset=(number - 1) * GALLERY_PAGE, limit=GALLERY_PAGE
+        )
+        items = [pages.match_json("", event, Match(p, 1.0, "gallery")) for p in photos if not tile_label(p)]
+        return render(
+            request,
+            "gallery.html",
+            event=event,
+            items=items,
+            page=number,
+            pages=max(1, -(-total // GALLERY_PAGE)),
+            total=total,
+        )
+
+    @app.get("/e/{code}/look.css", response_class=Response, responses=doc.files(doc.CSS))
+    async def look(request: Request, code: str) -> Response:
+        """The event's accent colour for its pages (a stylesheet of the box: the CSP allows it)."""
+        event = await pages.event_for(request, code)
+        if event is None:
+            return not_found()
+        accent = event.accent if event.accent and ACCENT.fullmatch(event.accent) else DEFAULT_ACCENT
+        return Response(
+            f":root{{--accent:{accent}}}\n",
+            media_type="text/css",
+            headers={"Cache-Control": "private, max-age=60"},
+        )
+
+    @app.get("/e/{code}/cover.jpg", response_class=Response, responses=doc.files(doc.JPEG))
+    async def cover(request: Request, code: str) -> Response:
+        event = await pages.event_for(request, code)
+        if event is None or event.cover_photo_id is None or not pages.pin_ok(request, event):
+            return not_found()
+        found = await services.store.guest_photos(event, [event.cover_photo_id])
+        path = await pages.thumbnail(found[0], COVER_EDGE) if found else None
+        if path is None:
+            return not_found()
+        return cached_file(request, path, f"c-{found[0].sha256[:32]}", "image/jpeg")
 
     @app.post("/e/{code}/pin", response_class=HTMLResponse, responses=doc.PIN, openapi_extra=doc.PIN_BODY)
     async def enter_pin(request: Request, code: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None or event.pin_hash is None:
-            return _not_found()
+            return unknown_code(request, code)
         form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
         pin = str(form.get("pin", ""))[:64].strip()
         good = bool(pin) and await asyncio.to_thread(credentials.verify_secret, pin, event.pin_hash)
         if good:
-            response = RedirectResponse(f"/e/{code}", status_code=303)
+            response = RedirectResponse(f"/e/{event.code}", status_code=303)
             response.set_cookie(
-                pages.access.pin_cookie_name(code),
-                pages.access.pin_cookie(code, event.pin_hash),
+                pages.access.pin_cookie_name(event.code),
+                pages.access.pin_cookie(event.code, event.pin_hash),
                 max_age=7 * 86400,
                 httponly=True,
                 samesite="lax",
                 path="/",  # the page and the JSON API both need it
             )
             return response
-        pages.access.failures.hit(_client(request))
+        pages.access.failures.hit(client_address(request))
         return render(request, "pin.html", 403, event=event, error="That PIN is not right.")
 
-    async def run_search(request: Request, code: str) -> tuple[Event | None, dict[str, Any], int]:
+    async def run_search(
+        request: Request, code: str, *, page: bool
+    ) -> tuple[Event | None, Found | str, int, dict[str, str]]:
+        """The selfie in the request searched in the event: (event, answer or error code, HTTP
+        status, the form's other fields). No event: the code or PIN is wrong."""
         event = await pages.event_for(request, code)
-        if event is None:
-            return None, {}, 404
-        if not pages.pin_ok(request, event):
-            return None, {}, 404
-        if not pages.access.searches.hit(_client(request)):
-            return event, {"error": "rate_limited"}, 429
+        if event is None or not pages.pin_ok(request, event):
+            return None, "", 404, {}
+        if not event.face_search:
+            return event, "search_off", 403, {}
+        if not pages.access.searches.hit(client_address(request)):
+            return event, "rate_limited", 429, {}
+        fields: dict[str, str] = {}
         try:
             declared = request.headers.get("content-length", "")
             size = min(int(declared), settings.max_selfie_mb << 20) if declared.isdigit() else 1 << 20
             async with line.place(size):  # bounds the selfies held in memory at once
                 try:
-                    selfie = await read_file_field(request, "selfie", settings.max_selfie_mb << 20)
+                    selfie, fields = await read_form(request, "selfie", settings.max_selfie_mb << 20)
                 except UploadRejected as exc:
-                    return event, {"error": exc.code}, exc.status
+                    return event, exc.code, exc.status, fields
+                if page and fields.get("consent") != "yes":
+                    return event, "consent", 422, fields
                 started = time.perf_counter()
                 result = await pages.search(event, selfie)
                 del selfie  # in memory only, and only for as long as the search
         except Busy:
-            return event, {"error": "busy"}, 503
-        if result.get("error"):
-            status = 503 if result["error"] == "unavailable" else 422
-            return event, result, status
+            return event, "busy", 503, fields
+        if isinstance(result, str):
+            return event, result, 503 if result == "unavailable" else 422, fields
         logger.info(
             "guest search in %s: %d photos (%s) in %.0f ms",
             event.code,
-            len(result["matches"]),
-            result["mode"],
+            len(result.hits),
+            result.mode,
             (time.perf_counter() - started) * 1000,
         )
-        return event, result, 200
+        return event, result, 200, fields
+
+    def retry_headers(error: str) -> dict[str, str] | None:
+        return {"rate_limited": {"Retry-After": "60"}, "busy": {"Retry-After": "5"}}.get(error)
 
     @app.post("/api/events/{code}/search", responses=doc.SEARCH_API, openapi_extra=doc.SELFIE_BODY)
     async def api_search(request: Request, code: str) -> Response:
-        event, result, status = await run_search(request, code)
+        event, result, status, _ = await run_search(request, code.lower(), page=False)
         if event is None:
-            return _not_found()
-        if status != 200:
-            error = result["error"]
-            headers = {"429": {"Retry-After": "60"}, "busy": {"Retry-After": "5"}}.get(
-                "busy" if error == "busy" else str(status)
-            )
+            return not_found()
+        if isinstance(result, str):
             return JSONResponse(
-                {"error": error, "message": MESSAGES[error]}, status_code=status, headers=headers
+                {"error": result, "message": MESSAGES[result]},
+                status_code=status,
+                headers=retry_headers(result),
             )
         base = pages.base_url(request)
-        matches = result["matches"]
+        matches = result.matches()
         zip_token = pages.access.zip_token(event.code, [m.photo.id for m in matches])
         zip_url = f"{base}/e/{event.code}/zip/{zip_token}" if matches else None
         return JSONResponse(
             {
                 "event": event.code,
-                "mode": result["mode"],
-                "offline": result["offline"],
-                "faces_in_selfie": result["faces_in_selfie"],
+                "mode": result.mode,
+                "offline": result.offline,
+                "faces_in_selfie": result.faces_in_selfie,
                 "matches": [pages.match_json(base, event, m) for m in matches],
                 "zip_url": zip_url,
             }
@@ -376,14 +286,72 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
         openapi_extra=doc.SELFIE_BODY,
     )
     async def page_search(request: Request, code: str) -> Response:
-        event, result, status = await run_search(request, code)
+        """Search, keep the answer in memory and send the phone to its address (Post/Redirect/
+        Get): reload, back and a bookmark show the results again without searching again."""
+        event, result, status, fields = await run_search(request, code.lower(), page=True)
         if event is None:
-            return _not_found()
-        if status != 200:
-            return render(
-                request, "event.html", status, event=event, cloud=cloud_on(), error=MESSAGES[result["error"]]
+            return unknown_code(request, code)
+        if isinstance(result, str):
+            if result == "search_off":
+                return RedirectResponse(f"/e/{event.code}", status_code=303)
+            return event_home(
+                request,
+                event,
+                status,
+                error=MESSAGES[result],
+                error_code=result,
+                watch=fields.get("watch") == "yes",
             )
-        matches = result["matches"]
+        held = results.hold(
+            event.code,
+            result.hits,
+            mode=result.mode,
+            offline=result.offline,
+            faces_in_selfie=result.faces_in_selfie,
+            embedding=result.embedding,
+            watch=fields.get("watch") == "yes",
+        )
+        wanted = fields.get("watch") == "yes"
+        suffix = "?full=1" if wanted and not held.watching() and settings.live_hours > 0 else ""
+        return RedirectResponse(f"/e/{event.code}/r/{held.token}{suffix}", status_code=303)
+
+    async def visible_matches(event: Event, held: Held) -> list[Match]:
+        """The held results the guest may see now (the host may have hidden some since)."""
+        photos = {p.id: p for p in await services.store.guest_photos(event, [h.photo_id for h in held.hits])}
+        return [
+            Match(photos[h.photo_id], h.score, h.source, h.face_id) for h in held.hits if h.photo_id in photos
+        ]
+
+    @app.get("/e/{code}/r/{token}.json", responses=doc.RESULTS_JSON)
+    async def results_json(request: Request, code: str, token: str, have: str = "") -> Response:
+        """An open results page's poll: the ids it may show now, in order, and the photos it lacks."""
+        event = await pages.event_for(request, code)
+        held = results.get(event.code, token) if event is not None and pages.pin_ok(request, event) else None
+        if event is None or held is None:
+            return JSONResponse({"error": "expired", "message": MESSAGES["expired"]}, status_code=404)
+        known = {int(p) for p in have.split(",")[:2000] if p.isdecimal() and len(p) < 12}
+        matches = await visible_matches(event, held)
+        return JSONResponse(
+            {
+                "ids": [m.photo.id for m in matches],
+                "new": [pages.match_json("", event, m) for m in matches if m.photo.id not in known],
+                "watching": held.watching(),
+                "backlog": await services.faces.index_db.backlog(event.code),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.get("/e/{code}/r/{token}", response_class=HTMLResponse, responses=doc.PAGE)
+    async def results_page(request: Request, code: str, token: str, full: str = "") -> Response:
+        event = await pages.event_for(request, code)
+        if event is None:
+            return unknown_code(request, code)
+        if not pages.pin_ok(request, event):
+            return render(request, "pin.html", event=event)
+        held = results.get(event.code, token)
+        if held is None:
+            return event_home(request, event, 410, error=MESSAGES["expired"], error_code="expired")
+        matches = await visible_matches(event, held)
         items = [pages.match_json("", event, m) for m in matches]
         zip_url = f"/e/{event.code}/zip/{pages.access.zip_token(event.code, [m.photo.id for m in matches])}"
         return render(
@@ -392,8 +360,13 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
             event=event,
             items=items,
             zip_url=zip_url if matches else None,
-            offline=result["offline"],
-            several_faces=result["faces_in_selfie"] > 1,
+            offline=held.offline,
+            several_faces=held.faces_in_selfie > 1,
+            watching=held.watching(),
+            live_full=bool(full),
+            backlog=await services.faces.index_db.backlog(event.code),
+            poll_url=f"/e/{event.code}/r/{token}.json",
+            headers={"Cache-Control": "private, no-store"},
         )
 
     async def photo_or_none(request: Request, code: str, token: str) -> Photo | None:
@@ -402,29 +375,37 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
             return None
         photo = await pages.photo(event, token)
         if photo is None:
-            pages.access.failures.hit(_client(request))
+            pages.access.failures.hit(client_address(request))
         return photo
 
     @app.get("/e/{code}/p/{token}/{variant}.jpg", response_class=Response, responses=doc.files(doc.JPEG))
     async def image(request: Request, code: str, token: str, variant: str) -> Response:
-        """``thumb.jpg`` (480 px) or ``view.jpg`` (the proxy, else a JPEG original)."""
-        photo = await photo_or_none(request, code, token) if variant in ("thumb", "view") else None
+        """``thumb.jpg`` (480 px), ``f<face id>.jpg`` (360 px square around that face) or
+        ``view.jpg`` (the proxy, else a JPEG original)."""
+        face = (
+            int(variant[1:]) if variant[:1] == "f" and variant[1:].isdecimal() and len(variant) < 13 else None
+        )
+        known = variant in ("thumb", "view") or face is not None
+        photo = await photo_or_none(request, code, token) if known else None
         if photo is None:
-            return _not_found()
-        path = await (pages.thumbnail(photo) if variant == "thumb" else pages.view(photo))
+            return not_found()
+        if face is not None:
+            path = await pages.face_thumbnail(photo, face)
+        else:
+            path = await (pages.thumbnail(photo) if variant == "thumb" else pages.view(photo))
         if path is None:
-            return _not_found()
-        return cached_file(request, path, f"{variant[0]}-{photo.sha256[:32]}", "image/jpeg")
+            return not_found()
+        return cached_file(request, path, f"{variant[:12]}-{photo.sha256[:32]}", "image/jpeg")
 
     @app.get("/e/{code}/p/{token}/download", response_class=Response, responses=doc.files(doc.ANY_FILE))
     async def download(request: Request, code: str, token: str) -> Response:
         photo = await photo_or_none(request, code, token)
         if photo is None:
-            return _not_found()
+            return not_found()
         original = Path(photo.stored_path)
         path = original if await asyncio.to_thread(original.exists) else pages.proxy_of(photo)
         if path is None:
-            return _not_found()
+            return not_found()
         name = download_name(photo, path)
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return cached_file(
@@ -439,12 +420,12 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
     async def download_zip(request: Request, code: str, token: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None:
-            return _not_found()
+            return not_found()
         ids = pages.access.zip_ids(event.code, token)
         if ids is None:
-            pages.access.failures.hit(_client(request))
-            return _not_found()
-        photos = await services.store.event_photos(event.code, ids)
+            pages.access.failures.hit(client_address(request))
+            return not_found()
+        photos = await services.store.guest_photos(event, ids)  # hidden since: left out
         files = zip_entries(photos, originals=True)  # a file gone meanwhile is skipped while zipping
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
         return StreamingResponse(
@@ -457,60 +438,19 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
     async def qr(request: Request, code: str, fmt: str) -> Response:
         event = await pages.event_for(request, code)
         if event is None or fmt not in ("png", "svg"):
-            return _not_found()
+            return not_found()
         body, media = qr_code(f"{pages.base_url(request)}/e/{event.code}", fmt)
         # its URL depends on who asked (public_url, the name typed): for this phone only, never a proxy
         return Response(body, media_type=media, headers={"Cache-Control": "private, no-store"})
 
-    @app.get("/host/{key}", response_class=HTMLResponse, responses=doc.PAGE)
-    async def host_page(request: Request, key: str, page: str = "1") -> Response:
-        client = _client(request)
-        if pages.access.failures.exhausted(client) or len(key) > 100:
-            return _not_found()
-        event = await services.store.event_by_host_key(host_key_hash(key))
-        if event is None:
-            pages.access.failures.hit(client)
-            return _not_found()
-        # a page link typed by hand: anything but a number is page 1 (not FastAPI's 422 JSON),
-        # and past the end is an empty page, never an overflow
-        digits = page.strip()
-        number = 1
-        if digits.isascii() and digits.isdecimal():
-            number = min(max(1, int(digits)), 1_000_000) if len(digits) <= 7 else 1_000_000
-        photos, total = await services.store.event_page(
-            event.code, offset=(number - 1) * HOST_PAGE, limit=HOST_PAGE
-        )
-        raws = await raw_halves(services.store, event.code, [p.id for p in photos])
-        items = []
-        for photo in photos:
-            item = pages.match_json("", event, Match(photo, 1.0, "host"))
-            item["tile"] = tile_label(photo)
-            item["note"] = photo.faces_error
-            item["more"] = [
-                (extension(raw), pages.match_json("", event, Match(raw, 1.0, "host"))["download_url"])
-                for raw in raws.get(photo.id, [])
-            ]
-            items.append(item)
-        all_ids = await services.store.event_photo_ids(event.code)
-        return render(
-            request,
-            "host.html",
-            event=event,
-            items=items,
-            page=number,
-            pages=max(1, -(-total // HOST_PAGE)),
-            total=total,
-            key=key,
-            zip_page=f"/e/{event.code}/zip/{pages.access.zip_token(event.code, [p.id for p in photos])}"
-            if photos
-            else None,
-            zip_all=f"/e/{event.code}/zip/{pages.access.zip_token(event.code, all_ids)}" if all_ids else None,
-        )
+    # the host link and the photo wall
+    app.include_router(host_router(pages, render))
 
 
 def content_security_policy() -> str:
     """The guest listener's Content-Security-Policy: the box only, no frames, no plugins, forms
-    posted back to the box, and the pages' one inline stylesheet and script by their SHA-256."""
+    posted back to the box, the pages' inline stylesheets and scripts by their SHA-256 (and the
+    box's own stylesheets: an event's look.css)."""
 
     def inline(template: str) -> str:
         text = TEMPLATES.env.get_template(template).render()
@@ -520,15 +460,11 @@ def content_security_policy() -> str:
         [
             "default-src 'self'",
             "script-src " + " ".join(inline(name) for name in INLINE_SCRIPTS),
-            f"style-src {inline('guest.css')}",
+            # 'self': an event's look.css
+            "style-src 'self' " + " ".join(inline(name) for name in INLINE_STYLES),
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
         ]
     )
-
-
-def default_public_url(port: int) -> str:
-    host = socket.gethostname().split(".")[0] or "shutterbox"
-    return f"http://{host}.local" + ("" if port == 80 else f":{port}")

@@ -16,6 +16,7 @@ from typing import Any
 HTML = {"text/html": {"schema": {"type": "string"}}}
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
+CSS = {"text/css": {"schema": {"type": "string"}}}
 ANY_FILE = {  # the original as the camera made it: JPEG, RAW (CR3, NEF, ARW...), HEIF
     "image/*": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -23,8 +24,8 @@ ANY_FILE = {  # the original as the camera made it: JPEG, RAW (CR3, NEF, ARW...)
 
 HEADERS: dict[str, Any] = {
     "Content-Security-Policy": {
-        "description": "`default-src 'self'`, `frame-ancestors 'none'`, and the pages' one inline "
-        "stylesheet and script allowed by their SHA-256",
+        "description": "`default-src 'self'`, `frame-ancestors 'none'`, and the pages' inline "
+        "stylesheets and scripts allowed by their SHA-256",
         "required": True,
         "schema": {"type": "string", "pattern": "default-src 'self'.*frame-ancestors 'none'"},
     },
@@ -63,6 +64,10 @@ ERROR_JSON = {
                 "rate_limited",
                 "unavailable",
                 "busy",
+                "consent",
+                "search_off",
+                "expired",
+                "unknown_code",
             ],
         },
         "message": {"type": "string", "description": "What to tell the guest, in plain words"},
@@ -82,9 +87,13 @@ MATCH_JSON = {
     "properties": {
         "photo_id": {"type": "integer"},
         "score": {"type": "number"},
-        "source": {"type": "string", "enum": ["local", "cloud", "host"]},
+        "source": {"type": "string", "enum": ["local", "cloud", "live", "host", "gallery"]},
         "taken_at": {"type": "string", "description": "ISO 8601: capture time, else arrival"},
         "thumbnail_url": {"type": "string"},
+        "face_url": {
+            "type": ["string", "null"],
+            "description": "A square thumbnail centred on the matched face, when the box knows where it is",
+        },
         "view_url": {"type": "string"},
         "download_url": {"type": "string"},
     },
@@ -102,6 +111,32 @@ SEARCH_JSON = {
     },
 }
 
+RESULTS_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "What an open results page shows now: the ids in order (a photo the host hid"
+        " since is gone), the photos it does not have yet (``have``: the ids it has), whether it is"
+        " still looking for new photos, and how many photos the face index has still to do",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["ids", "new", "watching", "backlog"],
+                    "properties": {
+                        "ids": {"type": "array", "items": {"type": "integer"}},
+                        "new": {"type": "array", "items": MATCH_JSON},
+                        "watching": {"type": "boolean"},
+                        "backlog": {"type": "integer"},
+                    },
+                }
+            }
+        },
+    },
+    404: {
+        "description": "The results expired (or the box restarted), or no such event",
+        "content": {"application/json": {"schema": ERROR_JSON}},
+    },
+}
+
 SELFIE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -116,7 +151,17 @@ SELFIE_BODY: dict[str, Any] = {
                             "format": "binary",
                             "description": "One picture (JPEG, PNG, WebP, GIF, BMP or TIFF), at most "
                             "guest.max_selfie_mb; kept in memory for the search only",
-                        }
+                        },
+                        "consent": {
+                            "type": "string",
+                            "enum": ["yes"],
+                            "description": "The guest ticked the consent box (required by the page's form)",
+                        },
+                        "watch": {
+                            "type": "string",
+                            "enum": ["yes"],
+                            "description": "Keep looking for new photos of this guest (page form only)",
+                        },
                     },
                 }
             }
@@ -142,9 +187,14 @@ PIN_BODY: dict[str, Any] = {
 def _search_errors(content: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {
         400: {"description": "No picture, or not sent as multipart/form-data", "content": content},
+        403: {"description": "Face search is off for this event", "content": content},
         404: NOT_FOUND,
         413: {"description": "Over guest.max_selfie_mb", "content": content},
-        422: {"description": "Not a picture the box reads, or no usable face in it", "content": content},
+        422: {
+            "description": "Not a picture the box reads, no usable face in it, or (the page) the"
+            " consent box not ticked",
+            "content": content,
+        },
         429: {"description": "Over guest.searches_per_minute from this address", "content": content},
         503: {
             "description": "The face index is still starting, or the box is busy with other searches"
@@ -162,8 +212,12 @@ SEARCH_API: dict[int | str, dict[str, Any]] = {
     **_search_errors({"application/json": {"schema": ERROR_JSON}}),
 }
 SEARCH_PAGE: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The results page", "content": HTML},
     **_search_errors(HTML),
+    303: {"description": "Found: on to the results' own address (/e/<code>/r/<token>)"},
+    404: {
+        "description": "No such event, or its PIN not entered: the page for an unknown code",
+        "content": HTML,
+    },
 }
 HOME: dict[int | str, dict[str, Any]] = {
     200: {"description": "The home page: type the event's code", "content": HTML},
@@ -172,13 +226,22 @@ HOME: dict[int | str, dict[str, Any]] = {
 }
 PAGE: dict[int | str, dict[str, Any]] = {
     200: {"description": "The page (or the PIN form, for an event with a PIN)", "content": HTML},
+    308: {"description": "The code typed in capitals: to its own address"},
+    404: {"description": "No such event: a page saying so, with the code form", "content": HTML},
+    410: {
+        "description": "Results expired (or the box restarted): the event's page, saying so",
+        "content": HTML,
+    },
+}
+WALL: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The wall (or the PIN form, for an event with a PIN)", "content": HTML},
     404: NOT_FOUND,
 }
 PIN: dict[int | str, dict[str, Any]] = {
     303: {"description": "Right PIN: a cookie for 7 days, on to the event's page"},
     400: BAD_REQUEST,
     403: {"description": "Wrong PIN: the form again", "content": HTML},
-    404: NOT_FOUND,
+    404: {"description": "No such event (or no PIN): the page for an unknown code", "content": HTML},
 }
 
 

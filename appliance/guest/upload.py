@@ -28,6 +28,12 @@ class UploadRejected(Exception):
 async def read_file_field(request: Request, field: str, limit: int) -> bytes:
     """The bytes of multipart field ``field``; UploadRejected when the body is over ``limit``,
     is not multipart, or has no such field."""
+    return (await read_form(request, field, limit))[0]
+
+
+async def read_form(request: Request, field: str, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The bytes of multipart field ``field`` and the form's other short fields (a tick box's
+    value, up to 100 bytes each, as text); UploadRejected as for :func:`read_file_field`."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
@@ -101,4 +107,9 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
         raise UploadRejected("no_file", "no picture was sent", 400)
     if len(data) > limit:
         raise UploadRejected("upload_too_large", "the file is too large", 413)
-    return bytes(data)  # bytes: the selfie process reads it in place (a bytearray is copied there)
+    others = {
+        name: value.decode("utf-8", "replace")
+        for name, value in parts.items()
+        if name != field and len(value) <= 100
+    }
+    return bytes(data), others  # bytes: the selfie process reads it in place (a bytearray is copied there)

@@ -46,11 +46,13 @@ class FoundFace:
 
 @dataclass(frozen=True, slots=True)
 class EventVectors:
-    """Every searchable face of one event: row i of ``vectors`` is a face of ``photo_ids[i]``."""
+    """Every searchable face of one event: row i of ``vectors`` is face ``face_ids[i]``, a face
+    of ``photo_ids[i]``."""
 
     photo_ids: np.ndarray  # int64[n]
     vectors: np.ndarray  # float32[n, 128]
     last_face_id: int
+    face_ids: np.ndarray | None = None  # int64[n]; None: not asked for (tests building galleries)
 
 
 class FaceStore:
@@ -107,11 +109,26 @@ class FaceStore:
             (event, after_face_id),
         )
         if not rows:
-            return EventVectors(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), after_face_id)
+            empty = np.zeros(0, np.int64)
+            return EventVectors(empty, np.zeros((0, 128), np.float32), after_face_id, empty)
         ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         blob = b"".join(r[2] for r in rows)
         vectors = np.frombuffer(blob, dtype="<f4").reshape(len(rows), 128)
-        return EventVectors(ids, vectors, int(rows[-1][0]))
+        return EventVectors(ids, vectors, int(rows[-1][0]), face_ids)
+
+    async def face_box(self, photo_id: int, face_id: int) -> tuple[int, int, int, int] | None:
+        """Where face ``face_id`` is in photo ``photo_id``'s proxy (x, y, w, h), if it is one of
+        that photo's faces."""
+        row = await self.store.fetch_one(
+            "SELECT x, y, w, h FROM faces WHERE id = ? AND photo_id = ?", (face_id, photo_id)
+        )
+        return (int(row[0]), int(row[1]), int(row[2]), int(row[3])) if row else None
+
+    async def backlog(self, event: str) -> int:
+        """Photos of the event the local index has still to do."""
+        row = await self.store.fetch_one(f"SELECT count(*) FROM photos WHERE event = ? AND {_TODO}", (event,))  # noqa: S608
+        return int(row[0]) if row else 0
 
     async def cloud_photos(self, event: str, face_ids: Iterable[str]) -> dict[str, int]:
         """Which of the event's photos Rekognition face ids belong to (another event's ids map

@@ -1,5 +1,6 @@
-"""Events: the list of events with their functions and guest settings; create one (``n``), add
-a camera to the highlighted one (``a``), open its keys (Enter) or its guest QR code (``g``).
+"""Events: the list of events with their functions and guest settings (and, for an event whose
+host approves each photo, how many await approval); create one (``n``), add a camera to the
+highlighted one (``a``), open its keys (Enter) or its guest QR code (``g``).
 
 Runs on the console's asyncio thread; reloads ``GET /api/events`` on every poll while visible.
 """
@@ -21,12 +22,15 @@ from tui.widgets import BoxTable
 
 def _row(event: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     functions = event.get("functions")
-    demo = " (demo)" if event.get("demo") else ""
+    suffix = " (demo)" if event.get("demo") else ""
+    awaiting = event.get("awaiting_approval")  # a number only when the host approves each photo
+    if isinstance(awaiting, int):
+        suffix += f" ({awaiting} awaiting approval)"
     return (
         str(event.get("code")),
         (
             str(event.get("code")),
-            Text(f"{text(event, 'name') or DASH}{demo}", no_wrap=True, overflow="ellipsis"),
+            Text(f"{text(event, 'name') or DASH}{suffix}", no_wrap=True, overflow="ellipsis"),
             ", ".join(str(f) for f in functions) if isinstance(functions, list) else DASH,
             text(event, "originals_policy") or DASH,
             "yes" if event.get("pin") else "no",

@@ -2,15 +2,20 @@
 drawn in the terminal, for guests to scan off the operator's screen. Up/down picks the event.
 
 Runs on the console's asyncio thread; reloads ``GET /api/events`` on every poll while visible and
-``GET /api/events/{code}/guest`` when the highlighted event changes.
+``GET /api/events/{code}/guest`` when the highlighted event changes. ``p`` fetches the event's
+table card (``GET /api/events/{code}/card``, a PDF) and writes it to the current folder (the data
+folder when that cannot be written), on a worker thread.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from pathlib import Path
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
@@ -22,6 +27,7 @@ from tui.status import DASH, text
 
 class GuestScreen(BoxScreen):
     MODE = "guest"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("p", "card", "Table card (PDF)")]
 
     DEFAULT_CSS = """
     GuestScreen Horizontal { height: 1fr; }
@@ -97,5 +103,35 @@ class GuestScreen(BoxScreen):
         code = text(guest, "event") or DASH
         pin = "a PIN is set: guests type it first" if guest.get("pin") else "no PIN"
         self.query_one("#guest-note", Static).update(
-            Text(f"event {code} · {pin}\nfor table cards:\n  shutterbox event guest {code} --out card.svg")
+            Text(
+                f"event {code} · {pin}\ntable card: press p for a PDF here, or\n"
+                f"  shutterbox event guest {code} --out card.pdf"
+            )
         )
+
+    async def action_card(self) -> None:
+        """Write the highlighted event's table card as a PDF and say where."""
+        code = self.event
+        if code is None:
+            self.notify("no event yet: create one on the Events screen", severity="warning", markup=False)
+            return
+        card = await self.act("table card", self.client.card(code, "pdf"))
+        if card is None:
+            return
+        try:
+            path = await asyncio.to_thread(write_card, f"card-{code}.pdf", card, self.console_app.data_dir)
+        except OSError as exc:
+            self.notify(f"table card: cannot write it: {exc}", severity="error", timeout=8, markup=False)
+            return
+        self.notify(f"table card for {code} written to {path}", timeout=10, markup=False)
+
+
+def write_card(name: str, card: bytes, data_dir: Path) -> Path:
+    """``card`` written as ``name`` in the current folder, else in the data folder; its path."""
+    try:
+        path = Path.cwd() / name
+        path.write_bytes(card)
+    except OSError:
+        path = data_dir.resolve() / name
+        path.write_bytes(card)
+    return path
