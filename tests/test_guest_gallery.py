@@ -330,6 +330,27 @@ def test_new_photos_of_me_appear_on_the_open_page(venue: Venue, page: sync_api.P
     venue.box.cli("photos", "unhide", venue.event, str(new_id))
 
 
+def test_many_open_pages_behind_one_address_keep_polling(venue: Venue) -> None:
+    """Phones behind a venue's NAT share one address: open results pages must not each hold a
+    connection between polls, or the per-address cap (web.max_connections_per_ip, 24) turns the
+    rest away (bench/live.py --same-address found 26 of 50 pages never updated)."""
+    reply = httpx.post(
+        f"{venue.base}/e/{venue.event}/search",
+        files={"selfie": ("me.jpg", (FACES / "obama-3.jpg").read_bytes(), "image/jpeg")},
+        data={"consent": "yes", "watch": "yes"},
+    )
+    assert reply.status_code == 303
+    poll = reply.headers["location"] + ".json"
+    phones = [httpx.Client(base_url=venue.base, timeout=10) for _ in range(40)]
+    try:
+        for _ in range(2):  # each phone polls, keeps its client open, then polls again
+            statuses = [phone.get(poll).status_code for phone in phones]
+            assert statuses == [200] * len(phones), statuses
+    finally:
+        for phone in phones:
+            phone.close()
+
+
 def test_no_photos_yet_and_an_expired_link(venue: Venue, page: sync_api.Page) -> None:
     page.goto(f"/e/{venue.event}")
     take_selfie(page, FACES / "curie-couple.jpg")

@@ -338,7 +338,9 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
                 "watching": held.watching(),
                 "backlog": await services.faces.index_db.backlog(event.code),
             },
-            headers={"Cache-Control": "no-store"},
+            # closed after each poll: an open page holds no connection between polls, so phones
+            # behind one address (a venue's NAT) stay within web.max_connections_per_ip
+            headers={"Cache-Control": "no-store", "Connection": "close"},
         )
 
     @app.get("/e/{code}/r/{token}", response_class=HTMLResponse, responses=doc.PAGE)
