@@ -182,12 +182,17 @@ def pct(values: Sequence[float], p: float) -> float | None:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def round_or_none(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+def round_or_none(value: float | None, digits: int = 2) -> float | None:
+    """``value`` rounded; None for no value or an infinite one (not reached in time)."""
+    return None if value is None or math.isinf(value) else round(value, digits)
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def fmt(value: Any, spec: str = ".1f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "n/a"}[ok]
 
 
 def terminate(signum: int, _frame: object) -> None:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
-from _common import ProcTree
-from _sync_helpers import BUCKET, log
+from _common import ProcTree, log
+from _sync_helpers import BUCKET
 from moto.server import ThreadedMotoServer
 
 from tests.boxproc import Box

@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import re
-import sys
+import statistics
 import tempfile
 import threading
 import time
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from _common import FTP_ERRORS
+from _common import FTP_ERRORS, log, pct, round_or_none
 from _ftpload import grain_for as _grain_for
 from _ftpload import noise_image as _noise_image
 from moto.server import ThreadedMotoServer
@@ -41,10 +41,6 @@ JPEG_QUALITY = 95  # a camera's "fine"
 PEOPLE = [f"guest{i:02d}" for i in range(1, 11)]
 BUCKET = "bench-sync"
 REGION = "us-east-1"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,12 +440,47 @@ def uplink_transitions(log_text: str) -> list[tuple[float, str, str]]:
     return found
 
 
-def pct(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+def latency_stats(values: Sequence[float]) -> dict[str, Any]:
+    """p50/p95/max/mean in seconds; censored values (not searchable in time) are +inf."""
+    finite = [v for v in values if not math.isinf(v)]
+    return {
+        "photos": len(values),
+        "not_searchable_in_time": len(values) - len(finite),
+        "p50_s": round_or_none(pct(values, 50)),
+        "p95_s": round_or_none(pct(values, 95)),
+        "max_s": round_or_none(max(values)) if values else None,
+        "mean_s": round_or_none(statistics.mean(finite)) if finite and len(finite) == len(values) else None,
+    }
+
+
+BOX_UPLOAD_MBIT = 400  # the box's own cap, far above the emulated link (the link is the bottleneck)
+
+
+def cloud_box_settings(
+    cloud: Cloud,
+    *,
+    workers: int | None = None,
+    proxy_long_edge: int | None = None,
+    rekognition_tps: float | None = None,
+) -> dict[str, str]:
+    """The box's settings to sync to ``cloud``'s moto S3 and fake Rekognition through its links."""
+    assert cloud.s3_link is not None
+    assert cloud.rek_link is not None
+    settings = {
+        "cloud__bucket": BUCKET,
+        "cloud__s3_endpoint_url": cloud.s3_link.url(),
+        "cloud__rekognition_endpoint_url": cloud.rek_link.url(),
+        "cloud__access_key_id": "test",
+        "cloud__secret_access_key": "test",
+        "cloud__upload_mbit": str(BOX_UPLOAD_MBIT),
+    }
+    if workers:
+        settings["cloud__workers"] = str(workers)
+    if proxy_long_edge:
+        settings["cloud__proxy_long_edge"] = str(proxy_long_edge)
+    if rekognition_tps:
+        settings["cloud__rekognition_tps"] = str(rekognition_tps)
+    return settings
 
 
 def work_dir(base: Path | None = None) -> tempfile.TemporaryDirectory[str]:

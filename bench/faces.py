@@ -68,7 +68,19 @@ import _synthetic
 import dlib
 import httpx
 import psutil
-from _common import ProcTree, log_problems, machine_info, run_script, shutterbox_version, work_base
+from _common import (
+    ProcTree,
+    fmt,
+    log,
+    log_problems,
+    machine_info,
+    pct,
+    round_or_none,
+    run_script,
+    shutterbox_version,
+    verdict,
+    work_base,
+)
 from _facebench import (
     CpuWatch,
     PhotoRow,
@@ -85,9 +97,8 @@ from _facebench import (
     seed_event,
 )
 from _ftpload import MB, Endpoint, Phase, make_frame, run_load
-from _sync_helpers import log, pct
+from _sync_helpers import latency_stats
 from PIL import Image
-from sync import _f, _r, _stats, _verdict
 
 from appliance.config import CloudSettings, FacesSettings
 from appliance.faces.service import default_workers
@@ -141,9 +152,9 @@ def _memory(
 ) -> dict[str, Any]:
     """Idle RSS, steady (median over the busy window) and peak (over the whole part), MB."""
     return {
-        "idle_mb": _r(idle, 0),
-        "steady_mb": _r(_median(sampler.rss_between(*busy)), 0),
-        "peak_mb": _r(max(sampler.rss_between(*part), default=idle), 0),
+        "idle_mb": round_or_none(idle, 0),
+        "steady_mb": round_or_none(_median(sampler.rss_between(*busy)), 0),
+        "peak_mb": round_or_none(max(sampler.rss_between(*part), default=idle), 0),
     }
 
 
@@ -329,7 +340,7 @@ def analyse_live(
                     "indexed": point.faces.get("photos_indexed"),
                     "pending": point.faces.get("photos_pending"),
                     "in_flight": point.faces.get("in_flight"),
-                    "rss_mb": _r(max(sampler.rss_between(previous, mark), default=0.0), 0),
+                    "rss_mb": round_or_none(max(sampler.rss_between(previous, mark), default=0.0), 0),
                 }
             )
         previous = mark
@@ -337,55 +348,57 @@ def analyse_live(
     growth = _growth_per_min(pending_points)
     drain: dict[str, Any] = {"limit_s": args.drain_timeout, "drained": drained_at is not None}
     if drained_at is not None:
-        drain["took_s"] = _r(drained_at - t_stop, 1)
+        drain["took_s"] = round_or_none(drained_at - t_stop, 1)
     else:
         done = end_faces.get("photos_indexed", 0) - stop_faces.get("photos_indexed", 0)
         rate = done / (t_end - t_stop) if t_end > t_stop else 0.0
         left = end_faces.get("photos_pending")
         drain |= {
             "left": left,
-            "rate_per_min": _r(rate * 60, 1),
-            "projected_more_min": _r(left / rate / 60, 0) if rate and left else None,
+            "rate_per_min": round_or_none(rate * 60, 1),
+            "projected_more_min": round_or_none(left / rate / 60, 0) if rate and left else None,
         }
     late = [s.late_s for s in shots if s.t_226 is not None or s.error]
     keeps_up = growth is not None and growth < GROWTH_LIMIT_PER_MIN and drained_at is not None
     return {
         "frames": {
             "scheduled": len(shots),
-            "offered_per_min": _r(len(shots) / args.duration * 60, 0),
+            "offered_per_min": round_or_none(len(shots) / args.duration * 60, 0),
             "acked_226": len(acked),
             "upload_errors": sum(s.error is not None for s in shots),
             "error_samples": [f"{s.frame.name}: {s.error}" for s in shots if s.error][:3],
             "unsent": sum(s.t_226 is None and s.error is None for s in shots),
             "not_in_database": sum(s.frame.name not in by_name for s in acked),
-            "send_late_p95_s": _r(pct(late, 95), 2),
-            "send_late_max_s": _r(max(late, default=None), 2),
-            "mb_avg": _r(statistics.mean(s.frame.size for s in shots) / MB, 2) if shots else None,
+            "send_late_p95_s": round_or_none(pct(late, 95), 2),
+            "send_late_max_s": round_or_none(max(late, default=None), 2),
+            "mb_avg": round_or_none(statistics.mean(s.frame.size for s in shots) / MB, 2) if shots else None,
         },
         "latency": {
-            "indexed_while_shooting": _stats(live),
-            "indexed": _stats([x for x in latencies if not math.isinf(x)]),
-            "all_frames": _stats(latencies),
+            "indexed_while_shooting": latency_stats(live),
+            "indexed": latency_stats([x for x in latencies if not math.isinf(x)]),
+            "all_frames": latency_stats(latencies),
         },
         "backlog": backlog,
         "indexed_during_shoot": stop_faces.get("photos_indexed"),
-        "index_rate_during_shoot_per_min": _r(
+        "index_rate_during_shoot_per_min": round_or_none(
             stop_faces.get("photos_indexed", 0) / (t_stop - t0) * 60 if t_stop > t0 else None, 1
         ),
         "pending_at_stop": stop_faces.get("photos_pending"),
-        "growth_per_min": _r(growth, 1),
+        "growth_per_min": round_or_none(growth, 1),
         "keeps_up": keeps_up,
         "drain": drain,
         "faces": {
             "indexed_photos": len(indexed),
             "failed_photos": sum(p.faces_state == "failed" for p in photos),
-            "faces_per_photo": _r(statistics.mean(p.faces for p in indexed), 1) if indexed else None,
-            "searchable_per_photo": _r(statistics.mean(p.searchable_faces for p in indexed), 1)
+            "faces_per_photo": round_or_none(statistics.mean(p.faces for p in indexed), 1)
+            if indexed
+            else None,
+            "searchable_per_photo": round_or_none(statistics.mean(p.searchable_faces for p in indexed), 1)
             if indexed
             else None,
         },
         "box_own_p50_p95_s": [stop_faces.get("searchable_p50_s"), stop_faces.get("searchable_p95_s")],
-        "phases_s": {"shoot": _r(t_stop - t0, 1), "drain": _r(t_end - t_stop, 1)},
+        "phases_s": {"shoot": round_or_none(t_stop - t0, 1), "drain": round_or_none(t_end - t_stop, 1)},
         "sampler_errors": sampler.errors[:3],
     }
 
@@ -436,8 +449,8 @@ def run_rate(
         "frames": len(frames),
         "uploaded": load.frames_ok,
         "upload_errors": len(load.errors),
-        "upload_s": _r(load.wall_s, 1),
-        "upload_mb_per_s": _r(load.bytes_ok / MB / load.wall_s, 1) if load.wall_s else None,
+        "upload_s": round_or_none(load.wall_s, 1),
+        "upload_mb_per_s": round_or_none(load.bytes_ok / MB / load.wall_s, 1) if load.wall_s else None,
         "indexed": len(indexed),
         "finished": done_at is not None,
         "cpu_cores": cpu_cores,
@@ -450,15 +463,17 @@ def run_rate(
         last_out = max(p.searchable for p in indexed if p.searchable is not None)
         span = last_out - first_in
         result |= {
-            "wall_s": _r(span, 1),
-            "photos_per_min": _r(len(indexed) / span * 60, 1),
-            "faces_per_min": _r(sum(p.faces for p in indexed) / span * 60, 1),
-            "searchable_faces_per_min": _r(sum(p.searchable_faces for p in indexed) / span * 60, 1),
-            "steady_photos_per_min": _r((len(indexed) - 1) / (last_out - first_out) * 60, 1)
+            "wall_s": round_or_none(span, 1),
+            "photos_per_min": round_or_none(len(indexed) / span * 60, 1),
+            "faces_per_min": round_or_none(sum(p.faces for p in indexed) / span * 60, 1),
+            "searchable_faces_per_min": round_or_none(
+                sum(p.searchable_faces for p in indexed) / span * 60, 1
+            ),
+            "steady_photos_per_min": round_or_none((len(indexed) - 1) / (last_out - first_out) * 60, 1)
             if last_out > first_out
             else None,
-            "faces_per_photo": _r(statistics.mean(p.faces for p in indexed), 1),
-            "s_per_photo_per_worker": _r(span / len(indexed) * workers, 2),
+            "faces_per_photo": round_or_none(statistics.mean(p.faces for p in indexed), 1),
+            "s_per_photo_per_worker": round_or_none(span / len(indexed) * workers, 2),
         }
     return result
 
@@ -472,10 +487,10 @@ def _search_stats(results: Sequence[Search]) -> dict[str, Any]:
     return {
         "searches": len(results),
         "errors": len(results) - len(ok),
-        "p50_s": _r(pct(ok, 50), 3),
-        "p95_s": _r(pct(ok, 95), 3),
-        "max_s": _r(max(ok, default=None), 3),
-        "mean_s": _r(statistics.mean(ok), 3) if ok else None,
+        "p50_s": round_or_none(pct(ok, 50), 3),
+        "p95_s": round_or_none(pct(ok, 95), 3),
+        "max_s": round_or_none(max(ok, default=None), 3),
+        "mean_s": round_or_none(statistics.mean(ok), 3) if ok else None,
         "match_counts": sorted({r.matches for r in results}),
     }
 
@@ -556,15 +571,15 @@ def run_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "faces": seeded.faces,
             "true_photos": seeded.true_photos,
             "expected_matches": seeded.expected_matches,
-            "nearest_stranger": _r(seeded.nearest_stranger, 3),
+            "nearest_stranger": round_or_none(seeded.nearest_stranger, 3),
             "gallery_faces_loaded": galleries.get(event),
             "threshold": threshold,
         },
         "selfie_bytes": len(selfie),
-        "cold": {"seconds": _r(cold.seconds, 3), "status": cold.status, "matches": cold.matches},
+        "cold": {"seconds": round_or_none(cold.seconds, 3), "status": cold.status, "matches": cold.matches},
         "sequential": _search_stats(sequential),
         "concurrent": _search_stats(concurrent)
-        | {"concurrency": args.concurrency, "searches_per_s": _r(len(concurrent) / wall, 2)},
+        | {"concurrency": args.concurrency, "searches_per_s": round_or_none(len(concurrent) / wall, 2)},
         "box": {
             "memory": _memory(sampler, idle, (t_start, t_end), (t_start, t_end)),
             "cpu_cores": cpu_cores,
@@ -578,7 +593,7 @@ def run_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def _s(value: Any, none: str = "-") -> str:
-    return _f(value, ".2f", none)
+    return fmt(value, ".2f", none)
 
 
 def _cpu(cores: dict[str, float]) -> str:
@@ -614,10 +629,10 @@ def _targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "target": f"no growing backlog at {TARGET_CAMERAS} cameras x {TARGET_FPS:g} frame/s",
-                "verdict": _verdict(live["keeps_up"]),
-                "figure": f"backlog grew {_f(live['growth_per_min'])} photos/min while shooting"
+                "verdict": verdict(live["keeps_up"]),
+                "figure": f"backlog grew {fmt(live['growth_per_min'])} photos/min while shooting"
                 f" ({live['frames']['offered_per_min']:.0f} offered/min, indexed"
-                f" {_f(live['index_rate_during_shoot_per_min'])}/min); {drained}",
+                f" {fmt(live['index_rate_during_shoot_per_min'])}/min); {drained}",
             }
         )
         for name, key, limit in (("p50", "p50_s", TARGET_P50_S), ("p95", "p95_s", TARGET_P95_S)):
@@ -626,10 +641,10 @@ def _targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "target": f"shutter to searchable {name} < {limit:g} s",
-                    "verdict": _verdict(ok),
+                    "verdict": verdict(ok),
                     "figure": (f"{value:.1f} s" if value is not None else "not reached by the end of the run")
                     + f" over all {alls['photos']} frames ({alls['not_searchable_in_time']} never searchable"
-                    f" during the run); {_f(lat[key])} s over the {lat['photos']} indexed by then",
+                    f" during the run); {fmt(lat[key])} s over the {lat['photos']} indexed by then",
                 }
             )
     if srch:
@@ -638,7 +653,7 @@ def _targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "target": f"selfie to results p95 < {TARGET_SEARCH_P95_S:g} s ({label})",
-                    "verdict": _verdict(None if p95 is None else p95 < TARGET_SEARCH_P95_S),
+                    "verdict": verdict(None if p95 is None else p95 < TARGET_SEARCH_P95_S),
                     "figure": f"{_s(p95)} s over {srch[label]['searches']} searches,"
                     f" {srch['event']['photos']} photos / {srch['event']['faces']} faces",
                 }
@@ -648,7 +663,7 @@ def _targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "target": f"box < {TARGET_RSS_MB:g} MB RSS",
-                "verdict": _verdict(peak < TARGET_RSS_MB),
+                "verdict": verdict(peak < TARGET_RSS_MB),
                 "figure": f"peak {peak:.0f} MB (box + face workers) over every part",
             }
         )
@@ -676,13 +691,13 @@ def _render_live(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     ]
     for row in live["backlog"]:
         lines.append(
-            f"   {row['t_s']:>7}{row['phase']:>7}{row['sent']:>10}{_f(row['indexed'], 'd'):>9}"
-            f"{_f(row['pending'], 'd'):>9}{_f(row['in_flight'], 'd'):>11}{_f(row['rss_mb'], '.0f'):>13}"
+            f"   {row['t_s']:>7}{row['phase']:>7}{row['sent']:>10}{fmt(row['indexed'], 'd'):>9}"
+            f"{fmt(row['pending'], 'd'):>9}{fmt(row['in_flight'], 'd'):>11}{fmt(row['rss_mb'], '.0f'):>13}"
         )
     lines.append(
-        f"   while shooting: indexed {_f(live['indexed_during_shoot'], 'd')} photos"
-        f" ({_f(live['index_rate_during_shoot_per_min'])}/min), backlog grew {_f(live['growth_per_min'])}"
-        f" photos/min (least squares), {_f(live['pending_at_stop'], 'd')} pending when the cameras stopped;"
+        f"   while shooting: indexed {fmt(live['indexed_during_shoot'], 'd')} photos"
+        f" ({fmt(live['index_rate_during_shoot_per_min'])}/min), backlog grew {fmt(live['growth_per_min'])}"
+        f" photos/min (least squares), {fmt(live['pending_at_stop'], 'd')} pending when the cameras stopped;"
         f" CPU (cores of {cfg['cpus']}): {_cpu(box['cpu_cores'])}"
     )
     if drain["drained"]:
@@ -690,8 +705,8 @@ def _render_live(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     else:
         projected = drain["projected_more_min"]
         lines.append(
-            f"   drain: NOT cleared within {drain['limit_s']:g} s: {_f(drain['left'], 'd')} photos left,"
-            f" draining at {_f(drain['rate_per_min'])} photos/min"
+            f"   drain: NOT cleared within {drain['limit_s']:g} s: {fmt(drain['left'], 'd')} photos left,"
+            f" draining at {fmt(drain['rate_per_min'])} photos/min"
             + (f" -> about {projected:.0f} more minutes (projected)" if projected is not None else "")
         )
     lines.append(
@@ -706,13 +721,13 @@ def _render_live(live: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         s = lat[key]
         ns = ">end" if s["photos"] else "-"
         lines.append(
-            f"   {label:<42}{s['photos']:>7}{_f(s['p50_s'], '.1f', ns):>8}{_f(s['p95_s'], '.1f', ns):>8}"
-            f"{_f(s['max_s'], '.1f', ns):>8}{_f(s['mean_s'], '.1f'):>8}"
+            f"   {label:<42}{s['photos']:>7}{fmt(s['p50_s'], '.1f', ns):>8}{fmt(s['p95_s'], '.1f', ns):>8}"
+            f"{fmt(s['max_s'], '.1f', ns):>8}{fmt(s['mean_s'], '.1f'):>8}"
         )
     faces = live["faces"]
     lines.append(
         f"   indexed {faces['indexed_photos']} photos ({faces['failed_photos']} failed): faces found per"
-        f" photo {_f(faces['faces_per_photo'])}, searchable {_f(faces['searchable_per_photo'])};"
+        f" photo {fmt(faces['faces_per_photo'])}, searchable {fmt(faces['searchable_per_photo'])};"
         f" the box's own (last 1000) p50/p95 at camera stop: {live['box_own_p50_p95_s']}"
     )
     return lines
@@ -727,11 +742,11 @@ def _render_rate(rate: Sequence[dict[str, Any]], cfg: dict[str, Any]) -> list[st
     ]
     for r in rate:
         lines.append(
-            f"   {r['workers']:>7}{_f(r['upload_s']):>10}{r['indexed']:>6}/{r['uploaded']:<2}"
-            f"{_f(r.get('wall_s')):>8}"
-            f"{_f(r.get('photos_per_min')):>12}{_f(r.get('faces_per_min'), '.0f'):>11}"
-            f"{_f(r.get('steady_photos_per_min')):>12}{_s(r.get('s_per_photo_per_worker')):>13}"
-            f"{_cpu_pair(r['cpu_cores']):>14}{_f(r['memory']['peak_mb'], '.0f'):>13}"
+            f"   {r['workers']:>7}{fmt(r['upload_s']):>10}{r['indexed']:>6}/{r['uploaded']:<2}"
+            f"{fmt(r.get('wall_s')):>8}"
+            f"{fmt(r.get('photos_per_min')):>12}{fmt(r.get('faces_per_min'), '.0f'):>11}"
+            f"{fmt(r.get('steady_photos_per_min')):>12}{_s(r.get('s_per_photo_per_worker')):>13}"
+            f"{_cpu_pair(r['cpu_cores']):>14}{fmt(r['memory']['peak_mb'], '.0f'):>13}"
         )
     best = max(rate, key=lambda r: r.get("photos_per_min") or 0.0)
     if best.get("photos_per_min"):
@@ -752,7 +767,7 @@ def _render_search(srch: dict[str, Any]) -> list[str]:
         f" event seeded with {ev['photos']} photos / {ev['faces']} faces ({ev['true_photos']} photos with"
         f" a real embedding of the person; {ev['expected_matches']} within the {ev['threshold']:g} threshold,"
         f" nearest stranger at {ev['nearest_stranger']}); gallery held"
-        f" {_f(ev['gallery_faces_loaded'], 'd')} faces",
+        f" {fmt(ev['gallery_faces_loaded'], 'd')} faces",
         f"   cold (first after the restart, loads the gallery): {cold['seconds']:.3f} s,"
         f" HTTP {cold['status']}, {cold['matches']} matches",
         f"   {'selfie -> results':<28}{'searches':>9}{'errors':>7}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
@@ -764,8 +779,8 @@ def _render_search(srch: dict[str, Any]) -> list[str]:
     ):
         s = srch[key]
         lines.append(
-            f"   {label:<28}{s['searches']:>9}{s['errors']:>7}{_f(s['p50_s'], '.3f'):>8}"
-            f"{_f(s['p95_s'], '.3f'):>8}{_f(s['max_s'], '.3f'):>8}{_f(s['mean_s'], '.3f'):>8}"
+            f"   {label:<28}{s['searches']:>9}{s['errors']:>7}{fmt(s['p50_s'], '.3f'):>8}"
+            f"{fmt(s['p95_s'], '.3f'):>8}{fmt(s['max_s'], '.3f'):>8}{fmt(s['mean_s'], '.3f'):>8}"
             f"  {s['match_counts']}"
         )
     lines.append(
@@ -821,8 +836,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"   {'part':<46}{'idle MB':>9}{'steady MB':>11}{'peak MB':>9}")
         for label, mm in mem:
             lines.append(
-                f"   {label:<46}{_f(mm['idle_mb'], '.0f'):>9}{_f(mm['steady_mb'], '.0f'):>11}"
-                f"{_f(mm['peak_mb'], '.0f'):>9}"
+                f"   {label:<46}{fmt(mm['idle_mb'], '.0f'):>9}{fmt(mm['steady_mb'], '.0f'):>11}"
+                f"{fmt(mm['peak_mb'], '.0f'):>9}"
             )
         lines.append("")
     busy = [(label, c["other"]) for label, c in _cpu_by_part(res) if c["other"] > BUSY_OTHER_CORES]

@@ -58,14 +58,13 @@ from typing import Any
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
 import psutil
-from _common import machine_info, run_script, terminate, work_base
+from _common import log, machine_info, run_script, terminate, work_base
 from _soak_cameras import DEFAULT_CAMERAS, Camera, CameraSpec, CutPlan
 from _soak_checks import Checker, Observed, Row, render
 from _soak_corpus import RAW_EXT, check_raw_bases, make_jpeg_bases, make_raw_base, make_selfies
 from _soak_faults import BoxKeeper, Disk, FaultPlan, RssSampler, S3Faults, Timeline, plan
 from _soak_guests import Guest, search_everyone
-from _sync_helpers import BUCKET, MB, Cloud, log
-from sync import _box_settings
+from _sync_helpers import BUCKET, MB, Cloud, cloud_box_settings
 
 from appliance.control.client import ControlClient
 from appliance.errors import ShutterboxError
@@ -204,8 +203,7 @@ class Soak:
         self.s3faults = S3Faults(moto)
         fake.delay("IndexFaces", cfg.index_delay_s)
 
-        no_overrides = argparse.Namespace(workers=None, proxy_long_edge=None, rekognition_tps=None)
-        settings = _box_settings(self.cloud, no_overrides)
+        settings = cloud_box_settings(self.cloud)
         settings.update(
             ftp__port=str(free_port()),  # fixed: cameras and guests find the box again after a restart
             web__port=str(free_port()),

@@ -74,11 +74,11 @@ from typing import Any
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.*
 
 import psutil
-from _common import ProcTree, machine_info
+from _common import ProcTree, fmt, log, machine_info, pct, round_or_none, verdict
 from _common import shutterbox_version as _shutterbox_version
 from _common import work_base as _work_base
 from _sync_helpers import (
-    BUCKET,
+    BOX_UPLOAD_MBIT,
     HEIGHT,
     MB,
     PEOPLE,
@@ -88,11 +88,11 @@ from _sync_helpers import (
     Sampler,
     Shot,
     StatusSample,
+    cloud_box_settings,
     iso_ts,
-    log,
+    latency_stats,
     make_bases,
     make_frames,
-    pct,
     run_camera,
     uplink_transitions,
     work_dir,
@@ -111,7 +111,6 @@ TARGET_QUALITY = 0.95
 BACKLOG_AGE_S = 10.0  # backlogged: a photo acked this long ago is not searchable yet
 CLIXS_MEAN_S = 25.0
 CLIXS_TAIL_S = 120.0
-BOX_UPLOAD_MBIT = 400  # the box's own cap, far above the emulated link (the link is the bottleneck)
 BASES = 12  # distinct pictures (face sets); frames differ further by a COM segment
 QUICK = {"frames": 60, "blackout_first": 8.0, "blackout_seconds": 10.0, "deadline": 300.0}
 FULL = {"frames": 500, "blackout_first": 60.0, "blackout_seconds": 30.0, "deadline": 1800.0}
@@ -126,12 +125,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _r(value: float | None, digits: int = 2) -> float | None:
-    if value is None or math.isinf(value):
-        return None
-    return round(value, digits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,26 +164,6 @@ class Collected:
     cloud_choices: list[tuple[int | None, int | None, int]] = field(default_factory=list)
     drained: bool = False
     sampler_errors: list[str] = field(default_factory=list)
-
-
-def _box_settings(cloud: Cloud, args: argparse.Namespace) -> dict[str, str]:
-    assert cloud.s3_link is not None
-    assert cloud.rek_link is not None
-    settings = {
-        "cloud__bucket": BUCKET,
-        "cloud__s3_endpoint_url": cloud.s3_link.url(),
-        "cloud__rekognition_endpoint_url": cloud.rek_link.url(),
-        "cloud__access_key_id": "test",
-        "cloud__secret_access_key": "test",
-        "cloud__upload_mbit": str(BOX_UPLOAD_MBIT),
-    }
-    if args.workers:
-        settings["cloud__workers"] = str(args.workers)
-    if args.proxy_long_edge:
-        settings["cloud__proxy_long_edge"] = str(args.proxy_long_edge)
-    if args.rekognition_tps:
-        settings["cloud__rekognition_tps"] = str(args.rekognition_tps)
-    return settings
 
 
 def _cloud_choices(data: Path, event: str) -> list[tuple[int | None, int | None, int]]:
@@ -247,7 +220,15 @@ def run(args: argparse.Namespace, c: Collected, work: Path, run_id: str) -> None
     try:
         cloud.start()
         cloud.emulate(args.link_mbit, args.latency_ms / 1000)
-        box = make_box(work / "box", **_box_settings(cloud, args)).start(timeout=60)
+        box = make_box(
+            work / "box",
+            **cloud_box_settings(
+                cloud,
+                workers=args.workers,
+                proxy_long_edge=args.proxy_long_edge,
+                rekognition_tps=args.rekognition_tps,
+            ),
+        ).start(timeout=60)
         assert box.proc is not None
         c.event = box.new_event("Bench sync")
         keys = [box.new_key(c.event, camera=f"cam{i + 1}") for i in range(args.cameras)]
@@ -372,19 +353,6 @@ def run(args: argparse.Namespace, c: Collected, work: Path, run_id: str) -> None
 # Figures
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    """p50/p95/max/mean in seconds; censored values (not searchable in time) are +inf."""
-    finite = [v for v in values if not math.isinf(v)]
-    return {
-        "photos": len(values),
-        "not_searchable_in_time": len(values) - len(finite),
-        "p50_s": _r(pct(values, 50)),
-        "p95_s": _r(pct(values, 95)),
-        "max_s": _r(max(values)) if values else None,
-        "mean_s": _r(statistics.mean(finite)) if finite and len(finite) == len(values) else None,
-    }
-
-
 def _overlaps(a: float, b: float, windows: Sequence[Sequence[float]]) -> bool:
     return any(a < w[1] and w[0] < b for w in windows)
 
@@ -409,8 +377,8 @@ def _backlogged_link_use(
         busy_s += b.t - a.t
         sent += (b.s3_up + b.rek_up) - (a.s3_up + a.rek_up)
     return {
-        "backlogged_s": _r(busy_s, 1),
-        "link_use": _r(sent / (link_bytes_per_s * busy_s), 3) if busy_s > 0 else None,
+        "backlogged_s": round_or_none(busy_s, 1),
+        "link_use": round_or_none(sent / (link_bytes_per_s * busy_s), 3) if busy_s > 0 else None,
     }
 
 
@@ -447,7 +415,7 @@ def _quality(
         "min_face_px": min_face,
         "faces_searchable_locally": eligible,
         "indexed_in_cloud": found,
-        "share": _r(found / eligible, 4) if eligible else None,
+        "share": round_or_none(found / eligible, 4) if eligible else None,
         "smaller_faces": smaller,
         "smaller_indexed_in_cloud": smaller_found,
     }
@@ -493,13 +461,13 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
         blackouts.append(
             {
                 "n": i,
-                "from_s": _r(start - c.t0, 1),
-                "to_s": _r(end - c.t0, 1),
+                "from_s": round_or_none(start - c.t0, 1),
+                "to_s": round_or_none(end - c.t0, 1),
                 "searchable_during": sum(start <= t < end for t in searchable.values()),
-                "box_offline_after_s": _r(None if offline is None else offline - start, 1),
-                "box_usable_again_after_link_back_s": _r(None if back is None else back - end, 1),
-                "first_searchable_after_link_back_s": _r(min(after) - end if after else None, 1),
-                "backlog_shot_before_end_searchable_after_s": _r(max(0.0, cleared - end), 1),
+                "box_offline_after_s": round_or_none(None if offline is None else offline - start, 1),
+                "box_usable_again_after_link_back_s": round_or_none(None if back is None else back - end, 1),
+                "first_searchable_after_link_back_s": round_or_none(min(after) - end if after else None, 1),
+                "backlog_shot_before_end_searchable_after_s": round_or_none(max(0.0, cleared - end), 1),
             }
         )
 
@@ -514,13 +482,15 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
         up_s = (t_last - c.t0) - sum(max(0.0, min(e, t_last) - max(s, c.t0)) for s, e in c.windows)
         sent = s3_b - base_s3 + rek_b - base_rek
         bytes_before = {
-            "until_s": _r(t_last - c.t0, 1),
-            "link_up_s": _r(up_s, 1),
-            "link_utilisation": _r(sent / (args.link_mbit * 1e6 / 8 * up_s), 3) if up_s > 0 else None,
-            "searchable_per_s": _r(len(measured) / (t_last - c.t0), 3) if t_last > c.t0 else None,
-            "per_photo_mb": _r((s3_b - base_s3 + rek_b - base_rek) / len(measured) / MB, 3),
-            "s3_per_photo_mb": _r((s3_b - base_s3) / len(measured) / MB, 3),
-            "rekognition_per_photo_mb": _r((rek_b - base_rek) / len(measured) / MB, 3),
+            "until_s": round_or_none(t_last - c.t0, 1),
+            "link_up_s": round_or_none(up_s, 1),
+            "link_utilisation": round_or_none(sent / (args.link_mbit * 1e6 / 8 * up_s), 3)
+            if up_s > 0
+            else None,
+            "searchable_per_s": round_or_none(len(measured) / (t_last - c.t0), 3) if t_last > c.t0 else None,
+            "per_photo_mb": round_or_none((s3_b - base_s3 + rek_b - base_rek) / len(measured) / MB, 3),
+            "s3_per_photo_mb": round_or_none((s3_b - base_s3) / len(measured) / MB, 3),
+            "rekognition_per_photo_mb": round_or_none((rek_b - base_rek) / len(measured) / MB, 3),
             "originals_uploaded_by_then": st.counters.get("original_done", 0) if st else None,
         }
     s3_emulated, rek_emulated = sampler.up_at(c.heal_at)
@@ -528,7 +498,7 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
     backlogged = _backlogged_link_use(c, searchable, link_bps, t_last if t_last is not None else c.heal_at)
     if bytes_before:
         up_s = bytes_before["link_up_s"]
-        bytes_before["searchable_per_link_up_s"] = _r(len(measured) / up_s, 3) if up_s else None
+        bytes_before["searchable_per_link_up_s"] = round_or_none(len(measured) / up_s, 3) if up_s else None
     long_edge = args.proxy_long_edge or CloudSettings().proxy_long_edge
     quality = _quality(c, by_sha, searchable, long_edge, FacesSettings().min_face_px)
 
@@ -579,8 +549,8 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
             lost["original_size_differs"].append(name)
     lost_frames = sorted({n for names in lost.values() for n in names})
 
-    outside = _stats(lat_out)
-    all_stats = _stats(lat_all)
+    outside = latency_stats(lat_out)
+    all_stats = latency_stats(lat_all)
     fails = {
         "p50": None if not lat_out else (outside["p50_s"] is not None and outside["p50_s"] < TARGET_P50_S),
         "p95": None if not lat_out else (outside["p95_s"] is not None and outside["p95_s"] < TARGET_P95_S),
@@ -591,23 +561,31 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
         "latency": {
             "all": all_stats,
             "outside_blackouts": outside,
-            "overlapping_blackouts": _stats(lat_in),
+            "overlapping_blackouts": latency_stats(lat_in),
         },
         "blackouts": blackouts,
         "bytes": {
             "before_last_searchable": bytes_before,
             # the cloud proxy's PUT (IndexFaces reads it from the bucket, cloud.index_from_s3)
-            "min_per_photo_mb": _r(statistics.mean(cloud_sizes or c.proxy_sizes) / MB, 3),
+            "min_per_photo_mb": round_or_none(statistics.mean(cloud_sizes or c.proxy_sizes) / MB, 3),
             "emulated_phase_up_mb": {
-                "s3": _r((s3_emulated - base_s3) / MB, 1),
-                "rekognition": _r((rek_emulated - base_rek) / MB, 1),
+                "s3": round_or_none((s3_emulated - base_s3) / MB, 1),
+                "rekognition": round_or_none((rek_emulated - base_rek) / MB, 1),
             },
-            "total_up_mb": {"s3": _r(c.bytes_final[0] / MB, 1), "rekognition": _r(c.bytes_final[1] / MB, 1)},
-            "objects_mb": {"proxies": _r(proxy_bytes / MB, 1), "originals": _r(orig_bytes / MB, 1)},
-            "s3_up_over_object_bytes": _r(c.bytes_final[0] / (proxy_bytes + orig_bytes), 3)
+            "total_up_mb": {
+                "s3": round_or_none(c.bytes_final[0] / MB, 1),
+                "rekognition": round_or_none(c.bytes_final[1] / MB, 1),
+            },
+            "objects_mb": {
+                "proxies": round_or_none(proxy_bytes / MB, 1),
+                "originals": round_or_none(orig_bytes / MB, 1),
+            },
+            "s3_up_over_object_bytes": round_or_none(c.bytes_final[0] / (proxy_bytes + orig_bytes), 3)
             if proxy_bytes + orig_bytes
             else None,
-            "rekognition_up_over_proxy_bytes": _r(c.bytes_final[1] / proxy_bytes, 3) if proxy_bytes else None,
+            "rekognition_up_over_proxy_bytes": round_or_none(c.bytes_final[1] / proxy_bytes, 3)
+            if proxy_bytes
+            else None,
         },
         "duplicates": {
             "s3_uploads": sum(dup_versions.values()),
@@ -646,19 +624,19 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
             "lost": len(lost_frames),
             "lost_by_reason": {k: len(v) for k, v in lost.items()},
             "lost_samples": lost_frames[:5],
-            "send_late_p95_s": _r(pct(late_sends, 95), 3),
-            "send_late_max_s": _r(max(late_sends, default=None), 3),
+            "send_late_p95_s": round_or_none(pct(late_sends, 95), 3),
+            "send_late_max_s": round_or_none(max(late_sends, default=None), 3),
         },
         "phases_s": {
-            "shoot": _r(c.shoot_end - c.t0, 1),
-            "settle": _r(c.heal_at - c.shoot_end, 1),
-            "drain": _r(c.drain_end - c.heal_at, 1),
+            "shoot": round_or_none(c.shoot_end - c.t0, 1),
+            "settle": round_or_none(c.heal_at - c.shoot_end, 1),
+            "drain": round_or_none(c.drain_end - c.heal_at, 1),
             "drained": c.drained,
         },
         "box": {
-            "peak_rss_mb": _r(c.peak_rss_mb, 1),
-            "idle_rss_mb": _r(c.idle_rss_mb, 1),
-            "cpu_pct_of_one_core": _r(c.box_cpu_s / (c.heal_at - c.t0) * 100, 0)
+            "peak_rss_mb": round_or_none(c.peak_rss_mb, 1),
+            "idle_rss_mb": round_or_none(c.idle_rss_mb, 1),
+            "cpu_pct_of_one_core": round_or_none(c.box_cpu_s / (c.heal_at - c.t0) * 100, 0)
             if c.box_cpu_s is not None and c.heal_at > c.t0
             else None,
             "sync_counters": counters,
@@ -669,29 +647,31 @@ def analyse(args: argparse.Namespace, c: Collected) -> dict[str, Any]:
         "quality": quality,
         "cloud_proxy": {
             "choices": [{"long_edge": e, "quality": q, "photos": n} for e, q, n in c.cloud_choices],
-            "kb_avg": _r(statistics.mean(cloud_sizes) / 1e3, 1) if cloud_sizes else None,
-            "local_proxy_kb_avg": _r(statistics.mean(c.proxy_sizes) / 1e3, 1) if c.proxy_sizes else None,
+            "kb_avg": round_or_none(statistics.mean(cloud_sizes) / 1e3, 1) if cloud_sizes else None,
+            "local_proxy_kb_avg": round_or_none(statistics.mean(c.proxy_sizes) / 1e3, 1)
+            if c.proxy_sizes
+            else None,
         },
         "targets": {
-            "p50_outside_blackouts_under_5s": _verdict(fails["p50"]),
-            "p95_outside_blackouts_under_20s": _verdict(fails["p95"]),
-            "all_p95_under_60s": _verdict(_below(all_stats["p95_s"], TARGET_ALL_P95_S) if lat_all else None),
-            "all_max_under_90s": _verdict(_below(all_stats["max_s"], TARGET_ALL_MAX_S) if lat_all else None),
-            "searchable_per_s_at_least_shot": _verdict(
+            "p50_outside_blackouts_under_5s": verdict(fails["p50"]),
+            "p95_outside_blackouts_under_20s": verdict(fails["p95"]),
+            "all_p95_under_60s": verdict(_below(all_stats["p95_s"], TARGET_ALL_P95_S) if lat_all else None),
+            "all_max_under_90s": verdict(_below(all_stats["max_s"], TARGET_ALL_MAX_S) if lat_all else None),
+            "searchable_per_s_at_least_shot": verdict(
                 None
                 if not bytes_before or bytes_before.get("searchable_per_link_up_s") is None
                 else bytes_before["searchable_per_link_up_s"] >= args.cameras * args.fps_per_camera
             ),
-            "link_use_backlogged_over_85pct": _verdict(
+            "link_use_backlogged_over_85pct": verdict(
                 None if backlogged["link_use"] is None else backlogged["link_use"] > TARGET_LINK_USE
             ),
-            "quality_at_least_95pct": _verdict(
+            "quality_at_least_95pct": verdict(
                 None if quality["share"] is None else quality["share"] >= TARGET_QUALITY
             ),
-            "nothing_lost": _verdict(not lost_frames and not upload_errors),
-            "no_duplicate_uploads": _verdict(not dup_versions),
-            "no_duplicate_index_faces": _verdict(dup_index_calls == 0 and c.billable_calls == len(per_id)),
-            "no_duplicate_stored_faces": _verdict(dup_faces == 0),
+            "nothing_lost": verdict(not lost_frames and not upload_errors),
+            "no_duplicate_uploads": verdict(not dup_versions),
+            "no_duplicate_index_faces": verdict(dup_index_calls == 0 and c.billable_calls == len(per_id)),
+            "no_duplicate_stored_faces": verdict(dup_faces == 0),
         },
     }
 
@@ -700,16 +680,8 @@ def _below(value: float | None, limit: float) -> bool:
     return value is not None and value < limit
 
 
-def _verdict(ok: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "n/a"}[ok]
-
-
 # --------------------------------------------------------------------------------------------
 # Output
-
-
-def _f(value: Any, spec: str = ".1f", none: str = "-") -> str:
-    return none if value is None else format(value, spec)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -739,7 +711,7 @@ def render(report: dict[str, Any]) -> str:
         f" data in {cfg['data_dir_fs']}",
         f"2048 px proxies would offer {cfg['offered_mbit']:.1f} Mbit/s ({cfg['proxy_kb_avg']:.0f} kB x"
         f" {cfg['frames_per_s']:g} frames/s) to a {cfg['link_mbit']:g} Mbit/s link; the cloud proxies"
-        f" sent: avg {_f(cp['kb_avg'], '.0f')} kB = {_f(cloud_mbit, '.1f')} Mbit/s; chosen (long edge,"
+        f" sent: avg {fmt(cp['kb_avg'], '.0f')} kB = {fmt(cloud_mbit, '.1f')} Mbit/s; chosen (long edge,"
         f" quality: photos) {choices}",
         "",
         f"{'shutter -> searchable in cloud':<34}{'photos':>7}{'p50 s':>9}{'p95 s':>9}{'max s':>9}"
@@ -754,8 +726,8 @@ def render(report: dict[str, Any]) -> str:
         late = s["not_searchable_in_time"]
         dl = ">dl" if s["photos"] else "-"  # None with photos = not searchable before the deadline
         lines.append(
-            f"{label:<34}{s['photos']:>7}{_f(s['p50_s'], '.1f', dl):>9}{_f(s['p95_s'], '.1f', dl):>9}"
-            f"{_f(s['max_s'], '.1f', dl):>9}{_f(s['mean_s']):>9}{late:>6}"
+            f"{label:<34}{s['photos']:>7}{fmt(s['p50_s'], '.1f', dl):>9}{fmt(s['p95_s'], '.1f', dl):>9}"
+            f"{fmt(s['max_s'], '.1f', dl):>9}{fmt(s['mean_s']):>9}{late:>6}"
         )
     if res["blackouts"]:
         lines += [
@@ -766,13 +738,13 @@ def render(report: dict[str, Any]) -> str:
             f"{'done after end':>15}",
         ]
         for b in res["blackouts"]:
-            label = f"#{b['n']} {_f(b['from_s'], '.0f')}-{_f(b['to_s'], '.0f')} s"
+            label = f"#{b['n']} {fmt(b['from_s'], '.0f')}-{fmt(b['to_s'], '.0f')} s"
             lines.append(
                 f"{label:<18}"
-                f"{b['searchable_during']:>11}{_f(b['box_offline_after_s']):>13}"
-                f"{_f(b['box_usable_again_after_link_back_s']):>12}"
-                f"{_f(b['first_searchable_after_link_back_s']):>16}"
-                f"{_f(b['backlog_shot_before_end_searchable_after_s']):>15}"
+                f"{b['searchable_during']:>11}{fmt(b['box_offline_after_s']):>13}"
+                f"{fmt(b['box_usable_again_after_link_back_s']):>12}"
+                f"{fmt(b['first_searchable_after_link_back_s']):>16}"
+                f"{fmt(b['backlog_shot_before_end_searchable_after_s']):>15}"
             )
     by, dup, led, fr, box = res["bytes"], res["duplicates"], res["ledger"], res["frames"], res["box"]
     before = by["before_last_searchable"]
@@ -780,12 +752,12 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"quality: the fake indexed {q['indexed_in_cloud']} of the {q['faces_searchable_locally']} faces"
-        f" >= faces.min_face_px ({q['min_face_px']} px) in the local proxy = {_f(q['share'], '.1%')}"
+        f" >= faces.min_face_px ({q['min_face_px']} px) in the local proxy = {fmt(q['share'], '.1%')}"
         f" (smaller faces: {q['smaller_indexed_in_cloud']} of {q['smaller_faces']} indexed)"
     )
     lines.append(
         f"link use while backlogged (a photo acked {BACKLOG_AGE_S:g} s+ ago not searchable, link up):"
-        f" {_f(link['link_use'], '.1%')} over {_f(link['backlogged_s'], '.0f')} s"
+        f" {fmt(link['link_use'], '.1%')} over {fmt(link['backlogged_s'], '.0f')} s"
     )
     if before:
         lines.append(
@@ -795,21 +767,21 @@ def render(report: dict[str, Any]) -> str:
             f" originals uploaded by then: {before['originals_uploaded_by_then']}/{fr['acked_226']}"
         )
         lines.append(
-            f"sync throughput until then: {_f(before['searchable_per_s'], '.2f')} photos/s searchable over"
-            f" the run, {_f(before.get('searchable_per_link_up_s'), '.2f')} per second the link was up"
-            f" (shot: {cfg['frames_per_s']:g}/s); link used {_f(before['link_utilisation'], '.0%')} of"
-            f" {cfg['link_mbit']:g} Mbit/s over the {_f(before['link_up_s'], '.0f')} s it was up"
+            f"sync throughput until then: {fmt(before['searchable_per_s'], '.2f')} photos/s searchable over"
+            f" the run, {fmt(before.get('searchable_per_link_up_s'), '.2f')} per second the link was up"
+            f" (shot: {cfg['frames_per_s']:g}/s); link used {fmt(before['link_utilisation'], '.0%')} of"
+            f" {cfg['link_mbit']:g} Mbit/s over the {fmt(before['link_up_s'], '.0f')} s it was up"
         )
     ph = res["phases_s"]
     drain_note = "" if ph["drained"] else ", NOT finished"
     total, objects, lat = by["total_up_mb"], by["objects_mb"], res["latency"]["all"]
     lines += [
-        f"phases: shoot {_f(ph['shoot'], '.0f')} s, settle {_f(ph['settle'], '.0f')} s (emulated link),"
-        f" drain {_f(ph['drain'], '.0f')} s ({cfg['drain_link']} link{drain_note})",
-        f"total up: S3 {total['s3']:.0f} MB = {_f(by['s3_up_over_object_bytes'], '.3f')}x the objects"
+        f"phases: shoot {fmt(ph['shoot'], '.0f')} s, settle {fmt(ph['settle'], '.0f')} s (emulated link),"
+        f" drain {fmt(ph['drain'], '.0f')} s ({cfg['drain_link']} link{drain_note})",
+        f"total up: S3 {total['s3']:.0f} MB = {fmt(by['s3_up_over_object_bytes'], '.3f')}x the objects"
         f" ({objects['proxies']:.0f} MB proxies + {objects['originals']:.0f} MB originals);"
         f" Rekognition {total['rekognition']:.0f} MB ="
-        f" {_f(by['rekognition_up_over_proxy_bytes'], '.3f')}x the proxies (base64 in JSON)",
+        f" {fmt(by['rekognition_up_over_proxy_bytes'], '.3f')}x the proxies (base64 in JSON)",
         f"duplicate uploads (S3 versions beyond the first): {dup['s3_uploads']}"
         f" ({dup['s3_objects']} objects, {dup['s3_objects_expected']} expected)",
         f"duplicate IndexFaces calls: {dup['index_faces_duplicate_calls']}"
@@ -823,8 +795,8 @@ def render(report: dict[str, Any]) -> str:
         f" {fr['ingested']} ingested, {fr['searchable']} searchable ({fr['searchable_in_emulated_phase']}"
         f" before the link was healed), {fr['dead_letters']} dead letters, LOST {fr['lost']}"
         f" {fr['lost_by_reason'] if fr['lost'] else ''}".rstrip(),
-        f"box: peak RSS {_f(box['peak_rss_mb'], '.0f')} MB (idle {_f(box['idle_rss_mb'], '.0f')} MB), CPU"
-        f" {_f(box['cpu_pct_of_one_core'], '.0f')}% of one core; sync counters {box['sync_counters']}",
+        f"box: peak RSS {fmt(box['peak_rss_mb'], '.0f')} MB (idle {fmt(box['idle_rss_mb'], '.0f')} MB), CPU"
+        f" {fmt(box['cpu_pct_of_one_core'], '.0f')}% of one core; sync counters {box['sync_counters']}",
         "",
     ]
     t = res["targets"]
@@ -832,23 +804,24 @@ def render(report: dict[str, Any]) -> str:
     rate = before.get("searchable_per_link_up_s") if before else None
     lines += [
         f"target p50 < {TARGET_P50_S:g} s outside blackouts: {t['p50_outside_blackouts_under_5s']}"
-        f" ({_f(out['p50_s'], '.1f', '>deadline')} s)",
+        f" ({fmt(out['p50_s'], '.1f', '>deadline')} s)",
         f"target p95 < {TARGET_P95_S:g} s outside blackouts: {t['p95_outside_blackouts_under_20s']}"
-        f" ({_f(out['p95_s'], '.1f', '>deadline')} s)",
+        f" ({fmt(out['p95_s'], '.1f', '>deadline')} s)",
         f"target all photos p95 < {TARGET_ALL_P95_S:g} s: {t['all_p95_under_60s']}"
-        f" ({_f(lat['p95_s'], '.1f', '>deadline')} s); max < {TARGET_ALL_MAX_S:g} s: {t['all_max_under_90s']}"
-        f" ({_f(lat['max_s'], '.1f', '>deadline')} s)",
+        f" ({fmt(lat['p95_s'], '.1f', '>deadline')} s);"
+        f" max < {TARGET_ALL_MAX_S:g} s: {t['all_max_under_90s']}"
+        f" ({fmt(lat['max_s'], '.1f', '>deadline')} s)",
         f"target photos searchable per second (link up) >= shot ({cfg['frames_per_s']:g}/s):"
-        f" {t['searchable_per_s_at_least_shot']} ({_f(rate, '.2f')}/s)",
+        f" {t['searchable_per_s_at_least_shot']} ({fmt(rate, '.2f')}/s)",
         f"target link use > {TARGET_LINK_USE:.0%} while backlogged: {t['link_use_backlogged_over_85pct']}"
-        f" ({_f(link['link_use'], '.1%')})",
+        f" ({fmt(link['link_use'], '.1%')})",
         f"target quality >= {TARGET_QUALITY:.0%} of the locally searchable faces indexed in the cloud:"
-        f" {t['quality_at_least_95pct']} ({_f(q['share'], '.1%')})",
+        f" {t['quality_at_least_95pct']} ({fmt(q['share'], '.1%')})",
         f"target nothing lost: {t['nothing_lost']}",
         f"target nothing paid twice: uploads {t['no_duplicate_uploads']}, IndexFaces"
         f" {t['no_duplicate_index_faces']}, stored faces {t['no_duplicate_stored_faces']}",
         f"reference Clixs in production: {CLIXS_MEAN_S:g} s average, {CLIXS_TAIL_S:g} s tail; this run:"
-        f" mean {_f(lat['mean_s'], '.1f')} s, max {_f(lat['max_s'], '.1f')} s",
+        f" mean {fmt(lat['mean_s'], '.1f')} s, max {fmt(lat['max_s'], '.1f')} s",
         "",
     ]
     lines += [f"note: {n}" for n in report["notes"]]
