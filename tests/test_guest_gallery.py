@@ -104,6 +104,8 @@ def page(browser: sync_api.Browser, venue: Venue) -> Iterator[sync_api.Page]:
 def check_state(page: sync_api.Page, name: str) -> None:
     """Photograph the page and hold it to the phone's rules."""
     page.wait_for_load_state("load")
+    # lazy images load once near the viewport: bring each into view, then wait for all
+    page.evaluate("() => [...document.images].forEach(i => { i.loading = 'eager'; })")
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
     SCREENS.mkdir(parents=True, exist_ok=True)
     # bytes, written here: with path= Playwright writes from an executor thread it keeps
@@ -117,7 +119,7 @@ def check_state(page: sync_api.Page, name: str) -> None:
     assert scroll <= width, f"{name}: the page scrolls sideways ({scroll} px wide in {width})"
     small = page.evaluate(
         """(min) => [...document.querySelectorAll(
-             'a.btn, button, label.btn, .check, input[type=text], input[type=password],'
+             'a.btn, button, label.btn, .check, .pick, select, input[type=text], input[type=password],'
              + ' .grid a, dialog[open] a')]
           .filter(e => e.offsetParent !== null || e.closest('dialog[open]'))
           .map(e => [e.id || e.textContent.trim().slice(0, 20) || e.tagName, e.getBoundingClientRect()])
@@ -361,6 +363,36 @@ def test_no_photos_yet_and_an_expired_link(venue: Venue, page: sync_api.Page) ->
     assert "expired" in page.locator("#error").inner_text()
     assert page.locator("#selfie").count() == 1, "the page offers a new search"
     check_state(page, "12-expired")
+
+
+def test_host_page_and_wall_on_a_phone(venue: Venue, page: sync_api.Page) -> None:
+    """The host's page (moderation by checkboxes) and the photo wall hold to the same rules."""
+    link = venue.box.cli("event", "host-link", venue.event)["url"]
+    venue.box.cli("event", "edit", venue.event, "--moderation", "approve")
+    try:
+        page.goto(urlsplit(link).path)
+        assert page.locator(".grid a.thumb, .grid .thumb").count() >= 3
+        check_state(page, "14-host-page")
+        # approve one by its tick box: it is the only one the wall shows
+        hopper = venue.ids["hopper-1.jpg"]
+        page.check(f'input[type=checkbox][value="{hopper}"]')
+        with page.expect_navigation():
+            page.get_by_role("button", name="Approve", exact=True).click()
+        assert "Approved" in page.locator(f'[data-photo="{hopper}"]').first.evaluate(
+            "e => e.closest('figure, li, div, article').innerText"
+        )
+        wall = httpx.get(f"{venue.base}/e/{venue.event}/wall.json").json()
+        shown = (
+            [p["photo_id"] for p in wall["photos"]]
+            if isinstance(wall, dict)
+            else [p["photo_id"] for p in wall]
+        )
+        assert shown == [hopper], shown
+        page.goto(f"/e/{venue.event}/wall")
+        page.wait_for_function("() => document.getElementById('slide').naturalWidth > 0")
+        check_state(page, "15-wall")
+    finally:
+        venue.box.cli("event", "edit", venue.event, "--moderation", "open")
 
 
 def test_pages_are_light(venue: Venue) -> None:
