@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _synthetic
-from _sync_helpers import Base, Frame, _after_app_segments, _segment
+from _sync_helpers import Base, Frame, after_app_segments, segment
 from PIL import Image
 
 from appliance.ingest.formats import InvalidFile, inspect
@@ -70,8 +70,8 @@ def _compose_base(seed: int, pasted: Sequence[tuple[str, int]]) -> Base:
     factor = _synthetic.proxy_factor(FRAME_SIZE)
     faces = tuple({"person": f.identity, "box": list(f.scaled(factor))} for f in frame.faces)
     encoded = _synthetic.encode(frame, JPEG_QUALITY)
-    split = _after_app_segments(encoded)
-    declared = _segment(0xFE, (FACES_TAG + json.dumps(list(faces))).encode())
+    split = after_app_segments(encoded)
+    declared = segment(0xFE, (FACES_TAG + json.dumps(list(faces))).encode())
     return Base(encoded[:split] + declared + encoded[split:], split, faces, 0)
 
 
@@ -186,7 +186,7 @@ def check_raw_bases(bases: dict[str, Base], work: Path) -> None:
 def frame_of(index: int, camera: int, name: str, base: Base, label: str, raw: bool) -> Frame:
     """One upload: ``base`` made unique by ``label`` (a COM segment, or a RAW's last bytes)."""
     text = label.encode()
-    comment = text[:RAW_TAG].ljust(RAW_TAG, b".") if raw else _segment(0xFE, text)
+    comment = text[:RAW_TAG].ljust(RAW_TAG, b".") if raw else segment(0xFE, text)
     digest = hashlib.sha256()
     view = memoryview(base.data)
     for part in (view[: base.split], comment, view[base.split :]):

@@ -71,11 +71,11 @@ class Frame:
         return self.base.data[: self.base.split] + self.comment + self.base.data[self.base.split :]
 
 
-def _segment(marker: int, payload: bytes) -> bytes:
+def segment(marker: int, payload: bytes) -> bytes:
     return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
-def _after_app_segments(data: bytes) -> int:
+def after_app_segments(data: bytes) -> int:
     pos = 2
     while data[pos] == 0xFF and 0xE0 <= data[pos + 1] <= 0xEF:
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
@@ -121,10 +121,10 @@ def make_bases(count: int, original_mb: float, work: Path) -> list[Base]:
         out = io.BytesIO()
         img.save(out, "JPEG", quality=JPEG_QUALITY, exif=_exif(7000 + i))
         encoded = out.getvalue()
-        split = _after_app_segments(encoded)
+        split = after_app_segments(encoded)
         # The face declaration must be the *last* COM segment: the box's proxy keeps Pillow's
         # info["comment"], which is the last one, and the fake Rekognition reads it from the proxy.
-        declared = _segment(0xFE, declaration(faces, (WIDTH, HEIGHT)).encode())
+        declared = segment(0xFE, declaration(faces, (WIDTH, HEIGHT)).encode())
         data = encoded[:split] + declared + encoded[split:]
         src = work / f"base{i}.jpg"
         src.write_bytes(data)
@@ -139,7 +139,7 @@ def make_frames(bases: Sequence[Base], frames: int, cameras: int, run_id: str) -
         camera = i % cameras
         name = f"C{camera + 1}_{i // cameras:05d}.JPG"
         base = bases[i % len(bases)]
-        comment = _segment(0xFE, f"SBBENCH-SYNC {run_id} {name}".encode())
+        comment = segment(0xFE, f"SBBENCH-SYNC {run_id} {name}".encode())
         data = base.data[: base.split] + comment + base.data[base.split :]
         out.append(Frame(i, camera, name, base, comment, hashlib.sha256(data).hexdigest(), len(data)))
     return out

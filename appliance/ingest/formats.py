@@ -16,7 +16,7 @@ Formats, recognised by content (magic bytes), never by name:
 - Fujifilm RAF: the embedded JPEG and the CFA data must end inside the file.
 - PNG: the last chunk must be IEND. WebP: the RIFF size must be the file's.
 
-Every TIFF structure is kind "raw" (a RAW, or a plain TIFF: ``_Tiff.is_raw`` tells them apart
+Every TIFF structure is kind "raw" (a RAW, or a plain TIFF: ``Tiff.is_raw`` tells them apart
 when a picture is made of it).
 ``SEARCHABLE_KINDS`` is the one definition of which kinds the face search indexes: ingest records
 it per photo (``photos.searchable``) and every query reads that column.
@@ -56,16 +56,16 @@ SEARCHABLE_KINDS = frozenset({"jpeg", "raw", "cr3", "heif", "png", "webp"})
 # Kinds whose frame may be the RAW half of a RAW+JPEG pair (appliance/store/schema.py pairs them).
 RAW_KINDS = frozenset({"raw", "cr3"})
 
-_TIFF_MAGICS = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"MMOR", b"IIU\0")
-_RAF_MAGIC = b"FUJIFILMCCD-RAW "
+TIFF_MAGICS = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"MMOR", b"IIU\0")
+RAF_MAGIC = b"FUJIFILMCCD-RAW "
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\0\0\0\0IEND\xaeB`\x82"
-_CR3_META_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")  # moov/uuid: CMT1-4, THMB
-_CR3_PREVIEW_UUID = bytes.fromhex("eaf42b5e1c984b88b9fbb7dc406e4d16")  # top-level uuid: PRVW
+CR3_META_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")  # moov/uuid: CMT1-4, THMB
+CR3_PREVIEW_UUID = bytes.fromhex("eaf42b5e1c984b88b9fbb7dc406e4d16")  # top-level uuid: PRVW
 _MAX_META_BOX = 256 * 1024  # bytes read from one CR3 metadata box (CMT1, CMT2)
 _MAX_CHILD_BOXES = 256  # child boxes walked inside one ISO-BMFF box
 # Sensor data: CFA and LinearRaw photometric interpretations, RAW-only compression codes.
-_RAW_PHOTOMETRIC = frozenset({32803, 34892})
+RAW_PHOTOMETRIC = frozenset({32803, 34892})
 _RAW_COMPRESSION = frozenset({262, 32767, 32769, 32770, 32772, 34316, 34713, 65000, 65535})
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif"})
 
@@ -139,15 +139,15 @@ def inspect(path: pathlib.Path, name: str) -> Inspection:
     (case-insensitive) is a photo extension such as .JPG or .NEF.
     """
     with open(path, "rb") as file:
-        src = _Source(os.fstat(file.fileno()).st_size, "the file", file=file)
+        src = Source(os.fstat(file.fileno()).st_size, "the file", file=file)
         head = src.read(0, min(src.size, 16), "file header")
         if head.startswith(b"\xff\xd8"):
             return _inspect_jpeg(src)
-        if head[:4] in _TIFF_MAGICS:
+        if head[:4] in TIFF_MAGICS:
             return _inspect_tiff(src)
         if head[4:8] == b"ftyp":
             return _inspect_bmff(src)
-        if head.startswith(_RAF_MAGIC):
+        if head.startswith(RAF_MAGIC):
             return _inspect_raf(src)
         if head.startswith(_PNG_MAGIC):
             return _inspect_png(src)
@@ -164,7 +164,7 @@ def inspect(path: pathlib.Path, name: str) -> Inspection:
     return Inspection("other", False, _NO_METADATA)
 
 
-class _Source:
+class Source:
     """Bounds-checked random access to a file, or to bytes (the EXIF block of a JPEG)."""
 
     def __init__(self, size: int, what: str, *, file: BinaryIO | None = None, data: bytes = b"") -> None:
@@ -201,7 +201,7 @@ class _Source:
 # --- JPEG -----------------------------------------------------------------------------
 
 
-def _inspect_jpeg(src: _Source) -> Inspection:
+def _inspect_jpeg(src: Source) -> Inspection:
     scan_start, (width, height), metadata = _walk_jpeg(src, 0)
     tail_start = max(scan_start, src.size - _JPEG_TAIL)
     found = src.read(tail_start, src.size - tail_start, "JPEG tail").rfind(b"\xff\xd9") >= 0
@@ -212,7 +212,7 @@ def _inspect_jpeg(src: _Source) -> Inspection:
     return Inspection("jpeg", True, metadata)
 
 
-def _walk_jpeg(src: _Source, start: int) -> tuple[int, tuple[int, int], Metadata]:
+def _walk_jpeg(src: Source, start: int) -> tuple[int, tuple[int, int], Metadata]:
     """Walk the marker segments of the JPEG at `start` up to its first scan.
 
     Returns where the scan data begins, (width, height) from the frame header and
@@ -265,7 +265,7 @@ def _exif_metadata(tiff: bytes) -> Metadata:
     """Metadata from an EXIF block (a TIFF structure in memory); what is readable of it."""
     if tiff[:4] not in (b"II*\0", b"MM\0*"):
         return _NO_METADATA
-    reader = _Tiff(_Source(len(tiff), "the EXIF block", data=tiff), strict=False)
+    reader = Tiff(Source(len(tiff), "the EXIF block", data=tiff), strict=False)
     with contextlib.suppress(InvalidFile):  # damaged EXIF: keep the tags read before the damage
         reader.walk()
     return reader.metadata()
@@ -274,37 +274,37 @@ def _exif_metadata(tiff: bytes) -> Metadata:
 # --- TIFF and TIFF-based RAW ----------------------------------------------------------
 
 
-def _inspect_tiff(src: _Source) -> Inspection:
-    reader = _Tiff(src, strict=True)
+def _inspect_tiff(src: Source) -> Inspection:
+    reader = Tiff(src, strict=True)
     reader.walk()
     return Inspection("raw", True, reader.metadata())
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Entry:
     tag: int
     type: int
     count: int
     at: int  # where the value bytes are (inside the entry, or out of line)
 
 
-class _Tiff:
+class Tiff:
     """Walks the IFD tree of a TIFF structure and keeps what metadata needs.
 
     strict: every out-of-line value, strip, tile and embedded JPEG must lie inside the
     source (a file being checked). Not strict (EXIF inside a JPEG): skip bad values.
     """
 
-    def __init__(self, src: _Source, *, strict: bool) -> None:
+    def __init__(self, src: Source, *, strict: bool) -> None:
         header = src.read(0, 8, "TIFF header")
         self._src = src
         self._strict = strict
         self._order = "<" if header[:2] == b"II" else ">"
         self._first_ifd: int = struct.unpack_from(self._order + "I", header, 4)[0]
-        self.ifd0: dict[int, _Entry] = {}
-        self.exif: dict[int, _Entry] = {}
+        self.ifd0: dict[int, Entry] = {}
+        self.exif: dict[int, Entry] = {}
         self.largest: tuple[int, int] | None = None
-        self.ifds: list[dict[int, _Entry]] = []  # every IFD visited (EXIF's too), in walk order
+        self.ifds: list[dict[int, Entry]] = []  # every IFD visited (EXIF's too), in walk order
         self._pointers_left = _MAX_TOTAL_DATA_POINTERS
         self._magic = header[:4]
         self._cr2 = header[8:10] == b"CR"
@@ -346,13 +346,13 @@ class _Tiff:
             if next_ifd:
                 queue.append((next_ifd, "IFD"))
 
-    def _read_ifd(self, offset: int, *, chained: bool) -> tuple[dict[int, _Entry], int]:
+    def _read_ifd(self, offset: int, *, chained: bool) -> tuple[dict[int, Entry], int]:
         """The entries of the IFD at `offset` by tag, and its next-IFD pointer (if chained)."""
         (count,) = struct.unpack(self._order + "H", self._src.read(offset, 2, "TIFF IFD"))
         if count > _MAX_IFD_ENTRIES:
             raise InvalidFile(f"TIFF corrupt: the IFD at byte {offset} claims {count} entries")
         block = self._src.read(offset + 2, 12 * count + (4 if chained else 0), "TIFF IFD")
-        entries: dict[int, _Entry] = {}
+        entries: dict[int, Entry] = {}
         for index in range(count):
             tag, type_, n, pointer = struct.unpack_from(self._order + "HHII", block, 12 * index)
             type_size = _TYPE_SIZES.get(type_)
@@ -369,13 +369,13 @@ class _Tiff:
                         f" {n * type_size} bytes at byte {at}, but the file is only"
                         f" {self._src.size} bytes long"
                     )
-            entries[tag] = _Entry(tag, type_, n, at)
+            entries[tag] = Entry(tag, type_, n, at)
         if not chained:
             return entries, 0
         next_ifd: int = struct.unpack_from(self._order + "I", block, 12 * count)[0]
         return entries, next_ifd
 
-    def _check_data(self, offset: int, entries: dict[int, _Entry]) -> None:
+    def _check_data(self, offset: int, entries: dict[int, Entry]) -> None:
         """Every strip, tile and embedded JPEG of the IFD must end inside the file."""
         for offsets_tag, lengths_tag, what in _DATA_TAGS:
             if offsets_tag not in entries:
@@ -401,13 +401,13 @@ class _Tiff:
         if self._magic not in (b"II*\0", b"MM\0*") or self._cr2 or 0xC612 in self.ifd0:
             return True
         for entries in self.ifds:
-            if self._first(entries.get(0x0106)) in _RAW_PHOTOMETRIC:
+            if self._first(entries.get(0x0106)) in RAW_PHOTOMETRIC:
                 return True
             if self._first(entries.get(0x0103)) in _RAW_COMPRESSION:
                 return True
         return False
 
-    def _ints(self, entry: _Entry, limit: int) -> list[int]:
+    def _ints(self, entry: Entry, limit: int) -> list[int]:
         """All values of an unsigned integer tag (none for other types)."""
         fmt = _UINT_FORMATS.get(entry.type)
         if fmt is None:
@@ -420,11 +420,11 @@ class _Tiff:
         data = self._src.read(entry.at, entry.count * _TYPE_SIZES[entry.type], "TIFF tag value")
         return list(struct.unpack(f"{self._order}{entry.count}{fmt}", data))
 
-    def ints(self, entry: _Entry, limit: int) -> list[int]:
+    def ints(self, entry: Entry, limit: int) -> list[int]:
         """All values of an unsigned integer tag (InvalidFile past ``limit`` values)."""
         return self._ints(entry, limit)
 
-    def _first(self, entry: _Entry | None) -> int | None:
+    def _first(self, entry: Entry | None) -> int | None:
         """The first value of an unsigned integer tag."""
         if entry is None or entry.count == 0 or entry.type not in _UINT_FORMATS:
             return None
@@ -432,11 +432,11 @@ class _Tiff:
         value: int = struct.unpack(self._order + _UINT_FORMATS[entry.type], data)[0]
         return value
 
-    def first(self, entry: _Entry | None) -> int | None:
+    def first(self, entry: Entry | None) -> int | None:
         """The first value of an unsigned integer tag, or None."""
         return self._first(entry)
 
-    def _text(self, entries: dict[int, _Entry], tag: int) -> str | None:
+    def _text(self, entries: dict[int, Entry], tag: int) -> str | None:
         """An ASCII tag up to its first NUL, stripped; None if absent or blank."""
         entry = entries.get(tag)
         if entry is None or entry.type not in (1, 2, 7):
@@ -485,7 +485,7 @@ def _iso_time(date: str | None, subsec: str | None, offset: str | None) -> str |
 # --- ISO-BMFF (CR3, HEIF, MP4/MOV) ----------------------------------------------------
 
 
-def _inspect_bmff(src: _Source) -> Inspection:
+def _inspect_bmff(src: Source) -> Inspection:
     pos = 0
     brands: list[bytes] = []
     box_types: set[bytes] = set()
@@ -535,11 +535,11 @@ def _inspect_bmff(src: _Source) -> Inspection:
     metadata = _NO_METADATA
     if kind == "cr3" and moov is not None:
         with contextlib.suppress(InvalidFile):  # metadata only: the sizes above decide validity
-            metadata = _cr3_metadata(src, *moov)
+            metadata = cr3_metadata(src, *moov)
     return Inspection(kind, kind in SEARCHABLE_KINDS, metadata)
 
 
-def bmff_children(src: _Source, start: int, end: int) -> list[tuple[bytes, int, int]]:
+def bmff_children(src: Source, start: int, end: int) -> list[tuple[bytes, int, int]]:
     """The child boxes between ``start`` and ``end``: (type, payload start, box end) each; a
     ``uuid`` box's type is its 16-byte UUID. At most ``_MAX_CHILD_BOXES``."""
     children: list[tuple[bytes, int, int]] = []
@@ -564,18 +564,18 @@ def bmff_children(src: _Source, start: int, end: int) -> list[tuple[bytes, int, 
     return children
 
 
-def _cr3_metadata(src: _Source, start: int, end: int) -> Metadata:
+def cr3_metadata(src: Source, start: int, end: int) -> Metadata:
     """Canon CR3: CMT1 is IFD0 (make, model, orientation), CMT2 the EXIF IFD (capture time,
     serial), both inside moov's Canon uuid box."""
     for box_type, payload, box_end in bmff_children(src, start, end):
-        if box_type != _CR3_META_UUID:
+        if box_type != CR3_META_UUID:
             continue
         cmt: dict[str, bytes] = {}
         for child, at, child_end in bmff_children(src, payload, box_end):
             if child in (b"CMT1", b"CMT2") and child_end - at <= _MAX_META_BOX:
                 cmt[child.decode()] = src.read(at, child_end - at, f"CR3 {child.decode()} box")
-        ifd0 = _Tiff(_Source(len(cmt.get("CMT1", b"")), "CMT1", data=cmt.get("CMT1", b"")), strict=False)
-        exif = _Tiff(_Source(len(cmt.get("CMT2", b"")), "CMT2", data=cmt.get("CMT2", b"")), strict=False)
+        ifd0 = Tiff(Source(len(cmt.get("CMT1", b"")), "CMT1", data=cmt.get("CMT1", b"")), strict=False)
+        exif = Tiff(Source(len(cmt.get("CMT2", b"")), "CMT2", data=cmt.get("CMT2", b"")), strict=False)
         for reader, data in ((ifd0, cmt.get("CMT1")), (exif, cmt.get("CMT2"))):
             if data and data[:4] in (b"II*\0", b"MM\0*"):
                 with contextlib.suppress(InvalidFile):
@@ -593,7 +593,7 @@ def _cr3_metadata(src: _Source, start: int, end: int) -> Metadata:
 # --- PNG and WebP ---------------------------------------------------------------------
 
 
-def _inspect_png(src: _Source) -> Inspection:
+def _inspect_png(src: Source) -> Inspection:
     header = src.read(0, 24, "PNG header")
     if header[12:16] != b"IHDR":
         raise InvalidFile("PNG corrupt: the first chunk is not IHDR")
@@ -603,7 +603,7 @@ def _inspect_png(src: _Source) -> Inspection:
     return Inspection("png", True, dataclasses.replace(_NO_METADATA, width=width, height=height))
 
 
-def _inspect_webp(src: _Source) -> Inspection:
+def _inspect_webp(src: Source) -> Inspection:
     (length,) = struct.unpack("<I", src.read(4, 4, "RIFF size"))
     if length + 8 != src.size:
         raise InvalidFile(
@@ -615,7 +615,7 @@ def _inspect_webp(src: _Source) -> Inspection:
 # --- Fujifilm RAF ---------------------------------------------------------------------
 
 
-def _inspect_raf(src: _Source) -> Inspection:
+def _inspect_raf(src: Source) -> Inspection:
     header = src.read(0, 108, "RAF header")
     jpeg_at, jpeg_length = struct.unpack_from(">II", header, 84)
     cfa_at, cfa_length = struct.unpack_from(">II", header, 100)

@@ -34,17 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.ingest.formats import (
-    _CR3_META_UUID,
-    _CR3_PREVIEW_UUID,
-    _RAF_MAGIC,
-    _RAW_PHOTOMETRIC,
-    _TIFF_MAGICS,
+    CR3_META_UUID,
+    CR3_PREVIEW_UUID,
+    RAF_MAGIC,
+    RAW_PHOTOMETRIC,
+    TIFF_MAGICS,
+    Entry,
     InvalidFile,
-    _cr3_metadata,
-    _Entry,
-    _Source,
-    _Tiff,
+    Source,
+    Tiff,
     bmff_children,
+    cr3_metadata,
 )
 
 __all__ = ["MAX_PREVIEW_BYTES", "Preview", "find_preview", "plain_tiff", "read_preview"]
@@ -69,14 +69,14 @@ class Preview:
 def find_preview(path: Path) -> Preview | None:
     """The largest embedded preview JPEG of the RAW at ``path``, or None if it has none."""
     with open(path, "rb") as file:
-        src = _Source(os.fstat(file.fileno()).st_size, "the file", file=file)
+        src = Source(os.fstat(file.fileno()).st_size, "the file", file=file)
         try:
             head = src.read(0, min(src.size, 16), "file header")
-            if head[:4] in _TIFF_MAGICS:
+            if head[:4] in TIFF_MAGICS:
                 candidates, orientation = _tiff(src)
             elif head[4:8] == b"ftyp":
                 candidates, orientation = _cr3(src)
-            elif head.startswith(_RAF_MAGIC):
+            elif head.startswith(RAF_MAGIC):
                 jpeg_at, jpeg_length = struct.unpack(">II", src.read(84, 8, "RAF header"))
                 candidates, orientation = [(jpeg_at, jpeg_length)], None
             else:
@@ -100,11 +100,11 @@ def find_preview(path: Path) -> Preview | None:
 def plain_tiff(path: Path) -> bool:
     """A TIFF without sensor data (a scan, an export): its own pixels are the picture."""
     with open(path, "rb") as file:
-        src = _Source(os.fstat(file.fileno()).st_size, "the file", file=file)
+        src = Source(os.fstat(file.fileno()).st_size, "the file", file=file)
         try:
             if src.read(0, min(src.size, 4), "file header") not in (b"II*\0", b"MM\0*"):
                 return False
-            reader = _Tiff(src, strict=False)
+            reader = Tiff(src, strict=False)
             reader.walk()
         except InvalidFile:
             return False
@@ -123,8 +123,8 @@ def read_preview(path: Path, preview: Preview) -> bytes:
     return data
 
 
-def _tiff(src: _Source) -> tuple[list[tuple[int, int]], int | None]:
-    reader = _Tiff(src, strict=False)
+def _tiff(src: Source) -> tuple[list[tuple[int, int]], int | None]:
+    reader = Tiff(src, strict=False)
     with contextlib.suppress(InvalidFile):  # a damaged tail: keep the IFDs read before it
         reader.walk()
     candidates: list[tuple[int, int]] = []
@@ -134,7 +134,7 @@ def _tiff(src: _Source) -> tuple[list[tuple[int, int]], int | None]:
             candidates.append((start, length))
         compression = reader.first(entries.get(0x0103))
         photometric = reader.first(entries.get(0x0106))
-        if compression in (6, 7) and photometric not in _RAW_PHOTOMETRIC and 0x0111 in entries:
+        if compression in (6, 7) and photometric not in RAW_PHOTOMETRIC and 0x0111 in entries:
             with contextlib.suppress(InvalidFile):
                 strip = _one_strip(reader, entries)
                 if strip:
@@ -150,7 +150,7 @@ def _tiff(src: _Source) -> tuple[list[tuple[int, int]], int | None]:
     return candidates, orientation if orientation is not None and 1 <= orientation <= 8 else None
 
 
-def _one_strip(reader: _Tiff, entries: dict[int, _Entry]) -> tuple[int, int] | None:
+def _one_strip(reader: Tiff, entries: dict[int, Entry]) -> tuple[int, int] | None:
     """The IFD's image as one JPEG: a single strip (several strips are separate JPEG streams
     sharing tables, as JPEG-compressed TIFFs write them: not a preview)."""
     offsets_entry, counts_entry = entries.get(0x0111), entries.get(0x0117)
@@ -160,7 +160,7 @@ def _one_strip(reader: _Tiff, entries: dict[int, _Entry]) -> tuple[int, int] | N
     return (offsets[0], counts[0]) if len(offsets) == len(counts) == 1 else None
 
 
-def _olympus(src: _Source, reader: _Tiff, at: int, count: int) -> list[tuple[int, int]]:
+def _olympus(src: Source, reader: Tiff, at: int, count: int) -> list[tuple[int, int]]:
     """ORF: the makernote ('OLYMPUS\\0II\\3\\0', offsets from its start) points to the
     CameraSettings IFD (0x2020), whose 0x0101/0x0102 are the preview's start and length."""
     if count < 16 or src.read(at, 8, "Olympus makernote") != _OLYMPUS:
@@ -175,7 +175,7 @@ def _olympus(src: _Source, reader: _Tiff, at: int, count: int) -> list[tuple[int
     return [(at + start, length)] if start and length else []
 
 
-def _ifd(src: _Source, order: str, offset: int) -> dict[int, int]:
+def _ifd(src: Source, order: str, offset: int) -> dict[int, int]:
     """The first value of each integer entry of a small IFD (makernote IFDs)."""
     (count,) = struct.unpack(order + "H", src.read(offset, 2, "makernote IFD"))
     block = src.read(offset + 2, 12 * min(count, 512), "makernote IFD")
@@ -189,30 +189,30 @@ def _ifd(src: _Source, order: str, offset: int) -> dict[int, int]:
     return values
 
 
-def _cr3(src: _Source) -> tuple[list[tuple[int, int]], int | None]:
+def _cr3(src: Source) -> tuple[list[tuple[int, int]], int | None]:
     candidates: list[tuple[int, int]] = []
     orientation = None
     for box_type, payload, end in bmff_children(src, 0, src.size):
-        if box_type == _CR3_PREVIEW_UUID:  # 8 bytes, then the PRVW box
+        if box_type == CR3_PREVIEW_UUID:  # 8 bytes, then the PRVW box
             for child, at, child_end in bmff_children(src, payload + 8, end):
                 if child == b"PRVW":
                     candidates.extend(_boxed_jpeg(src, at, child_end))
         elif box_type == b"moov":
-            orientation = _cr3_metadata(src, payload, end).orientation
+            orientation = cr3_metadata(src, payload, end).orientation
             tracks = 0
             for child, at, child_end in bmff_children(src, payload, end):
                 if child == b"trak" and tracks < _MAX_TRACKS:
                     tracks += 1
                     with contextlib.suppress(InvalidFile):
                         candidates.extend(_first_sample(src, at, child_end))
-                if child == _CR3_META_UUID:
+                if child == CR3_META_UUID:
                     for grandchild, g_at, g_end in bmff_children(src, at, child_end):
                         if grandchild == b"THMB":
                             candidates.extend(_boxed_jpeg(src, g_at, g_end))
     return candidates, orientation
 
 
-def _first_sample(src: _Source, start: int, end: int) -> list[tuple[int, int]]:
+def _first_sample(src: Source, start: int, end: int) -> list[tuple[int, int]]:
     """Where the first sample of a track lies (Canon's track 1 is the full-size JPEG; the other
     tracks are sensor data and metadata, which ``_jpeg_size`` then refuses)."""
     for name in _TRACK_PATH:
@@ -236,7 +236,7 @@ def _first_sample(src: _Source, start: int, end: int) -> list[tuple[int, int]]:
     return [(offset, size)] if size else []
 
 
-def _boxed_jpeg(src: _Source, start: int, end: int) -> list[tuple[int, int]]:
+def _boxed_jpeg(src: Source, start: int, end: int) -> list[tuple[int, int]]:
     """The JPEG inside a PRVW or THMB box: it starts within the box's first bytes (after its
     version, size and length fields) and runs to the box's end."""
     head = src.read(start, min(_JPEG_SEARCH, end - start), "CR3 preview box")
@@ -244,7 +244,7 @@ def _boxed_jpeg(src: _Source, start: int, end: int) -> list[tuple[int, int]]:
     return [(start + found, end - start - found)] if found >= 0 else []
 
 
-def _jpeg_size(src: _Source, start: int, length: int) -> tuple[int, int] | None:
+def _jpeg_size(src: Source, start: int, length: int) -> tuple[int, int] | None:
     """(width, height) of a baseline, extended or progressive JPEG lying in [start, start+length)
     of the file; None for anything else."""
     end = start + length
