@@ -31,6 +31,7 @@ from appliance.errors import ConfigError, NotFoundError, NotRunningError
 from appliance.layout import Layout
 from appliance.listings import (
     CAMERA_COLUMNS,
+    CHECKLIST_COLUMNS,
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     KEY_COLUMNS,
@@ -101,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     eo.add_argument("policy", choices=ORIGINALS_POLICIES)
     eo.set_defaults(handler=_on_box(_event_originals))
     ee = event.add_parser(
-        "edit", parents=[common], help="change an event: name, moderation, face search, date, colour, cover"
+        "edit",
+        parents=[common],
+        help="change an event: name, moderation, face search, date, colour, cover; add a function",
     )
     ee.add_argument("code")
     ee.add_argument("--name")
@@ -119,13 +122,23 @@ def _parser() -> argparse.ArgumentParser:
         default=_NO_COVER,
         help="the id of the photo on top of the guest pages ('none' clears it)",
     )
+    ee.add_argument(
+        "--add-function",
+        action="append",
+        dest="add_functions",
+        metavar="NAME",
+        help="declare a function of the event, for camera keys (repeatable)",
+    )
     ee.set_defaults(handler=_on_box(_event_edit))
 
     key = sub.add_parser("key", help="camera upload keys").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", parents=[common], help="create a key; prints the password once")
     kc.add_argument("--event", required=True)
     kc.add_argument("--camera", required=True, help="a label for the body or transmitter")
-    kc.add_argument("--function", default="main")
+    kc.add_argument(
+        "--function",
+        help="one of the event's functions (event list shows them); left out: the event's only one",
+    )
     kc.set_defaults(handler=_on_box(_key_create))
     kr = key.add_parser("revoke", parents=[common], help="revoke a key and cut its sessions")
     kr.add_argument("username")
@@ -181,6 +194,16 @@ def _parser() -> argparse.ArgumentParser:
         pv.add_argument("code")
         pv.add_argument("ids", nargs="+", type=_photo_id, metavar="ID")
         pv.set_defaults(handler=_on_box(_photos_moderate))
+    sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check what commonly breaks at a venue: each check OK, WARN or FAIL and what to do",
+    ).set_defaults(handler=_on_box(_doctor))
+    sub.add_parser(
+        "checklist",
+        parents=[common],
+        help="the event-day checklist, each line done or not yet as the running box sees it",
+    ).set_defaults(handler=_on_box(_checklist))
     sub.add_parser("status", parents=[common], help="queue, FTP and disk status").set_defaults(
         handler=_on_box(_status)
     )
@@ -322,11 +345,10 @@ def _event_list(args: argparse.Namespace, box: ControlClient) -> int:
 
 
 def _key_create(args: argparse.Namespace, box: ControlClient) -> int:
-    result = box.request(
-        "POST",
-        "/api/keys",
-        json={"event": args.event, "camera": args.camera, "function": args.function},
-    )
+    body = {"event": args.event, "camera": args.camera}
+    if args.function is not None:  # left out: the box takes the event's only function, or asks
+        body["function"] = args.function
+    result = box.request("POST", "/api/keys", json=body)
     c = result["connect"]
     _emit(
         args,
@@ -388,9 +410,12 @@ def _event_edit(args: argparse.Namespace, box: ControlClient) -> int:
             body[name] = None if value.lower() == "none" else value
     if args.cover != _NO_COVER:
         body["cover_photo_id"] = args.cover
+    if args.add_functions:
+        body["add_functions"] = args.add_functions
     if not body:
         return _usage(
-            "nothing to change: give --name, --moderation, --face-search, --date, --accent or --cover"
+            "nothing to change: give --name, --moderation, --face-search, --date, --accent, --cover"
+            " or --add-function"
         )
     e = box.request("PATCH", f"/api/events/{args.code}", json=body)
     look = ", ".join(
@@ -400,6 +425,7 @@ def _event_edit(args: argparse.Namespace, box: ControlClient) -> int:
             f"date {e['date'] or 'not set'}",
             f"accent {e['accent'] or 'not set'}",
             f"cover photo {e['cover_photo_id'] or 'not set'}",
+            f"functions {', '.join(e['functions']) or 'none'}",
         ]
     )
     _emit(args, e, f"{e['code']} ({e['name']}): {look}")
@@ -527,6 +553,26 @@ def _status(args: argparse.Namespace, box: ControlClient) -> int:
     if not result["running"]:
         text += "\n(the box is not running: only the queue, read from its database)"
     _emit(args, result, text)
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, box: ControlClient) -> int:
+    """The running box runs every check (``GET /api/doctor``); a stopped one, those that do not
+    need it, here. Exit 1 when a check FAILs."""
+    from appliance import doctor
+
+    try:
+        result = box.request("GET", "/api/doctor")
+    except NotRunningError:
+        settings = load_settings(args.data)
+        result = doctor.report(doctor.offline(settings, Layout(args.data.resolve())), box_running=False)
+    _emit(args, result, "\n".join(doctor.lines(result)))
+    return EXIT_OK if result["ok"] else EXIT_REFUSED
+
+
+def _checklist(args: argparse.Namespace, box: ControlClient) -> int:
+    result = box.request("GET", "/api/checklist")
+    _emit_table(args, result, CHECKLIST_COLUMNS, "no checklist")
     return EXIT_OK
 
 

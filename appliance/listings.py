@@ -66,3 +66,12 @@ LEDGER_COLUMNS = [
     Column("key", lambda r: r["idempotency_key"], width=48),
     Column("outcome", lambda r: r["outcome"]),
 ]
+
+CHECKLIST_COLUMNS = [
+    Column("when", lambda r: r["part"]),
+    Column(
+        "state", lambda r: {"done": "[x] done", "not yet": "[ ] not yet"}.get(r["state"], f"[-] {r['state']}")
+    ),
+    Column("what", lambda r: r["text"], width=44),
+    Column("the box sees", lambda r: r["detail"]),
+]

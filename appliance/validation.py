@@ -1,15 +1,17 @@
 """pydantic's validation errors in a person's words: what was given, and what is allowed, without
 a regex or pydantic's phrasing ("Input should be...", "Value error, ..."). Shared by the settings
 (``appliance.configerrors``) and the admin API's 422 answers (``appliance.control.api``), which
-each add where the value came from. Pure functions; run on the caller's thread.
+each add where the value came from; and the nearest of a few names to a typo (``nearest``, for a
+"did you mean"). Pure functions; run on the caller's thread.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +167,10 @@ def problem(
         return str(error["msg"]).replace("Input should be", "must be")
     value = None if secret else shown(error.get("input"))
     return f"{value} is not allowed; it must be {rule}" if value is not None else f"must be {rule}"
+
+
+def nearest(word: str, choices: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The one of ``choices`` closest to a mistyped ``word`` (difflib's ratio of at least
+    ``cutoff``), for a "did you mean" (``cermony`` -> ``ceremony``); None when none is close."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None

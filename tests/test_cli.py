@@ -69,7 +69,7 @@ def test_event_create_and_list(box: Box) -> None:
 
 
 def test_key_create_shows_the_password_once_and_never_logs_it(box: Box) -> None:
-    event = box.new_event("keys")
+    event = box.cli("event", "create", "keys", "--function", "portraits")["code"]  # declared first
     key = box.cli("key", "create", "--event", event, "--camera", "Canon R3 #2", "--function", "portraits")
     username, password = key["username"], key["password"]
     assert username.startswith(event)
@@ -146,7 +146,7 @@ def test_key_revoke_unknown_key_is_refused(box: Box) -> None:
 
 
 def test_photos_json_fields(box: Box) -> None:
-    event = box.new_event("photos")
+    event = box.cli("event", "create", "photos", "--function", "ceremony")["code"]  # declared first
     username, password = box.new_key(event, camera="nikon z8", function="ceremony")
     data = jpeg_bytes(seed=201, exif=True)
     client = box.ftp(username, password)

@@ -28,7 +28,7 @@ def iso_bmff(brand: bytes, payload: bytes) -> bytes:
 
 
 def test_upload_is_queued_with_hash_attribution_and_metadata(box: Box) -> None:
-    event = box.new_event("Wedding")
+    event = box.cli("event", "create", "Wedding", "--function", "ceremony")["code"]  # declared first
     user, password = box.new_key(event, camera="Canon R5 #1", function="ceremony")
     frame = jpeg_bytes(1200, 800, seed=1, exif=True)
     with box.ftp(user, password) as ftp:

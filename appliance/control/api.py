@@ -32,11 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from appliance import __version__, credentials, metrics
+from appliance import doctor as doctor_checks
+from appliance.control.checklist import checklist
 from appliance.errors import NotFoundError, StoreError
 from appliance.guest.access import new_host_key
 from appliance.guest.address import guest_address
 from appliance.guest.card import MEDIA_TYPES, CardFacts, CardFormat, render_card
 from appliance.store.records import MODERATIONS, Moderation, OriginalsPolicy, slug
+from appliance.store.store import FunctionError, function_names
 from appliance.validation import is_secret, problem
 from cloudsync.errors import CloudError
 
@@ -77,6 +80,11 @@ class EventEditIn(_Body):
     date: str | None = Field(None, description="the event's day, yyyy-mm-dd")
     accent: str | None = Field(None, pattern=ACCENT_PATTERN, description="the guest pages' colour, #rrggbb")
     cover_photo_id: int | None = Field(None, ge=1, le=2**63 - 1, description="a photo of the event")
+    add_functions: list[str] | None = Field(
+        None,
+        max_length=50,
+        description="functions to declare (one already there changes nothing); camera keys name one",
+    )
 
     @field_validator("date")
     @classmethod
@@ -96,6 +104,7 @@ class EventEditIn(_Body):
             ("name", "a name"),
             ("moderation", "one of " + ", ".join(MODERATIONS)),
             ("face_search", "true or false"),
+            ("add_functions", "a list of names"),
         ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null: send {words}, or leave it out")
@@ -120,9 +129,13 @@ class ModerateIn(_Body):
 
 
 class KeyIn(_Body):
+    """A camera key the operator makes (``POST /api/keys``): for a function the event declared;
+    none given, the event's only function (422 in words for a typo, an empty name, or none given
+    to an event of several)."""
+
     event: str = Field(pattern=f"^[{credentials.ALPHABET}]{{{credentials.EVENT_CODE_LENGTH}}}$")
     camera: str = Field(min_length=1, max_length=64)
-    function: str = Field("main", min_length=1, max_length=64)
+    function: str | None = Field(None, max_length=64)
 
 
 MAX_SQL_INT = 2**63 - 1  # SQLite's INTEGER; a larger number is a 422, not an OverflowError
@@ -258,6 +271,11 @@ def make_admin_app(
     async def store_refused(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, NotFoundError) else 409)
 
+    @app.exception_handler(FunctionError)
+    async def function_refused(request: Request, exc: FunctionError) -> JSONResponse:
+        """A function the event has not declared (a typo), or an empty name: the request is wrong."""
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         """A 422 in FastAPI's shape (``{"detail": [{loc, type, msg, ...}]}``), ``msg`` in words."""
@@ -269,9 +287,23 @@ def make_admin_app(
         detail = f"cloud request failed, nothing local was changed; retry: {exc}"
         return JSONResponse({"detail": detail}, status_code=503)
 
+    @app.get("/api/checklist")
+    async def event_day() -> list[dict[str, Any]]:
+        """The event-day checklist (``shutterbox checklist``): each line's ``part`` (before,
+        during, after), ``text``, ``state`` (done, not yet, off, by hand) and ``detail``."""
+        return [line.to_json() for line in await checklist(services, report)]
+
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
         return await report.status()
+
+    @app.get("/api/doctor")
+    async def doctor() -> dict[str, Any]:
+        """What commonly breaks at a venue, checked in the running box (``shutterbox doctor``):
+        ``checks`` lists each one's ``level`` (OK, WARN, FAIL, SKIP) and ``text`` (what was
+        found, and what to do); ``ok`` is false when one FAILs. Takes a few seconds."""
+        findings = await doctor_checks.on_box(services, await report.cameras())
+        return doctor_checks.report(findings, box_running=True)
 
     @app.get("/api/guest/openapi.json")
     async def guest_schema() -> dict[str, Any]:
@@ -296,7 +328,7 @@ def make_admin_app(
     @app.post("/api/events", status_code=201)
     async def create_event(body: EventIn) -> dict[str, Any]:
         event = await services.store.create_event(
-            body.name, functions=body.functions, originals_policy=body.originals
+            body.name, functions=function_names(body.functions), originals_policy=body.originals
         )
         return event.to_json()
 
@@ -307,12 +339,16 @@ def make_admin_app(
     @app.patch("/api/events/{code}")
     async def edit_event(code: str, body: EventEditIn) -> dict[str, Any]:
         """Change an event's name, moderation (``open``: guests see every photo at once;
-        ``approve``: only those its host approved), face search, date, accent or cover photo."""
+        ``approve``: only those its host approved), face search, date, accent or cover photo; or
+        declare more functions (``add_functions``)."""
         store = services.store
-        given = body.model_dump(include=body.model_fields_set - {"name"})
+        added = function_names(body.add_functions or ())  # refused before anything changes
+        given = body.model_dump(include=body.model_fields_set - {"name", "add_functions"})
         event = await store.set_event_settings(code, **given)  # refuses a bad value, changing nothing
         if body.name is not None:
             event = await store.rename_event(code, body.name)
+        for function in added:
+            event = await store.add_function(code, function)
         return event.to_json()
 
     @app.post("/api/events/{code}/photos/moderate")
@@ -338,6 +374,8 @@ def make_admin_app(
     async def push_event(code: str, body: EventIn, response: Response) -> dict[str, Any]:
         """Create the event under the backend's code, or bring its name and functions up to date;
         pushing the same thing twice changes nothing (200 with ``changed: false``)."""
+        # machine to machine: the backend is the source of truth and declares functions as it
+        # pushes them, unchecked (people declare theirs through POST and PATCH, checked)
         if not _matches(EVENT_CODE_PATTERN, code):
             raise HTTPException(
                 422, f"event code must be {credentials.EVENT_CODE_LENGTH} of {credentials.ALPHABET}"
@@ -383,6 +421,10 @@ def make_admin_app(
                 camera=body.camera,
                 secret_hash=digest,
                 username=username,
+                # machine to machine: the backend is the source of truth and may name a function
+                # the box has not heard of yet; it is declared here. People's keys (POST
+                # /api/keys) must name a declared one.
+                declare_function=True,
             )
             response.status_code = 201
             return {**key.to_json(), "changed": True}
@@ -418,7 +460,7 @@ def make_admin_app(
 
     @app.post("/api/keys", status_code=201)
     async def create_key(body: KeyIn) -> dict[str, Any]:
-        key, secret = await operations.create_key(body.event, body.function, body.camera)
+        key, secret = await operations.create_key(body.event, body.function, body.camera)  # checked
         return {**key.to_json(), "password": secret, "connect": operations.connect_info()}
 
     @app.delete("/api/keys/{username}")

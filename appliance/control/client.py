@@ -198,6 +198,9 @@ class AsyncControlClient(_BaseControlClient):
     async def cameras(self) -> list[dict[str, Any]]:
         return _list(await self.request("GET", "/api/cameras"))
 
+    async def checklist(self) -> list[dict[str, Any]]:
+        return _list(await self.request("GET", "/api/checklist"))
+
     async def dead_letters(self) -> list[dict[str, Any]]:
         return _list(await self.request("GET", "/api/deadletters"))
 

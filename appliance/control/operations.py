@@ -25,8 +25,11 @@ class Operations:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def create_key(self, event: str, function: str, camera: str) -> tuple[UploadKey, str]:
+    async def create_key(self, event: str, function: str | None, camera: str) -> tuple[UploadKey, str]:
+        """A person's new key and its secret (shown once). ``function`` must be one the event
+        declared (None: its only one); a typo is a FunctionError in words, never a new function."""
         s = self.services
+        function = await s.store.key_function(event, function)
         secret = credentials.new_secret()
         digest = await asyncio.to_thread(credentials.hash_secret, secret)
         key = await s.store.create_key(event=event, function=function, camera=camera, secret_hash=digest)

@@ -36,6 +36,7 @@ from appliance.store.records import (
     utcnow,
 )
 from appliance.store.schema import MIGRATIONS, PAIRED_RAW
+from appliance.validation import nearest
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,22 @@ MODERATE_ACTIONS = {  # the host's actions on photos: the change, and the rows i
     "unhide": ("hidden_at = NULL", "hidden_at IS NOT NULL"),
 }
 _ACCENT_RE = re.compile(r"#[0-9a-fA-F]{6}")
+_LABEL_CHARS = re.compile(r"[a-z0-9]")  # what a slug keeps: a name without one is empty
+
+
+class FunctionError(StoreError):
+    """A person named a function an event has not declared, or none where the event has several,
+    or an empty name (no letter or digit). The admin API answers 422: the request, not the box's
+    state, is wrong. (It belongs in ``appliance.errors``'s tree under StoreError.)"""
+
+
+def function_names(names: Iterable[str]) -> list[str]:
+    """Function names a person declares, as they type them; FunctionError for an empty one (no
+    letter a-z or digit: its slug would be a made-up ``x``)."""
+    names = list(names)
+    if any(not _LABEL_CHARS.search(name.lower()) for name in names):
+        raise FunctionError("function name is empty: give each function a name with letters a-z or digits")
+    return names
 
 
 class _Unset:
@@ -182,12 +199,45 @@ class Store:
         raise StoreError("could not find a free event code")
 
     async def add_function(self, event: str, name: str) -> Event:
+        """Declare a function of ``event`` (declaring it again changes nothing). Takes any name
+        (the cloud backend's push); a person's goes through ``function_names`` first."""
         await self.get_event(event)
         async with self.transaction() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO functions (event, name) VALUES (?, ?)", (event, slug(name))
             )
         return await self.get_event(event)
+
+    async def key_function(self, event: str, name: str | None) -> str:
+        """The function of ``event`` a person's new key is for: ``name`` as declared (compared as
+        a slug, so ``Ceremony`` is ``ceremony``), or the event's only function when ``name`` is
+        None. FunctionError in words otherwise: a typo creates nothing, it gets the event's
+        functions and the nearest one."""
+        ev = await self.get_event(event)
+        listed = ", ".join(ev.functions)
+        if name is None:
+            if len(ev.functions) == 1:
+                return ev.functions[0]
+            if not ev.functions:
+                raise FunctionError(
+                    f"event {event} has no functions: add one with"
+                    f" shutterbox event edit {event} --add-function NAME"
+                )
+            raise FunctionError(f"event {event} has functions {listed}: say which with --function")
+        if not _LABEL_CHARS.search(name.lower()):
+            raise FunctionError(f"function name is empty; the functions of event {event} are {listed}")
+        wanted = slug(name)
+        if wanted in ev.functions:
+            return wanted
+        text = f"event {event} has no function {name!r}; its functions are {listed}"
+        if not ev.functions:
+            text = f"event {event} has no function {name!r} (it has none yet)"
+        close = nearest(wanted, ev.functions)
+        raise FunctionError(
+            text
+            + (f". Did you mean {close}?" if close else ".")
+            + f" To add a function: shutterbox event edit {event} --add-function NAME"
+        )
 
     async def get_event(self, code: str) -> Event:
         row = await self.fetch_one("SELECT * FROM events WHERE code = ?", (code,))
@@ -323,11 +373,23 @@ class Store:
     # --- upload keys
 
     async def create_key(
-        self, *, event: str, function: str, camera: str, secret_hash: str, username: str | None = None
+        self,
+        *,
+        event: str,
+        function: str,
+        camera: str,
+        secret_hash: str,
+        username: str | None = None,
+        declare_function: bool = False,
     ) -> UploadKey:
+        """A key for ``event``'s ``function``. The function must be declared (StoreError), unless
+        ``declare_function``: only the cloud backend's push, the source of truth, declares one
+        this way; a person's key goes through ``key_function`` first."""
         ev = await self.get_event(event)
         function = slug(function)
         if function not in ev.functions:
+            if not declare_function:
+                raise FunctionError(f"event {event} has no function {function!r}")
             await self.add_function(event, function)
         base = username or f"{event}-{slug(camera, 12)}"
         async with self.transaction() as db:
