@@ -774,6 +774,10 @@ REQUIRED_PATHS = {
     "/api/logs": {"get"},
     "/metrics": {"get"},
     "/api/events/{code}/qr.svg": {"get"},
+    "/api/events/{code}/card": {"get"},
+    "/api/events/{code}/photos/moderate": {"post"},
+    "/api/doctor": {"get"},
+    "/api/checklist": {"get"},
 }
 
 

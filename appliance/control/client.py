@@ -188,8 +188,9 @@ class AsyncControlClient(_BaseControlClient):
         params = {"event": event} if event else None
         return _list(await self.request("GET", "/api/keys", params=params))
 
-    async def create_key(self, event: str, camera: str, function: str = "main") -> dict[str, Any]:
-        body = {"event": event, "camera": camera, "function": function}
+    async def create_key(self, event: str, camera: str, function: str | None = None) -> dict[str, Any]:
+        """None: the event's only function (the box refuses, in words, an event of several)."""
+        body = {"event": event, "camera": camera} | ({"function": function} if function is not None else {})
         return _dict(await self.request("POST", "/api/keys", json=body))
 
     async def revoke_key(self, username: str) -> dict[str, Any]:
