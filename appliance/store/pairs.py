@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from appliance.store.records import Photo
+from appliance.store.records import MAX_BATCH, PHOTO_COLUMNS, Photo, photo_from
 from appliance.store.schema import RAW_KINDS_SQL, SAME_SHUTTER
-from appliance.store.store import _MAX_BATCH, _PHOTO_COLUMNS, photo_from
 
 if TYPE_CHECKING:
     from appliance.store.store import Store
@@ -24,10 +23,10 @@ async def raw_halves(store: Store, event: str, jpeg_ids: Iterable[int]) -> dict[
     wanted = list(jpeg_ids)
     found: dict[int, list[Photo]] = {}
     same = SAME_SHUTTER.format(a="j", b="r")
-    for start in range(0, len(wanted), _MAX_BATCH):
-        chunk = wanted[start : start + _MAX_BATCH]
+    for start in range(0, len(wanted), MAX_BATCH):
+        chunk = wanted[start : start + MAX_BATCH]
         marks = ",".join("?" * len(chunk))
-        columns = ", ".join(f"r.{name}" for name in _PHOTO_COLUMNS.split(", "))
+        columns = ", ".join(f"r.{name}" for name in PHOTO_COLUMNS.split(", "))
         rows = await store.fetch_all(
             f"SELECT j.id AS pair_jpeg_id, {columns} FROM photos j JOIN photos r"  # noqa: S608
             f" ON r.kind IN {RAW_KINDS_SQL} AND r.id != j.id AND {same}"
@@ -46,8 +45,8 @@ async def shown_for(store: Store, event: str, ids: Iterable[int]) -> dict[int, i
     wanted = list(ids)
     found: dict[int, int] = {}
     same = SAME_SHUTTER.format(a="r", b="j")
-    for start in range(0, len(wanted), _MAX_BATCH):
-        chunk = wanted[start : start + _MAX_BATCH]
+    for start in range(0, len(wanted), MAX_BATCH):
+        chunk = wanted[start : start + MAX_BATCH]
         marks = ",".join("?" * len(chunk))
         rows = await store.fetch_all(
             f"SELECT r.id, min(j.id) FROM photos r JOIN photos j ON j.kind = 'jpeg' AND j.id != r.id AND {same}"  # noqa: S608, E501

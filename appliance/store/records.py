@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 OriginalsPolicy = Literal["all", "jpeg", "none"]  # which originals go to S3: all, JPEG only, none
@@ -149,3 +149,13 @@ class Rejection:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))  # SELECT these to make a Photo
+MAX_BATCH = 500  # 19 columns x 500 rows stays under SQLite's 32766 bound parameters
+
+
+def photo_from(data: dict[str, Any]) -> Photo:
+    """A Photo from a row's columns by name."""
+    data["searchable"] = bool(data["searchable"])
+    return Photo(**data)

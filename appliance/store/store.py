@@ -9,7 +9,6 @@ that arrive while a commit is in flight share the next one, so eight cameras cos
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import re
 import sqlite3
@@ -24,38 +23,27 @@ import aiosqlite
 
 from appliance import credentials
 from appliance.errors import NotFoundError, StoreError
+from appliance.store.gallery import GalleryQueries
 from appliance.store.records import (
-    MODERATIONS,
+    MAX_BATCH,
     ORIGINALS_POLICIES,
+    PHOTO_COLUMNS,
     Event,
     LandedFrame,
     Photo,
     Rejection,
     UploadKey,
+    photo_from,
     slug,
     utcnow,
 )
-from appliance.store.schema import MIGRATIONS, PAIRED_RAW
+from appliance.store.schema import MIGRATIONS
 from appliance.validation import nearest
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "shutterbox.db"
-_PHOTO_COLUMNS = ", ".join(f.name for f in fields(Photo))
 _FRAME_COLUMNS = [f.name for f in fields(LandedFrame)]
-_MAX_BATCH = 500  # 19 columns x 500 rows stays under SQLite's 32766 bound parameters
-# Photo.shown_to_guests in SQL, on the ``photos`` table; its one ``?`` is the event's moderation.
-SHOWN_TO_GUESTS = (
-    "photos.hidden_at IS NULL AND photos.approval IS NOT 'rejected'"
-    " AND (? = 'open' OR photos.approval = 'approved')"
-)
-MODERATE_ACTIONS = {  # the host's actions on photos: the change, and the rows it changes
-    "approve": ("approval = 'approved'", "approval IS NOT 'approved'"),
-    "reject": ("approval = 'rejected'", "approval IS NOT 'rejected'"),
-    "hide": ("hidden_at = ?", "hidden_at IS NULL"),
-    "unhide": ("hidden_at = NULL", "hidden_at IS NOT NULL"),
-}
-_ACCENT_RE = re.compile(r"#[0-9a-fA-F]{6}")
 _LABEL_CHARS = re.compile(r"[a-z0-9]")  # what a slug keeps: a name without one is empty
 
 
@@ -74,14 +62,7 @@ def function_names(names: Iterable[str]) -> list[str]:
     return names
 
 
-class _Unset:
-    """The default of a setting left as it is (None is a value: it clears the setting)."""
-
-
-UNSET: Any = _Unset()
-
-
-class Store:
+class Store(GalleryQueries):
     """Open with ``async with Store(path) as store``."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
@@ -282,45 +263,6 @@ class Store:
             await db.execute("UPDATE events SET originals_policy = ? WHERE code = ?", (policy, code))
         return await self.get_event(code)
 
-    async def set_event_settings(
-        self,
-        code: str,
-        *,
-        moderation: str = UNSET,
-        face_search: bool = UNSET,
-        date: str | None = UNSET,
-        accent: str | None = UNSET,
-        cover_photo_id: int | None = UNSET,
-    ) -> Event:
-        """Change the settings given (None clears a date, an accent or a cover); refuse a bad value
-        in words, changing nothing."""
-        await self.get_event(code)
-        changes: dict[str, Any] = {}
-        if moderation is not UNSET:
-            if moderation not in MODERATIONS:
-                raise StoreError(f"moderation {moderation!r} is not one of {', '.join(MODERATIONS)}")
-            changes["moderation"] = moderation
-        if face_search is not UNSET:
-            changes["face_search"] = int(bool(face_search))
-        if date is not UNSET:
-            changes["event_date"] = _iso_date(date)
-        if accent is not UNSET:
-            if accent is not None and not _ACCENT_RE.fullmatch(accent):
-                raise StoreError(f"accent {accent!r} is not a colour written #rrggbb (like #aa3355)")
-            changes["accent"] = accent.lower() if accent else None
-        if cover_photo_id is not UNSET:
-            if cover_photo_id is not None and not await self.event_photos(code, [cover_photo_id]):
-                raise StoreError(f"photo {cover_photo_id} is not a photo of event {code}")
-            changes["cover_photo_id"] = cover_photo_id
-        if changes:
-            assignments = ", ".join(f"{column} = ?" for column in changes)
-            async with self.transaction() as db:
-                await db.execute(
-                    f"UPDATE events SET {assignments} WHERE code = ?",  # noqa: S608 - our column names
-                    (*changes.values(), code),
-                )
-        return await self.get_event(code)
-
     async def set_guest_secret(self, code: str, column: str, value: str | None) -> Event:
         """Set or clear an event's PIN hash or host-link key hash."""
         if column not in ("pin_hash", "host_key_hash"):
@@ -498,8 +440,8 @@ class Store:
         so a whole batch costs one round trip to the database thread and one WAL fsync. Every
         thread hop costs milliseconds when eight camera sessions compete for the GIL."""
         results: list[tuple[Photo, bool]] = []
-        for chunk_start in range(0, len(frames), _MAX_BATCH):
-            results += await self._insert_chunk(frames[chunk_start : chunk_start + _MAX_BATCH])
+        for chunk_start in range(0, len(frames), MAX_BATCH):
+            results += await self._insert_chunk(frames[chunk_start : chunk_start + MAX_BATCH])
         return results
 
     async def _insert_chunk(self, frames: list[LandedFrame]) -> list[tuple[Photo, bool]]:
@@ -557,7 +499,7 @@ class Store:
         found: dict[tuple[str, str], Photo] = {}
         for frame in frames:
             row = await self.fetch_one(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND sha256 = ?",  # noqa: S608
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE event = ? AND sha256 = ?",  # noqa: S608
                 (frame.event, frame.sha256),
             )
             if row is None:
@@ -566,17 +508,17 @@ class Store:
         return found
 
     async def get_photo(self, photo_id: int) -> Photo:
-        row = await self.fetch_one(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
+        row = await self.fetch_one(f"SELECT {PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))  # noqa: S608
         if row is None:
             raise NotFoundError(f"no photo {photo_id}")
         return _photo(row)
 
     async def list_photos(self, event: str | None = None, *, limit: int = 100_000) -> list[Photo]:
         if event is None:
-            rows = await self.fetch_all(f"SELECT {_PHOTO_COLUMNS} FROM photos ORDER BY id LIMIT ?", (limit,))  # noqa: S608
+            rows = await self.fetch_all(f"SELECT {PHOTO_COLUMNS} FROM photos ORDER BY id LIMIT ?", (limit,))  # noqa: S608
         else:
             rows = await self.fetch_all(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id LIMIT ?",  # noqa: S608
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE event = ? ORDER BY id LIMIT ?",  # noqa: S608
                 (event, limit),
             )
         return [_photo(r) for r in rows]
@@ -586,106 +528,15 @@ class Store:
         simply not found)."""
         wanted = list(ids)
         found: list[Photo] = []
-        for start in range(0, len(wanted), _MAX_BATCH):
-            chunk = wanted[start : start + _MAX_BATCH]
+        for start in range(0, len(wanted), MAX_BATCH):
+            chunk = wanted[start : start + MAX_BATCH]
             marks = ",".join("?" * len(chunk))
             rows = await self.fetch_all(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE event = ? AND id IN ({marks})",  # noqa: S608
+                f"SELECT {PHOTO_COLUMNS} FROM photos WHERE event = ? AND id IN ({marks})",  # noqa: S608
                 (event, *chunk),
             )
             found += [_photo(r) for r in rows]
         return sorted(found, key=lambda p: p.id, reverse=True)
-
-    async def guest_photos(self, event: Event, ids: Iterable[int]) -> list[Photo]:
-        """Those of ``ids`` that are photos of ``event`` shown to its guests, newest first: not
-        hidden, not rejected, and approved when the event's moderation says so."""
-        wanted = list(ids)
-        found: list[Photo] = []
-        for start in range(0, len(wanted), _MAX_BATCH):
-            chunk = wanted[start : start + _MAX_BATCH]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.fetch_all(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos"  # noqa: S608
-                f" WHERE event = ? AND id IN ({marks}) AND {SHOWN_TO_GUESTS}",
-                (event.code, *chunk, event.moderation),
-            )
-            found += [_photo(r) for r in rows]
-        return sorted(found, key=lambda p: p.id, reverse=True)
-
-    async def event_page(
-        self,
-        event: str,
-        *,
-        offset: int,
-        limit: int,
-        function: str | None = None,
-        camera: str | None = None,
-    ) -> tuple[list[Photo], int]:
-        """One page of an event's photos, newest first, and the event's photo count: a RAW+JPEG
-        pair is one photo, its JPEG (``pairs.raw_halves`` gives the RAWs). ``function`` and
-        ``camera`` keep only that function's or camera's photos (the count too). Every photo is
-        there, whatever the host decided: each carries its ``approval`` and ``hidden_at``."""
-        shown = f"event = ? AND NOT {PAIRED_RAW.format(p='photos')}"
-        params: list[Any] = [event]
-        for column, value in (("function", function), ("camera", camera)):
-            if value is not None:
-                shown += f" AND {column} = ?"
-                params.append(value)
-        return await self._page(shown, params, offset, limit)
-
-    async def guest_page(self, event: Event, *, offset: int, limit: int) -> tuple[list[Photo], int]:
-        """One page of the photos ``event``'s guests are shown (the wall, the gallery), newest
-        first, and their count; a RAW+JPEG pair is its JPEG."""
-        shown = f"event = ? AND NOT {PAIRED_RAW.format(p='photos')} AND {SHOWN_TO_GUESTS}"
-        return await self._page(shown, [event.code, event.moderation], offset, limit)
-
-    async def _page(self, where: str, params: list[Any], offset: int, limit: int) -> tuple[list[Photo], int]:
-        rows = await self.fetch_all(
-            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
-            (*params, limit, offset),
-        )
-        total = await self.fetch_one(f"SELECT count(*) FROM photos WHERE {where}", params)  # noqa: S608
-        return [_photo(r) for r in rows], int(total[0]) if total else 0
-
-    async def event_functions_cameras(self, event: str) -> tuple[list[str], list[str]]:
-        """The functions and the cameras that have photos in ``event`` (the host's filters)."""
-        functions = await self.fetch_all(
-            "SELECT DISTINCT function FROM photos WHERE event = ? ORDER BY function", (event,)
-        )
-        cameras = await self.fetch_all(
-            "SELECT DISTINCT camera FROM photos WHERE event = ? ORDER BY camera", (event,)
-        )
-        return [str(r[0]) for r in functions], [str(r[0]) for r in cameras]
-
-    async def awaiting_approval(self, event: str) -> int:
-        """Photos of ``event`` the host has not decided on nor hidden (a RAW+JPEG pair is one)."""
-        row = await self.fetch_one(
-            "SELECT count(*) FROM photos WHERE event = ? AND approval IS NULL AND hidden_at IS NULL"  # noqa: S608
-            f" AND NOT {PAIRED_RAW.format(p='photos')}",
-            (event,),
-        )
-        return int(row[0]) if row else 0
-
-    async def moderate(self, event: str, photo_ids: Iterable[int], action: str) -> int:
-        """The host's ``action`` (approve, reject, hide, unhide) on those of ``photo_ids`` that are
-        photos of ``event``; the number of photos it changed. Approving clears a rejection and
-        rejecting an approval; hiding is a switch of its own, whatever the decision."""
-        if action not in MODERATE_ACTIONS:
-            raise StoreError(f"{action!r} is not one of {', '.join(MODERATE_ACTIONS)}")
-        await self.get_event(event)
-        change, needed = MODERATE_ACTIONS[action]
-        wanted = list(dict.fromkeys(photo_ids))
-        changed = 0
-        async with self.transaction() as db:
-            for start in range(0, len(wanted), _MAX_BATCH):
-                chunk = wanted[start : start + _MAX_BATCH]
-                marks = ",".join("?" * len(chunk))
-                cur = await db.execute(
-                    f"UPDATE photos SET {change} WHERE event = ? AND id IN ({marks}) AND {needed}",  # noqa: S608
-                    ((utcnow(),) if "?" in change else ()) + (event, *chunk),
-                )
-                changed += cur.rowcount
-        return changed
 
     async def event_photo_ids(self, event: str) -> list[int]:
         return [
@@ -794,27 +645,9 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _iso_date(text: str | None) -> str | None:
-    """An event's date as stored (``2026-12-24``), or None; StoreError in words for anything else."""
-    if text is None:
-        return None
-    try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text).isoformat()
-    except ValueError:
-        pass
-    raise StoreError(f"date {text!r} is not a day written yyyy-mm-dd (like 2026-12-24)")
-
-
 def _frame_fields(frame: LandedFrame) -> dict[str, Any]:
     return {name: getattr(frame, name) for name in _FRAME_COLUMNS}
 
 
 def _photo(row: sqlite3.Row) -> Photo:
     return photo_from(dict(row))
-
-
-def photo_from(data: dict[str, Any]) -> Photo:
-    """A Photo from a row's columns by name."""
-    data["searchable"] = bool(data["searchable"])
-    return Photo(**data)
