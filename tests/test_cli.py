@@ -508,20 +508,31 @@ def _read_until(fd: int, pattern: re.Pattern[bytes], timeout: float = 30.0) -> r
     return found
 
 
-def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Box) -> None:
-    fresh_box.data.mkdir(parents=True)
+def start_on_terminal(box: Box) -> int:
+    """Start ``box`` (a fresh data folder) with its stdout on a new terminal, as an operator who
+    runs ``shutterbox up`` in one; the terminal's side to read (close it when done)."""
+    box.data.mkdir(parents=True)
     master, terminal = pty.openpty()
     try:
-        with (fresh_box.data / "box.log").open("ab") as log:
-            fresh_box.proc = subprocess.Popen(
-                [SHUTTERBOX, "up", "--data", str(fresh_box.data)],
-                env={**os.environ, **fresh_box.env},
+        with (box.data / "box.log").open("ab") as log:
+            box.proc = subprocess.Popen(
+                [SHUTTERBOX, "up", "--data", str(box.data)],
+                env={**os.environ, **box.env},
                 stdin=subprocess.DEVNULL,
                 stdout=terminal,
                 stderr=log,
             )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
         os.close(terminal)
-        terminal = -1
+    return master
+
+
+def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Box) -> None:
+    master = start_on_terminal(fresh_box)
+    try:
         banner = _read_until(
             master, re.compile(rb"created demo event (\w+).*?user (\S+)\s+password (\w+)", re.S)
         )
@@ -547,8 +558,6 @@ def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Bo
         assert fresh_box.stop() == 0
     finally:
         os.close(master)
-        if terminal >= 0:
-            os.close(terminal)
 
 
 def test_first_start_without_a_terminal_keeps_the_password_out(box: Box) -> None:

@@ -25,7 +25,9 @@ from PIL import Image
 
 from tests.boxproc import Box, make_box, store
 from tests.test_guest_api import reencoded, wait_indexed
-from tests.test_guest_browser import CHROMIUM, CHROMIUM_ARGS, FACES, take_selfie
+from tests.test_guest_browser import CHROMIUM, FACES, browser, take_selfie
+
+__all__ = ["browser"]  # the module-scoped browser fixture, shared with test_guest_browser
 
 pytestmark = [
     pytest.mark.e2e,
@@ -81,14 +83,6 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
     finally:
         code = box.stop()
     assert code == 0, f"box exited with {code}:\n{box.log[-4000:]}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

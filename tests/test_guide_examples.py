@@ -7,14 +7,12 @@ fails here."""
 from __future__ import annotations
 
 import os
-import pty
 import re
-import subprocess
 from pathlib import Path
 
-from tests.boxproc import SHUTTERBOX, Box, make_box, store
+from tests.boxproc import Box, make_box, store
 from tests.conftest import jpeg_bytes
-from tests.test_cli import _read_until
+from tests.test_cli import _read_until, start_on_terminal
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "operator-guide.md"
 
@@ -51,19 +49,8 @@ def guide_block(marker: str) -> list[str]:
 
 
 def test_first_start_banner_and_addresses_are_as_the_guide_shows(fresh_box: Box) -> None:
-    fresh_box.data.mkdir(parents=True)
-    master, terminal = pty.openpty()
+    master = start_on_terminal(fresh_box)
     try:
-        with (fresh_box.data / "box.log").open("ab") as log:
-            fresh_box.proc = subprocess.Popen(
-                [SHUTTERBOX, "up", "--data", str(fresh_box.data)],
-                env={**os.environ, **fresh_box.env},
-                stdin=subprocess.DEVNULL,
-                stdout=terminal,
-                stderr=log,
-            )
-        os.close(terminal)
-        terminal = -1
         shown = _read_until(
             master,
             re.compile(rb"(={64}.*?={64}).*?(shutterbox \S+ is serving:.*?control socket[^\n]*)", re.S),
@@ -71,8 +58,6 @@ def test_first_start_banner_and_addresses_are_as_the_guide_shows(fresh_box: Box)
         banner, serving = (part.decode().replace("\r", "") for part in shown.groups())
     finally:
         os.close(master)
-        if terminal >= 0:
-            os.close(terminal)
     fresh_box.info = {}
     assert fresh_box.stop() == 0
 

@@ -21,7 +21,6 @@ import base64
 import datetime as dt
 import hashlib
 import logging
-import mimetypes
 import re
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from fastapi.templating import Jinja2Templates
 from appliance import credentials
 from appliance.guest import openapi as doc
 from appliance.guest.admission import Busy, SearchLine
-from appliance.guest.files import ascii_name, cached_file, download_name, qr_code, zip_entries, zip_stream
+from appliance.guest.files import cached_file, qr_code, zip_entries, zip_stream
 from appliance.guest.host import host_router
 from appliance.guest.pages import Found, GuestPages, Match, client_address, not_found, page_number
 from appliance.guest.results import Held
@@ -402,21 +401,7 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
     @app.get("/e/{code}/p/{token}/download", response_class=Response, responses=doc.files(doc.ANY_FILE))
     async def download(request: Request, code: str, token: str) -> Response:
         photo = await photo_or_none(request, code, token)
-        if photo is None:
-            return not_found()
-        original = Path(photo.stored_path)
-        path = original if await asyncio.to_thread(original.exists) else pages.proxy_of(photo)
-        if path is None:
-            return not_found()
-        name = download_name(photo, path)
-        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return cached_file(
-            request,
-            path,
-            f"d-{photo.sha256[:32]}",
-            media,
-            **{"Content-Disposition": f'attachment; filename="{ascii_name(name)}"'},
-        )
+        return not_found() if photo is None else await pages.download(request, photo)
 
     @app.get("/e/{code}/zip/{token}", response_class=Response, responses=doc.ZIP)
     async def download_zip(request: Request, code: str, token: str) -> Response:

@@ -23,12 +23,9 @@ there is none to mark SameSite). The pages send no referrer, so the key never le
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import mimetypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -37,7 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from appliance.guest import openapi as doc
 from appliance.guest.access import host_key_hash, link_base
-from appliance.guest.files import ascii_name, cached_file, download_name, zip_entries, zip_stream
+from appliance.guest.files import cached_file, zip_entries, zip_stream
 from appliance.guest.pages import Match, client_address, not_found, page_number
 from appliance.guest.tiles import extension, tile_label
 from appliance.store.pairs import raw_halves
@@ -188,18 +185,6 @@ def host_tile(root: str, photo: Photo, moderation: str, raws: list[Photo]) -> di
     }
 
 
-def _file(request: Request, photo: Photo, path: Path) -> Response:
-    name = download_name(photo, path)
-    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return cached_file(
-        request,
-        path,
-        f"d-{photo.sha256[:32]}",
-        media,
-        **{"Content-Disposition": f'attachment; filename="{ascii_name(name)}"'},
-    )
-
-
 def _zip(photos: Sequence[Photo], name: str) -> Response:
     files = zip_entries(list(photos), originals=True)  # a file gone meanwhile is skipped while zipping
     return StreamingResponse(
@@ -348,11 +333,7 @@ def host_router(pages: GuestPages, render: Render) -> APIRouter:
     )
     async def host_download(request: Request, key: str, photo_id: str) -> Response:
         photo = await host_photo(request, key, photo_id)
-        if photo is None:
-            return not_found()
-        original = Path(photo.stored_path)
-        path = original if await asyncio.to_thread(original.exists) else pages.proxy_of(photo)
-        return not_found() if path is None else _file(request, photo, path)
+        return not_found() if photo is None else await pages.download(request, photo)
 
     @router.get("/host/{key}/zip", response_class=Response, responses=doc.ZIP)
     async def host_zip(

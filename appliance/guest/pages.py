@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from appliance import credentials, metrics
 from appliance.errors import NotFoundError
 from appliance.guest.access import link_base, own_names
 from appliance.guest.address import guest_address
+from appliance.guest.files import ascii_name, cached_file, download_name
 from appliance.guest.results import Hit, ResultBook
 from appliance.guest.thumbs import THUMB_EDGE, make_face_thumbnail, make_thumbnail
 from appliance.mdns import box_name
@@ -215,6 +217,22 @@ class GuestPages:
             return None
         found = await self.services.store.guest_photos(event, [photo_id])  # hidden: gone at once
         return found[0] if found else None
+
+    async def download(self, request: Request, photo: Photo) -> Response:
+        """The photo as a file to keep: the original while it is on the box, else the proxy."""
+        original = Path(photo.stored_path)
+        path = original if await asyncio.to_thread(original.exists) else self.proxy_of(photo)
+        if path is None:
+            return not_found()
+        name = download_name(photo, path)
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return cached_file(
+            request,
+            path,
+            f"d-{photo.sha256[:32]}",
+            media,
+            **{"Content-Disposition": f'attachment; filename="{ascii_name(name)}"'},
+        )
 
     def proxy_of(self, photo: Photo) -> Path | None:
         if photo.proxy_path and Path(photo.proxy_path).exists():

@@ -102,18 +102,7 @@ class GalleryQueries:
     async def guest_photos(self: _Reads, event: Event, ids: Iterable[int]) -> list[Photo]:
         """Those of ``ids`` that are photos of ``event`` shown to its guests, newest first: not
         hidden, not rejected, and approved when the event's moderation says so."""
-        wanted = list(ids)
-        found: list[Photo] = []
-        for start in range(0, len(wanted), MAX_BATCH):
-            chunk = wanted[start : start + MAX_BATCH]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.fetch_all(
-                f"SELECT {PHOTO_COLUMNS} FROM photos"  # noqa: S608
-                f" WHERE event = ? AND id IN ({marks}) AND {SHOWN_TO_GUESTS}",
-                (event.code, *chunk, event.moderation),
-            )
-            found += [photo_from(dict(r)) for r in rows]
-        return sorted(found, key=lambda p: p.id, reverse=True)
+        return [p for p in await self.event_photos(event.code, ids) if p.shown_to_guests(event.moderation)]
 
     async def event_page(
         self: _Reads,
