@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from appliance.control.client import ControlClient
 from appliance.proxy import make_proxy
-from tests.fakes.faultproxy import Direction, FaultProxy, _Pacer
+from tests.fakes.faultproxy import Direction, FaultProxy, Pacer
 from tests.fakes.rekognition import FakeRekognition, declaration
 
 MB = 1_000_000
@@ -149,7 +149,7 @@ def make_frames(bases: Sequence[Base], frames: int, cameras: int, run_id: str) -
 # The cloud behind one emulated uplink
 
 
-class _SharedPacer(_Pacer):
+class _SharedPacer(Pacer):
     """FaultProxy's token bucket, made safe to share between two proxies' event loops.
 
     Both loops use ``time.monotonic`` (asyncio's default clock), so one virtual timeline serves
@@ -201,7 +201,7 @@ class Cloud:
         rek_port = int(self.rekognition.url.rsplit(":", 1)[1])
         self.s3_link = FaultProxy((host, int(port)))
         self.rek_link = FaultProxy(("127.0.0.1", rek_port))
-        shared: dict[Direction, _Pacer] = {"up": _SharedPacer(), "down": _SharedPacer()}
+        shared: dict[Direction, Pacer] = {"up": _SharedPacer(), "down": _SharedPacer()}
         for link in self.links:
             assert isinstance(link._pacers, dict), "FaultProxy internals changed"
             link._pacers = shared

@@ -70,7 +70,7 @@ def _rst(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-class _Pacer:
+class Pacer:
     """A token bucket kept as virtual time, so waiters on one link are served first come first."""
 
     def __init__(self) -> None:
@@ -137,7 +137,7 @@ class FaultProxy:
         self.bytes_up = self.bytes_down = 0
         self.connections_total = self.connections_active = self.resets = 0
         self._latency = 0.0
-        self._pacers: dict[Direction, _Pacer] = {"up": _Pacer(), "down": _Pacer()}
+        self._pacers: dict[Direction, Pacer] = {"up": Pacer(), "down": Pacer()}
         self._stall_until = self._blackout_until = 0.0
         self._refuse_new = False
         self._cuts: list[tuple[Direction, int, int | None]] = []  # (direction, n, times left)
