@@ -7,6 +7,7 @@ content is fixed (or masked) before the picture is taken."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import ftplib
 import re
 import time
@@ -15,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, RichLog, Select
+from textual.widgets import DataTable, Input, RadioButton, RadioSet, RichLog, Select
 
 from tests.boxproc import Box, store
 from tests.conftest import jpeg_bytes
 from tui.app import ConsoleApp
-from tui.camera_setup import BRANDS, fingerprint, setup
+from tui.camera_setup import BRANDS, fingerprint, guess_brand, setup
 from tui.qr import qr_text
 from tui.screens.base import BoxScreen
+from tui.screens.dashboard import DashboardScreen, footer_line
 from tui.screens.deadletters import DeadLettersScreen
+from tui.screens.forms import AddCameraForm, NewEventForm
+from tui.screens.help import HelpScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.setup import CameraSetupScreen
+from tui.status import fmt_when
 from tui.widgets import BoxTable, spark_text
 
 pytestmark = pytest.mark.e2e
@@ -155,10 +162,9 @@ async def test_add_a_camera_shows_working_credentials_and_the_steps_per_brand(bo
         await shows(pilot, "Add a camera", "Brand")
         assert app.screen.query_one("#event", Select).value == event
         await pilot.press(*"Sony A7 IV")
-        brand = app.screen.query_one("#brand", Select)
-        brand.focus()
-        await pilot.press("enter", "down", "down", "enter")
-        assert brand.value == "sony"
+        form = app.screen
+        assert isinstance(form, AddCameraForm)
+        await until(pilot, "the brand guessed from the label", lambda: form.brand == "sony")
         app.screen.query_one("#camera", Input).focus()
         await pilot.press("enter")
 
@@ -236,6 +242,17 @@ async def test_dead_letters_empty_state(box: Box) -> None:
         await shows(pilot, "no dead letter selected")
         await pilot.press("d")
         assert isinstance(app.screen, DeadLettersScreen), "nothing to confirm"
+
+
+@pytest.mark.asyncio
+async def test_checklist_screen_shows_each_line_as_the_box_sees_it(box: Box) -> None:
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await shows(pilot, "Event and functions created", "Table cards printed", "Purge the event")
+        assert "[x]" in screen_text(app) and "hand" in screen_text(app)
+        await pilot.press("question_mark")
+        await shows(pilot, "Event-day checklist")
 
 
 # --- guest QR and log
@@ -586,7 +603,9 @@ def test_snapshot_sony_setup(box: Box, snap_compare: Any) -> None:
         await pilot.press("a")
         await shows(pilot, "Add a camera")
         await pilot.press(*"Sony A1")
-        app.screen.query_one("#brand", Select).value = "sony"
+        form = app.screen
+        assert isinstance(form, AddCameraForm)
+        await until(pilot, "the brand guessed", lambda: form.brand == "sony")
         await pilot.press("enter")
         await until(pilot, "the setup", lambda: isinstance(app.screen, CameraSetupScreen))
         screen = app.screen
@@ -599,3 +618,177 @@ def test_snapshot_sony_setup(box: Box, snap_compare: Any) -> None:
         screen.render_setup()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# --- issue #18: what a new operator met at 80x24
+
+
+@pytest.mark.asyncio
+async def test_originals_are_choices_in_view_not_a_dropdown_over_create(box: Box) -> None:
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "n")
+        await shows(pilot, "New event")
+        form = app.screen
+        assert isinstance(form, NewEventForm)
+        assert not form.query(Select), "a dropdown opens over the fields and buttons below it"
+        await shows(pilot, "(●) all go to S3", "( ) JPEG only", "( ) none (proxies only)")
+        await pilot.press(*"Issue 18 originals")
+        form.query_one("#originals", RadioSet).focus()
+        await pilot.press("down", "enter")  # the operator picks "JPEG only"
+        await shows(pilot, "(●) JPEG only")
+        assert re.search(r"Create\s{2,}Cancel", screen_text(app)), screen_text(app)
+        await pilot.press("shift+tab", "shift+tab", "enter")  # back in the name field: Enter submits
+        await shows(pilot, "Issue 18 originals")
+    created = next(e for e in box.cli("event", "list") if e["name"] == "Issue 18 originals")
+    assert created["originals_policy"] == "jpeg"
+
+
+def test_created_is_said_in_full_not_cut() -> None:
+    now = dt.datetime(2026, 12, 6, 15, 30, tzinfo=dt.UTC)
+    local = now.astimezone()
+
+    def ago(**delta: float) -> str:
+        return fmt_when((now - dt.timedelta(**delta)).isoformat(), now)
+
+    assert ago(seconds=20) == "just now"
+    assert ago(minutes=3) == "3 min ago"
+    yesterday = local.replace(hour=12, minute=5) - dt.timedelta(days=1)
+    assert fmt_when(yesterday.isoformat(), now) == "yesterday 12:05"
+    assert ago(days=40) == f"{local - dt.timedelta(days=40):%Y-%m-%d}"
+    assert fmt_when(None, now) == "—"
+    assert all(len(ago(days=d, minutes=m)) <= 15 for d in range(0, 400, 3) for m in (0, 7, 59, 61, 600))
+
+
+@pytest.mark.asyncio
+async def test_events_table_fits_80_columns_with_a_long_name(box: Box) -> None:
+    functions = ["ceremony", "reception", "first-dance", "portraits"]
+    args = [arg for f in functions for arg in ("--function", f)]
+    code = box.cli("event", "create", "The Smith and Jones wedding at the old mill", *args)["code"]
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await shows(pilot, code, "Created")
+        row = next(line for line in screen_text(app).splitlines() if code in line)
+        assert re.search(r"\ball\s+no\s+just now\s*$", row), f"Created cut off: {row!r}"
+        assert "…" in row, "the long name is shortened on purpose"
+        await select_row(pilot, code)
+        await shows(pilot, "The Smith and Jones wedding at the old mill", "first-dance, portraits, reception")
+
+
+def test_ftp_line_breaks_between_figures_never_past_80_columns() -> None:
+    status = copy.deepcopy(STATUS)
+    status["ftp"]["ports"] = {"ftp": 2121, "ftps_implicit": 990}  # type: ignore[index]
+    status["ftp"]["banned_ips"] = {"192.0.2.7": 300, "192.0.2.8": 60}  # type: ignore[index]
+    status["ftp"]["counters"] = {"login_ok": 12345, "login_failed": 678}  # type: ignore[index]
+    status["ftp"]["sessions"] = {f"abcd2345-camera-{n}": 1 for n in range(9)}  # type: ignore[index]
+    lines = footer_line(status).plain.splitlines()
+    assert all(len(line) <= 78 for line in lines), lines  # 80 columns less the padding
+    assert lines[0].startswith("FTP port 2121  implicit FTPS 990  keys online 9")
+    assert any("logins 12,345 ok / 678 failed" in line for line in lines), "not broken inside"
+    assert lines[-1].startswith("Online abcd2345-camera-0 (1)") and lines[-1].endswith("more")
+
+
+@pytest.mark.asyncio
+async def test_sync_off_says_photos_stay_and_hides_pause(box: Box) -> None:
+    assert box.cli("status")["cloud"]["enabled"] is False
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await shows(pilot, "Cloud sync off: photos stay", "held for a cloud", "? Help")
+        text = screen_text(app)
+        assert "Pending" not in text and "Oldest" not in text, "nothing is stuck: there is no cloud"
+        await pilot.pause(0.5)  # a footer refresh would have come by now
+        assert "Pause/resume sync" not in screen_text(app)
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.screen.check_action("toggle_sync", ()) is False
+        await pilot.press("s")  # hidden and inert
+        await pilot.pause(0.3)
+        assert "cloud sync is off" not in screen_text(app)
+
+
+@pytest.mark.asyncio
+async def test_help_lists_every_key_of_every_screen(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a key added to a screen is in the help without anyone editing the help
+    extra = Binding("x", "nothing", "A key added later")
+    monkeypatch.setattr(DashboardScreen, "BINDINGS", [*DashboardScreen.BINDINGS, extra])
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await shows(pilot, "? Help")
+        for key in ("question_mark", "f1"):
+            await pilot.press(key)
+            await until(pilot, "the help", lambda: isinstance(app.screen, HelpScreen))
+            text = screen_text(app)
+            for screen in (ConsoleApp, *app.MODES.values(), CameraSetupScreen, NewEventForm, AddCameraForm):
+                for binding in Binding.make_bindings(screen.BINDINGS):
+                    assert binding.description in text, f"{screen.__name__}: {binding.description}"
+            assert "A key added later" in text
+            assert "Esc, ? or F1 closes this help" in text
+            assert app.screen.query_one(VerticalScroll).max_scroll_y == 0, "it all fits 80x24"
+            await pilot.press("escape")
+            await until(pilot, "the help closed", lambda: isinstance(app.screen, BoxScreen))
+
+
+@pytest.mark.asyncio
+async def test_add_camera_offers_the_newest_event_and_its_functions(box: Box) -> None:
+    older = box.new_event("Issue 18 older")
+    newest = box.cli(
+        "event", "create", "Issue 18 newest", "--function", "ceremony", "--function", "reception"
+    )
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await shows(pilot, "demo camera")  # the cursor sits on the demo event's camera
+        await pilot.press("a")
+        await until(pilot, "the form", lambda: isinstance(app.screen, AddCameraForm))
+        form = app.screen
+        assert isinstance(form, AddCameraForm)
+        assert form.query_one("#event", Select).value == newest["code"], "not the demo, not the older"
+        function = form.query_one("#function", Select)
+        assert [value for _, value in function._options] == ["ceremony", "reception"]
+        assert function.value == "ceremony"
+        form.query_one("#event", Select).value = older
+        await until(pilot, "the older event's functions", lambda: function.value == "main")
+        form.query_one("#event", Select).value = newest["code"]
+        await until(pilot, "the functions back", lambda: function.value == "ceremony")
+        function.value = "reception"
+        form.query_one("#camera", Input).focus()
+        await pilot.press(*"Nikon Z9 #2", "enter")
+        await until(pilot, "the setup", lambda: isinstance(app.screen, CameraSetupScreen))
+        setup_screen = app.screen
+        assert isinstance(setup_screen, CameraSetupScreen)
+        assert setup_screen.brand == "nikon", "guessed from the label"
+        assert setup_screen.key["function"] == "reception"
+
+
+def test_brand_guessed_from_the_label() -> None:
+    assert guess_brand("Nikon Z9 #2") == "nikon"
+    assert guess_brand("canon r5") == "canon"
+    assert guess_brand("Sony A7 IV") == "sony"
+    assert guess_brand("Z8 backup") == "nikon"
+    assert guess_brand("EOS R6") == "canon"
+    assert guess_brand("second body") is None
+
+
+@pytest.mark.asyncio
+async def test_brand_follows_the_label_until_the_operator_picks_one(box: Box) -> None:
+    box.new_event("Issue 18 brand")
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "a")
+        await until(pilot, "the form", lambda: isinstance(app.screen, AddCameraForm))
+        form = app.screen
+        assert isinstance(form, AddCameraForm)
+        assert form.brand == "canon"
+        await pilot.press(*"Nikon")
+        await until(pilot, "nikon guessed", lambda: form.brand == "nikon")
+        await shows(pilot, "(●) Nikon", "( ) Canon")
+        for _ in "Nikon":
+            await pilot.press("backspace")
+        await pilot.press(*"Sony A9")
+        await until(pilot, "sony guessed", lambda: form.brand == "sony")
+        form.query_one("#brand-canon", RadioButton).value = True  # the operator's own pick
+        await until(pilot, "canon picked", lambda: form.brand == "canon")
+        form.query_one("#camera", Input).focus()
+        await pilot.press(*" Nikon")
+        await pilot.pause(0.3)
+        assert form.brand == "canon", "the operator's pick stays"

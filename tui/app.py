@@ -22,13 +22,17 @@ from textual.logging import TextualHandler
 from appliance.control.client import ApiError, AsyncControlClient, NotRunningError
 from tui.screens.base import BoxScreen
 from tui.screens.cameras import CamerasScreen
+from tui.screens.checklist import ChecklistScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.deadletters import DeadLettersScreen
 from tui.screens.events import EventsScreen
 from tui.screens.firstboot import FIRST_BOOT_TOKEN, FirstBootToken, read_token
+from tui.screens.forms import AddCameraForm, ConfirmScreen, NewEventForm
 from tui.screens.guest import GuestScreen
+from tui.screens.help import HelpScreen, Section
 from tui.screens.keys import KeysScreen
 from tui.screens.logs import LogsScreen
+from tui.screens.setup import CameraSetupScreen, CertificateScreen
 from tui.status import integer, num
 from tui.widgets import NAV
 
@@ -52,9 +56,12 @@ class ConsoleApp(App[int]):
         "deadletters": DeadLettersScreen,
         "guest": GuestScreen,
         "logs": LogsScreen,
+        "checklist": ChecklistScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"show('{mode}')", label, show=False) for key, mode, label in NAV),
+        Binding("c", "show('checklist')", "Event-day checklist", show=False),
+        Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -133,6 +140,24 @@ class ConsoleApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # while a form or the camera setup is open, finish it first
         return not (action == "show" and len(self.screen_stack) > 1)
+
+    def help_sections(self) -> list[Section]:
+        """What the help screen lists: the app's keys, then each screen's and each dialog's,
+        straight from their ``BINDINGS``."""
+        sections: list[Section] = [("Every screen", self.BINDINGS)]
+        for key, mode, label in NAV:
+            screen = self.MODES[mode]
+            sections.append((f"{key} {label}", screen.BINDINGS))
+        sections += [
+            ("Camera setup", [*CameraSetupScreen.BINDINGS, *CertificateScreen.BINDINGS]),
+            ("Forms", [*NewEventForm.BINDINGS, *AddCameraForm.BINDINGS, *ConfirmScreen.BINDINGS]),
+            ("First start", FirstBootToken.BINDINGS),
+        ]
+        return sections
+
+    async def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            await self.push_screen(HelpScreen(self.help_sections()))
 
     async def action_show(self, mode: str) -> None:
         if self.current_mode != mode:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +22,23 @@ BRANDS: tuple[Brand, ...] = ("canon", "nikon", "sony")
 BRAND_NAMES: dict[Brand, str] = {"canon": "Canon", "nikon": "Nikon", "sony": "Sony"}
 
 CaNeed = Literal["required", "if asked"]
+
+# What a camera label says about its maker: the brand's name first, then model names that only
+# one maker uses (Canon EOS and R5/5D, Nikon Z9/D850, Sony Alpha/ILCE/A7).
+BRAND_HINTS: tuple[tuple[Brand, re.Pattern[str]], ...] = (
+    ("canon", re.compile(r"\bcanon\b")),
+    ("nikon", re.compile(r"\bnikon\b")),
+    ("sony", re.compile(r"\bsony\b")),
+    ("canon", re.compile(r"\beos\b|\br\d{1,2}\b|\b\d{1,2}d\b")),
+    ("nikon", re.compile(r"\bz ?\d{1,2}\b|\bd\d{3,4}\b")),
+    ("sony", re.compile(r"\b(alpha|ilce)\b|\ba ?\d{1,4}[a-z]?\b")),
+)
+
+
+def guess_brand(label: str) -> Brand | None:
+    """The brand a camera label names (``Nikon Z9 #2`` -> nikon), or None when it names none."""
+    lowered = label.lower()
+    return next((brand for brand, hint in BRAND_HINTS if hint.search(lowered)), None)
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,26 @@ def fmt_clock(value: Any) -> str:
     """Local wall-clock time of day, ``14:03:07``."""
     when = parse_time(value)
     return DASH if when is None else when.astimezone().strftime("%H:%M:%S")
+
+
+def fmt_when(value: Any, now: dt.datetime | None = None) -> str:
+    """When ``value`` was, said in at most 15 cells with nothing cut off: ``just now``,
+    ``12 min ago``, ``today 14:03``, ``yesterday 14:03``, ``Mon 14:03``, then ``2026-11-22``."""
+    when = parse_time(value)
+    if when is None:
+        return DASH
+    now = (now or dt.datetime.now(dt.UTC)).astimezone()
+    local = when.astimezone(now.tzinfo)
+    seconds = (now - local).total_seconds()
+    if -60 < seconds < 60:
+        return "just now"
+    if 0 < seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    days = (now.date() - local.date()).days
+    if days == 0:
+        return f"today {local:%H:%M}"
+    if days == 1:
+        return f"yesterday {local:%H:%M}"
+    if 1 < days < 7:
+        return f"{local:%a %H:%M}"
+    return f"{local:%Y-%m-%d}"

@@ -185,11 +185,18 @@ def _width(cell: Any) -> int:
 
 
 class BoxTable(DataTable[Any]):
-    """A row-cursor table refilled on every poll without losing the operator's place."""
+    """A row-cursor table refilled on every poll without losing the operator's place.
 
-    def __init__(self, *columns: str, id: str | None = None) -> None:
+    ``squeeze`` names the columns that give up width (their cells end in ``…``) when the rows
+    are wider than the screen, so the columns after them are never cut off at the edge. The
+    screen shows a squeezed cell in full elsewhere (its detail line)."""
+
+    MIN_SQUEEZED = 8
+
+    def __init__(self, *columns: str, id: str | None = None, squeeze: tuple[str, ...] = ()) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._columns = columns
+        self._squeeze = [columns.index(name) for name in squeeze]
         self._rows: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def on_mount(self) -> None:
@@ -212,15 +219,45 @@ class BoxTable(DataTable[Any]):
             return False
         current = self.selected
         self.clear()
-        for key, cells in fresh:  # a str cell would be parsed as markup: "[R5]" is a camera label
-            self.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
+        widths = [
+            max([column.label.cell_len, *(_width(cells[index]) for _, cells in fresh if index < len(cells))])
+            for index, column in enumerate(self.ordered_columns)
+        ]
+        fitted = self._fitted(widths)
+        for key, cells in fresh:
+            self.add_row(*(_cell(c, fitted.get(i)) for i, c in enumerate(cells)), key=key)
         # Size the columns now, not on the next idle as DataTable does: a table refilled while
         # another screen is on top would otherwise be drawn (and cached) with its old widths.
         for index, column in enumerate(self.ordered_columns):
-            widths = [_width(cells[index]) for _, cells in fresh if index < len(cells)]
-            column.content_width = max([column.label.cell_len, *widths])
+            column.content_width = fitted[index]
         self._rows = fresh
         keys = [key for key, _ in fresh]
         if current in keys:
             self.move_cursor(row=keys.index(current), animate=False)
         return True
+
+    def _fitted(self, widths: list[int]) -> dict[int, int]:
+        """Column widths that fit the screen: the squeezed columns shrink (widest first, down
+        to ``MIN_SQUEEZED``), the others keep their content's width."""
+        room = (self.size.width or self.app.size.width) - 1  # a vertical scrollbar may appear
+        fitted = dict(enumerate(widths))
+        excess = sum(widths) + 2 * self.cell_padding * len(widths) - room
+        while excess > 0:
+            shrinkable = [i for i in self._squeeze if fitted[i] > self.MIN_SQUEEZED]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: fitted[i])
+            fitted[widest] -= 1
+            excess -= 1
+        return fitted
+
+
+def _cell(cell: Any, width: int | None) -> Any:
+    """A table cell: a str as plain text (``[R5]`` is a camera label, not markup), on one line
+    that ends in ``…`` when it is wider than ``width``."""
+    if isinstance(cell, str):
+        cell = Text(cell, no_wrap=True, overflow="ellipsis")
+    if isinstance(cell, Text) and width is not None and cell.cell_len > width:
+        cell = cell.copy()
+        cell.truncate(width, overflow="ellipsis")
+    return cell

@@ -87,6 +87,9 @@ class CamerasScreen(BoxScreen):
                 raise
             cameras = cameras_from_keys(await self.client.keys(), self.console_app.status)
             self.fallback = True
+        # by label, as the operator names them (``Canon R5 #1``, ``Canon R5 #2``), not by username,
+        # which starts with the event's random code
+        cameras.sort(key=lambda c: ((text(c, "camera") or "").casefold(), str(c.get("username"))))
         self.cameras = {str(c.get("username")): c for c in cameras}
         table = self.query_one(BoxTable)
         table.fill([_row(c) for c in cameras])
@@ -110,8 +113,9 @@ class CamerasScreen(BoxScreen):
         self.query_one("#camera-detail", Static).update(line)
 
     async def action_add_camera(self) -> None:
-        camera = self.cameras.get(self.query_one(BoxTable).selected or "")
-        await add_camera(self, event=None if camera is None else text(camera, "event"))
+        # no event is chosen here (the cursor is on a camera, at first the demo's): the form
+        # offers the newest event, most likely the one just made for this shoot
+        await add_camera(self, event=None)
 
     async def action_revoke(self) -> None:
         username = self.query_one(BoxTable).selected

@@ -129,42 +129,107 @@ def memory(status: dict[str, Any]) -> str:
     return fmt_bytes(used)
 
 
-def footer_line(status: dict[str, Any]) -> Text:
+PORT_NAMES = {"ftp": "FTP port", "ftps_implicit": "implicit FTPS"}
+FTP_WIDTH = 78  # the line under the panels at 80 columns, less its padding
+
+
+def sync_off(status: dict[str, Any] | None) -> bool:
+    """No cloud is configured: nothing is uploaded, photos stay on the box."""
+    return dig(status, "cloud", "enabled") is False or dig(status, "queue_summary", "cloud_enabled") is False
+
+
+def queue_off(status: dict[str, Any]) -> Text:
+    """The queue panel with sync off: what its pending jobs mean when there is no cloud."""
+    pending = integer(status, "queue_summary", "pending") or 0
+    failed = integer(status, "queue_summary", "failed") or 0
+    line = Text.assemble(("Cloud sync off", "bold"), ": photos stay\non the box, nothing is uploaded\n")
+    line.append(f"{fmt_int(pending)} jobs held for a cloud" if pending else "nothing held for a cloud", "dim")
+    if failed:
+        line.append(f", {fmt_int(failed)} failed", "bold red")
+    return line
+
+
+def fit(segments: list[Text], width: int, lead: str = "") -> list[Text]:
+    """``segments`` on as few lines of ``width`` cells as it takes, two spaces apart, each line
+    starting with ``lead`` (dim); a line breaks between segments, never inside one."""
+    lines: list[Text] = []
+    line = Text(lead, "dim")
+    for segment in segments:
+        gap = 2 if line.cell_len > len(lead) else 0
+        if line.cell_len > len(lead) and line.cell_len + gap + segment.cell_len > width:
+            lines.append(line)
+            line = Text(lead, "dim")
+            gap = 0
+        line.append(" " * gap)
+        line.append_text(segment)
+    if line.cell_len > len(lead):
+        lines.append(line)
+    for done in lines:
+        done.truncate(width, overflow="ellipsis")
+    return lines
+
+
+def online_line(sessions: dict[str, Any], width: int) -> Text:
+    """``Online user (sessions), ...`` on one line; the keys that do not fit are counted."""
+    parts = [f"{user} ({n})" for user, n in sorted(sessions.items(), key=lambda item: str(item[0]))]
+    line = Text("Online ", "dim")
+    for index, part in enumerate(parts):
+        left = len(parts) - index - 1
+        room = len(f"  +{left} more") if left else 0
+        if index and line.cell_len + 2 + len(part) + room > width:
+            line.append(f"  +{left + 1} more", "dim")
+            break
+        line.append(f", {part}" if index else part)
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
+def footer_line(status: dict[str, Any], width: int = FTP_WIDTH) -> Text:
+    """The FTP listeners, logins, faces, version and who is online, in lines of ``width`` cells
+    (broken between figures, never inside one), at most four lines."""
+    segments: list[Text] = []
     ports = dig(status, "ftp", "ports")
-    port_text = ", ".join(f"{k} {v}" for k, v in ports.items()) if isinstance(ports, dict) else DASH
+    if isinstance(ports, dict):
+        for name, port in ports.items():
+            segments.append(Text.assemble((f"{PORT_NAMES.get(str(name), str(name))} ", "dim"), str(port)))
+    else:
+        segments.append(Text.assemble(("FTP port ", "dim"), DASH))
     sessions = dig(status, "ftp", "sessions")
     keys = len(sessions) if isinstance(sessions, dict) else None
     banned = dig(status, "ftp", "banned_ips")
     counters = dig(status, "ftp", "counters")
     if isinstance(counters, dict):  # a counter not yet bumped is absent: it is zero
         counters = {"login_ok": 0, "login_failed": 0, **counters}
-    line = Text.assemble(
-        ("FTP ", "dim"),
-        port_text,
-        ("  keys online ", "dim"),
-        fmt_int(keys),
-        ("  banned IPs ", "dim"),
-        fmt_int(len(banned) if isinstance(banned, dict) else None),
-        ("  logins ", "dim"),
-        f"{fmt_int(num(counters, 'login_ok'))} ok / {fmt_int(num(counters, 'login_failed'))} failed",
-    )
+    segments += [
+        Text.assemble(("keys online ", "dim"), fmt_int(keys)),
+        Text.assemble(("banned IPs ", "dim"), fmt_int(len(banned) if isinstance(banned, dict) else None)),
+        Text.assemble(
+            ("logins ", "dim"),
+            f"{fmt_int(num(counters, 'login_ok'))} ok / {fmt_int(num(counters, 'login_failed'))} failed",
+        ),
+    ]
+    lines = fit(segments, width)
+    segments = []
     pending = num(status, "faces", "photos_pending")
     if pending is not None:
-        line.append("\nFaces ", "dim")
-        line.append(f"{fmt_int(pending)} waiting · {fmt_int(num(status, 'faces', 'photos_indexed'))} indexed")
+        segments.append(
+            Text.assemble(
+                ("Faces ", "dim"),
+                f"{fmt_int(pending)} waiting · {fmt_int(num(status, 'faces', 'photos_indexed'))} indexed",
+            )
+        )
     version = text(status, "versions", "shutterbox") or text(status, "version")
     if version:
-        line.append("  shutterbox ", "dim")
-        line.append(version)
+        segments.append(Text.assemble(("shutterbox ", "dim"), version))
     uptime = num(status, "uptime_s")
     if uptime is not None:  # to the minute, so the line does not redraw on every poll
-        line.append(" up ", "dim")
-        line.append(fmt_duration(uptime) if uptime >= 3600 else f"{int(uptime // 60)}m")
+        segments.append(
+            Text.assemble(("up ", "dim"), fmt_duration(uptime) if uptime >= 3600 else f"{int(uptime // 60)}m")
+        )
+    lines += fit(segments, width)
     if isinstance(sessions, dict) and sessions:
-        online = sorted(sessions.items(), key=lambda item: str(item[0]))
-        line.append("\nOnline ", "dim")
-        line.append(", ".join(f"{user} ({n})" for user, n in online))
-    return line
+        lines.append(online_line(sessions, width))
+    return Text("\n").join(lines)
 
 
 class DashboardScreen(BoxScreen):
@@ -174,9 +239,13 @@ class DashboardScreen(BoxScreen):
     DEFAULT_CSS = """
     DashboardScreen Grid { grid-size: 2; grid-rows: 7 6; height: 13; }
     DashboardScreen Grid Panel { height: 100%; }
-    DashboardScreen #ftp { padding: 0 1; height: auto; max-height: 5; }
+    DashboardScreen #ftp { padding: 0 1; height: auto; max-height: 4; }
     DashboardScreen .caption { color: $text-muted; height: 1; }
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sync_off = True  # until the first status says otherwise
 
     def compose_body(self) -> ComposeResult:
         with Grid():
@@ -197,24 +266,30 @@ class DashboardScreen(BoxScreen):
         yield Figures(id="ftp")
 
     def on_status(self, status: dict[str, Any]) -> None:
+        off = sync_off(status)
         self.query_one("#ingest", Figures).show_rows(ingest(status))
-        self.query_one("#queue", Figures).show_rows(queue(status))
+        if off:
+            self.query_one("#queue", Figures).show_text(queue_off(status))
+        else:
+            self.query_one("#queue", Figures).show_rows(queue(status))
         self.query_one("#uplink", Figures).show_text(uplink(status))
         self.query_one("#box", Figures).show_rows(box(status))
-        self.query_one("#ftp", Figures).show_text(footer_line(status))
+        self.query_one("#ftp", Figures).show_text(footer_line(status, max(20, self.app.size.width - 2)))
         self.query_one("#frames-spark", Spark).show(list(self.console_app.frames_history))
         self.query_one("#queue-spark", Spark).show(list(self.console_app.pending_history))
-        cloud_off = dig(status, "queue_summary", "cloud_enabled") is False
-        caption = "pending, last 3 min" + (" · sync off" if cloud_off else "")
+        caption = "held for a cloud, last 3 min" if off else "pending, last 3 min"
         self.query_one("#queue-caption", Figures).show_text(Text(caption))
+        if off != self._sync_off:
+            self._sync_off = off
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # s is hidden from the footer (and does nothing) until there is a sync to pause
+        status = self.console_app.status
+        return not (action == "toggle_sync" and (status is None or sync_off(status)))
 
     async def action_toggle_sync(self) -> None:
         status = self.console_app.status
-        if dig(status, "cloud", "enabled") is False:
-            self.notify(
-                "cloud sync is off on this box (no cloud.bucket set)", severity="warning", markup=False
-            )
-            return
         if dig(status, "cloud", "paused"):
             result = await self.act("resume sync", self.client.resume_sync())
         else:

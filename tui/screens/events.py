@@ -16,27 +16,47 @@ from textual.widgets import DataTable, Static
 
 from tui.screens.base import BoxScreen
 from tui.screens.forms import NewEventForm, add_camera
-from tui.status import DASH, fmt_date, text
+from tui.status import DASH, fmt_date, fmt_when, text
 from tui.widgets import BoxTable
 
 
-def _row(event: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    functions = event.get("functions")
+def _name(event: dict[str, Any]) -> str:
     suffix = " (demo)" if event.get("demo") else ""
     awaiting = event.get("awaiting_approval")  # a number only when the host approves each photo
     if isinstance(awaiting, int):
         suffix += f" ({awaiting} awaiting approval)"
+    return f"{text(event, 'name') or DASH}{suffix}"
+
+
+def _functions(event: dict[str, Any]) -> str:
+    functions = event.get("functions")
+    return ", ".join(str(f) for f in functions) if isinstance(functions, list) else DASH
+
+
+def _row(event: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     return (
         str(event.get("code")),
         (
             str(event.get("code")),
-            Text(f"{text(event, 'name') or DASH}{suffix}", no_wrap=True, overflow="ellipsis"),
-            ", ".join(str(f) for f in functions) if isinstance(functions, list) else DASH,
+            _name(event),
+            _functions(event),
             text(event, "originals_policy") or DASH,
             "yes" if event.get("pin") else "no",
-            fmt_date(event.get("created_at")),
+            fmt_when(event.get("created_at")),
         ),
     )
+
+
+def detail(event: dict[str, Any] | None) -> Text:
+    """The highlighted event in full (the table may shorten its name and functions)."""
+    line = Text()
+    if event is not None:
+        line.append(f"{event.get('code')} ", "bold")
+        line.append(f"{_name(event)} · functions {_functions(event)} · created ")
+        line.append(fmt_date(event.get("created_at")))
+        line.append("\n")
+    line.append("Enter: the event's keys", "dim")
+    return line
 
 
 class EventsScreen(BoxScreen):
@@ -45,6 +65,7 @@ class EventsScreen(BoxScreen):
         Binding("n", "new_event", "New event"),
         Binding("a", "add_camera", "Add camera"),
         Binding("g", "guest", "Guest QR"),
+        Binding("enter", "keys", "The event's keys", show=False),  # the table's Enter, for the help
     ]
 
     def __init__(self) -> None:
@@ -52,15 +73,25 @@ class EventsScreen(BoxScreen):
         self.events: list[dict[str, Any]] = []
 
     def compose_body(self) -> ComposeResult:
-        yield BoxTable("Code", "Name", "Functions", "Originals", "PIN", "Created")
+        yield BoxTable(
+            "Code", "Name", "Functions", "Originals", "PIN", "Created", squeeze=("Name", "Functions")
+        )
         yield Static("No events yet: press n to create one.", classes="empty")
-        yield Static(Text("Enter: the event's keys", "dim"), classes="detail")
+        yield Static(detail(None), classes="detail", id="event-detail")
 
     async def load(self) -> str | None:
         self.events = await self.client.events()
         self.query_one(BoxTable).fill([_row(e) for e in self.events])
         self.query_one(".empty").set_class(not self.events, "-shown")
+        self.show_detail()
         return None
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        event = next((e for e in self.events if str(e.get("code")) == self.selected), None)
+        self.query_one("#event-detail", Static).update(detail(event))
 
     @property
     def selected(self) -> str | None:

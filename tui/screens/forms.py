@@ -15,11 +15,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
 
 from appliance.control.client import ApiError, NotRunningError
-from tui.camera_setup import BRAND_NAMES, BRANDS, Brand
+from tui.camera_setup import BRAND_NAMES, BRANDS, Brand, guess_brand
 from tui.console import Console
 from tui.screens.setup import CameraSetupScreen
 
@@ -36,17 +37,52 @@ FORM_CSS = """
 {name} .note {{ color: $text-muted; margin-bottom: 1; }}
 {name} .row {{ height: 1; margin-bottom: 1; }}
 {name} .row Label {{ width: 11; }}
-{name} .row Input, {name} .row Select {{ width: 1fr; }}
+{name} .row Input, {name} .row Select, {name} .row RadioSet {{ width: 1fr; }}
+{name} .row.-tall {{ height: auto; }}
+{name} RadioSet {{ border: none; padding: 0; height: auto; background: $surface; }}
+{name} RadioSet.-across {{ layout: horizontal; }}
+{name} RadioSet.-across RadioButton {{ margin-right: 2; }}
+{name} Select > SelectOverlay.-textual-compact {{ border: round $accent !important; background: $panel; }}
+{name} Choice {{ background: $surface; }}
 {name} .buttons {{ height: 1; }}
 {name} .buttons Button {{ margin-right: 2; }}
 {name} .error {{ color: $error; height: auto; min-height: 1; }}
 """
 
 
-def field(label: str, widget: Input | Select[Any]) -> Horizontal:
-    """One line of a form: a label and its (compact) field."""
+def field(label: str, widget: Input | Select[Any] | RadioSet) -> Horizontal:
+    """One line of a form: a label and its (compact) field. A short list of choices is a
+    RadioSet, all choices in view: no dropdown to open over the fields and buttons below."""
     widget.compact = True
-    return Horizontal(Label(label), widget, classes="row")
+    tall = isinstance(widget, RadioSet) and not widget.has_class("-across")
+    return Horizontal(Label(label), widget, classes="row -tall" if tall else "row")
+
+
+class Choice(RadioButton):
+    """A radio button that reads in any terminal: ``(●)`` chosen, ``( )`` not (colour aside)."""
+
+    @property
+    def _button(self) -> Content:
+        style = self.get_visual_style("toggle--button")
+        return Content.assemble("(", ("●" if self.value else " ", style), ")")
+
+
+def choices(options: list[tuple[str, str]], value: str, id: str, across: bool = False) -> RadioSet:
+    """One RadioSet of ``(label, value)`` options, ``value`` chosen; each button's id is
+    ``{id}-{value}``."""
+    return RadioSet(
+        *(Choice(label, value == v, id=f"{id}-{v}", compact=True) for label, v in options),
+        id=id,
+        classes="-across" if across else "",
+    )
+
+
+def chosen(radios: RadioSet) -> str | None:
+    """The value of the pressed button of a ``choices`` set."""
+    button = radios.pressed_button
+    if button is None or button.id is None or radios.id is None:
+        return None
+    return button.id.removeprefix(f"{radios.id}-")
 
 
 def buttons(submit: str) -> Horizontal:
@@ -96,10 +132,9 @@ class NewEventForm(_Form):
             yield field("Functions", Input(placeholder="main", id="functions"))
             yield field(
                 "Originals",
-                Select(
+                choices(
                     [("all go to S3", "all"), ("JPEG only", "jpeg"), ("none (proxies only)", "none")],
-                    value="all",
-                    allow_blank=False,
+                    "all",
                     id="originals",
                 ),
             )
@@ -120,24 +155,36 @@ class NewEventForm(_Form):
             return
         raw = self.query_one("#functions", Input).value
         functions = [f.strip() for f in raw.split(",") if f.strip()]
-        originals = str(self.query_one("#originals", Select).value)
+        originals = chosen(self.query_one("#originals", RadioSet)) or "all"
         event = await self.call(self.console_app.client.create_event(name, functions, originals))
         if event is not None:
             self.dismiss(event)
 
 
+def default_event(events: list[dict[str, Any]]) -> str | None:
+    """The event a new camera most likely belongs to: the newest that is not the demo event
+    (the demo only while it is the only one)."""
+    real = [e for e in events if not e.get("demo")] or events
+    newest = max(real, key=lambda e: str(e.get("created_at") or ""), default=None)
+    return None if newest is None else str(newest.get("code"))
+
+
 class AddCameraForm(_Form):
-    """Create an upload key (``POST /api/keys``); dismissed with ``(key, brand)``."""
+    """Create an upload key (``POST /api/keys``); dismissed with ``(key, brand)``. The function
+    is one the event declares; the brand follows the camera label until the operator picks one."""
 
     DEFAULT_CSS = FORM_CSS.format(name="AddCameraForm")
 
     def __init__(self, events: list[dict[str, Any]], event: str | None) -> None:
         super().__init__()
         self.events = {str(e.get("code")): e for e in events}
-        self.event = event if event in self.events else next(iter(self.events), None)
+        self.event = event if event in self.events else default_event(events)
+        self.guessed: Brand | None = "canon"  # the brand shown until the operator picks one
+        """None once the operator picked a brand: the label no longer changes it."""
 
     def compose(self) -> ComposeResult:
         options = [(Text(f"{code}  {e.get('name', '')}"), code) for code, e in self.events.items()]
+        functions = self.functions(self.event)
         with Vertical() as box:
             box.border_title = "Add a camera"
             yield Static(
@@ -147,10 +194,12 @@ class AddCameraForm(_Form):
                 "Event", Select(options, value=self.event or Select.NULL, allow_blank=False, id="event")
             )
             yield field("Camera", Input(placeholder="a label, e.g. Canon R5 #1", id="camera"))
-            yield field("Function", Input(value=self._first_function(self.event), id="function"))
             yield field(
-                "Brand",
-                Select([(BRAND_NAMES[b], b) for b in BRANDS], value="canon", allow_blank=False, id="brand"),
+                "Function",
+                Select([(f, f) for f in functions], value=functions[0], allow_blank=False, id="function"),
+            )
+            yield field(
+                "Brand", choices([(BRAND_NAMES[b], b) for b in BRANDS], "canon", id="brand", across=True)
             )
             yield buttons("Create key")
             yield Static(classes="error")
@@ -158,13 +207,36 @@ class AddCameraForm(_Form):
     def on_mount(self) -> None:
         self.query_one("#camera", Input).focus()
 
-    def _first_function(self, code: str | None) -> str:
+    def functions(self, code: str | None) -> list[str]:
+        """The functions ``code`` declares (a camera may only go to one of these)."""
         functions = self.events.get(code or "", {}).get("functions")
-        return str(functions[0]) if isinstance(functions, list) and functions else "main"
+        declared = [str(f) for f in functions] if isinstance(functions, list) else []
+        return declared or ["main"]
 
     @on(Select.Changed, "#event")
     def event_changed(self, message: Select.Changed) -> None:
-        self.query_one("#function", Input).value = self._first_function(str(message.value))
+        functions = self.functions(str(message.value))
+        select = self.query_one("#function", Select)
+        select.set_options([(f, f) for f in functions])
+        select.value = functions[0]
+
+    @on(Input.Changed, "#camera")
+    def label_changed(self, message: Input.Changed) -> None:
+        guess = guess_brand(message.value)
+        if self.guessed is None or guess is None or guess == self.guessed:
+            return
+        self.guessed = guess
+        self.query_one(f"#brand-{guess}", RadioButton).value = True
+
+    @on(RadioSet.Changed, "#brand")
+    def brand_changed(self) -> None:
+        if chosen(self.query_one("#brand", RadioSet)) != self.guessed:
+            self.guessed = None  # the operator's pick: typing no longer changes it
+
+    @property
+    def brand(self) -> Brand:
+        picked = chosen(self.query_one("#brand", RadioSet))
+        return next((b for b in BRANDS if b == picked), "canon")
 
     @on(Button.Pressed, "#cancel")
     def cancelled(self) -> None:
@@ -175,7 +247,7 @@ class AddCameraForm(_Form):
     async def submit(self) -> None:
         event = self.query_one("#event", Select).value
         camera = self.query_one("#camera", Input).value.strip()
-        function = self.query_one("#function", Input).value.strip() or "main"
+        function = self.query_one("#function", Select).value
         if not isinstance(event, str):
             self.show_error("create an event first (Events screen, n)")
             return
@@ -183,9 +255,12 @@ class AddCameraForm(_Form):
             self.show_error("give the camera a label, e.g. Canon R5 #1")
             self.query_one("#camera", Input).focus()
             return
+        if not isinstance(function, str):
+            self.show_error("pick one of the event's functions")
+            return
         key = await self.call(self.console_app.client.create_key(event, camera, function))
         if key is not None:
-            self.dismiss((key, cast(Brand, self.query_one("#brand", Select).value)))
+            self.dismiss((key, self.brand))
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -58,6 +58,9 @@ class KeysScreen(BoxScreen):
         if self.event is not None and self.event not in self.events:
             self.event = None  # purged meanwhile
         self.keys = await self.client.keys(self.event)
+        # oldest first, like the events: a key just made is the last row (usernames start with
+        # the event's random code, so their order says nothing)
+        self.keys.sort(key=lambda k: (str(k.get("created_at") or ""), str(k.get("username"))))
         self.query_one(BoxTable).fill([_row(k) for k in self.keys])
         self.query_one(".empty").set_class(not self.keys, "-shown")
         active = sum(1 for k in self.keys if not k.get("revoked_at"))
@@ -77,9 +80,9 @@ class KeysScreen(BoxScreen):
         await self.set_event(choices[(index + 1) % len(choices)])
 
     async def action_add_camera(self) -> None:
-        username = self.query_one(BoxTable).selected
-        key = next((k for k in self.keys if k.get("username") == username), None)
-        await add_camera(self, self.event or (None if key is None else text(key, "event")))
+        # the event of the filter, else the newest event (not the highlighted key's: the cursor
+        # starts on the demo camera's key)
+        await add_camera(self, self.event)
 
     async def action_revoke(self) -> None:
         username = self.query_one(BoxTable).selected
