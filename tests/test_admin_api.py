@@ -680,6 +680,23 @@ def test_paused_sync_holds_jobs_until_resumed(
 # --- 5. logs
 
 
+def test_a_rejected_upload_is_logged_once(lan_box: Box, api: httpx.Client) -> None:
+    """The console's log showed each rejection twice: the lander's line, and pyftpdlib's own
+    line for the 451 reply."""
+    name = f"TWICE_{secrets.token_hex(3).upper()}.JPG"
+    user, password = make_key(api, push_event(api, "Rejections"), "twice-cam")
+    with lan_box.ftp(user, password) as ftp, pytest.raises(ftplib.error_temp, match=r"^451"):
+        store(ftp, name, jpeg_bytes(seed=412)[:-2000])
+    lines = api.get("/api/logs", params={"after": 0, "limit": 2000}).json()["lines"]
+    told = [
+        line["message"]
+        for line in lines
+        if line["level"] in ("WARNING", "ERROR")
+        and (name in line["message"] or TRUNCATED_REASON in line["message"])
+    ]
+    assert len(told) == 1, told
+
+
 def test_log_view_pages_by_sequence_number(lan_box: Box, api: httpx.Client) -> None:
     first = api.get("/api/logs", params={"after": 0, "limit": 2000})
     assert first.status_code == 200

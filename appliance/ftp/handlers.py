@@ -117,7 +117,8 @@ class _LandingMixin:
                 try:
                     photo = lander.land(upload)
                 except RejectedUpload as exc:
-                    self._resp = (exc.reply, logger.warning)
+                    # the lander has logged the rejection in words: the 451 reply only at DEBUG
+                    self._resp = (exc.reply, logger.debug)
                     self.transfer_finished = False
                     self.cmd_channel.server_stats("rejected")
                 except Exception:
@@ -172,7 +173,7 @@ class _LandingMixin:
         if isinstance(cause, RejectedUpload):
             if isinstance(self.file_obj, StagingFile):
                 self._keep(self.file_obj, cause.reason, metrics.reject_reason(cause.reply))
-            self._resp = (cause.reply, logger.warning)
+            self._resp = (cause.reply, logger.debug)  # _keep logged the rejection
             self.close()
             return
         super().handle_error()  # type: ignore[misc]
