@@ -404,6 +404,30 @@ def test_pages_are_light(venue: Venue) -> None:
         print(f"{name}: {len(reply.content)} bytes")
 
 
+def test_many_results_keep_the_page_light(venue: Venue, page: sync_api.Page) -> None:
+    """A guest in 52 photos: the page itself holds the first 48 (under 30 KB), its script brings
+    the rest, and without script "Show all" does."""
+    event = venue.box.new_event("Big day")
+    source = Image.open(FACES / "obama-1.jpg").convert("RGB")
+    copies = {}
+    for i in range(52):  # distinct files of one person: the box keeps identical bytes once
+        out = io.BytesIO()
+        source.crop((i, i, source.width - i, source.height - i)).save(out, "JPEG", quality=70 + i % 25)
+        copies[f"OB_{i:03d}.JPG"] = out.getvalue()
+    upload(venue.box, event, copies)
+    wait_indexed(venue.box)
+    page.goto(f"/e/{event}")
+    response = take_selfie(page, FACES / "obama-3.jpg")
+    html = response.body()
+    assert len(html) < 30 * 1024, f"results page of 52 photos: {len(html)} bytes"
+    assert html.count(b'class="thumb"') == 48
+    assert page.locator("#count").inner_text().startswith("52 photos of you")
+    page.wait_for_function("() => document.querySelectorAll('#grid a.thumb').length === 52")
+    assert page.locator("#more").is_hidden()
+    everything = httpx.get(page.url.split("?")[0] + "?show=all")
+    assert everything.text.count('class="thumb"') == 52
+
+
 def test_rate_limited_is_said_plainly(venue: Venue, page: sync_api.Page) -> None:
     """Last: it spends this address's searches for the minute."""
     files = {"selfie": ("me.jpg", reencoded("hopper-1.jpg"), "image/jpeg")}

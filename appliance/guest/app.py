@@ -87,6 +87,7 @@ MESSAGES = {
     "unknown_code": "No event has that code. Check the card on your table and type it again.",
 }
 GALLERY_PAGE = 60
+RESULTS_FIRST = 48  # results rendered in the page itself: ~15 KB of HTML, under the 30 KB budget
 COVER_EDGE = 1080
 DEFAULT_ACCENT = "#1d6fd8"
 ACCENT = re.compile(r"#[0-9a-fA-F]{6}")
@@ -343,7 +344,9 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
         )
 
     @app.get("/e/{code}/r/{token}", response_class=HTMLResponse, responses=doc.PAGE)
-    async def results_page(request: Request, code: str, token: str, full: str = "") -> Response:
+    async def results_page(
+        request: Request, code: str, token: str, full: str = "", show: str = ""
+    ) -> Response:
         event = await pages.event_for(request, code)
         if event is None:
             return unknown_code(request, code)
@@ -353,13 +356,17 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
         if held is None:
             return event_home(request, event, 410, error=MESSAGES["expired"], error_code="expired")
         matches = await visible_matches(event, held)
-        items = [pages.match_json("", event, m) for m in matches]
+        # the first RESULTS_FIRST in the page (it stays light); the page's script fetches the rest,
+        # and "Show all" (?show=all) renders every one for a phone without script
+        shown = matches if show == "all" else matches[:RESULTS_FIRST]
+        items = [pages.match_json("", event, m) for m in shown]
         zip_url = f"/e/{event.code}/zip/{pages.access.zip_token(event.code, [m.photo.id for m in matches])}"
         return render(
             request,
             "results.html",
             event=event,
             items=items,
+            total=len(matches),
             zip_url=zip_url if matches else None,
             offline=held.offline,
             several_faces=held.faces_in_selfie > 1,
