@@ -251,6 +251,7 @@ async def test_checklist_screen_shows_each_line_as_the_box_sees_it(box: Box) -> 
         await pilot.press("c")
         await shows(pilot, "Event and functions created", "Table cards printed", "Purge the event")
         assert "[x]" in screen_text(app) and "hand" in screen_text(app)
+        await shows(pilot, "shutterbox doctor:", "checks fine")  # the doctor's findings too
         await pilot.press("question_mark")
         await shows(pilot, "Event-day checklist")
 

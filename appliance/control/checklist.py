@@ -75,7 +75,8 @@ async def checklist(services: Services, report: StatusReport) -> list[Line]:
             "before",
             "One key per camera body",
             "done" if events and not keyless else "not yet",
-            f"{len(cameras)} keys" + (f"; no key yet for {', '.join(keyless)}" if keyless else "")
+            f"{len(cameras)} key{'' if len(cameras) == 1 else 's'}"
+            + (f"; no key yet for {', '.join(keyless)}" if keyless else "")
             if events
             else "create the event first",
         )

@@ -199,6 +199,9 @@ class AsyncControlClient(_BaseControlClient):
     async def cameras(self) -> list[dict[str, Any]]:
         return _list(await self.request("GET", "/api/cameras"))
 
+    async def doctor(self) -> dict[str, Any]:
+        return _dict(await self.request("GET", "/api/doctor"))
+
     async def checklist(self) -> list[dict[str, Any]]:
         return _list(await self.request("GET", "/api/checklist"))
 

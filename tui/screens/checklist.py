@@ -1,12 +1,14 @@
 """The event-day checklist (``c``): each line of docs/operator-guide.md's checklist with its live
 state as the box sees it (``GET /api/checklist``): done, not yet (with what is missing), off
-(no cloud) or by hand (the box cannot know). Read-only.
+(no cloud) or by hand (the box cannot know). Under it, what ``shutterbox doctor`` finds
+(``GET /api/doctor``: a few seconds, so at most once a minute, in the background). Read-only.
 
 Runs on the console's asyncio thread; reloads on every poll while visible.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -19,6 +21,8 @@ from tui.screens.base import BoxScreen
 from tui.status import DASH, text
 from tui.widgets import BoxTable
 
+DOCTOR_EVERY_S = 60.0
+LEVEL_STYLES = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 MARKS = {
     "done": ("[x]", "green"),
     "not yet": ("[ ]", "yellow"),
@@ -41,15 +45,20 @@ def _row(i: int, line: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
 
 class ChecklistScreen(BoxScreen):
     MODE = "checklist"
+    DEFAULT_CSS = """
+    ChecklistScreen #doctor { height: auto; max-height: 6; padding: 0 1; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = []
 
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[dict[str, Any]] = []
+        self.doctor_at = 0.0
 
     def compose_body(self) -> ComposeResult:
-        yield BoxTable("", "Event day", "The box sees", squeeze=("The box sees",))
+        yield BoxTable("", "Event day", "The box sees", squeeze=("Event day", "The box sees"))
         yield Static(classes="detail", id="checklist-detail")
+        yield Static("Checking what commonly breaks at a venue ...", id="doctor")
 
     async def load(self) -> str | None:
         try:
@@ -60,7 +69,30 @@ class ChecklistScreen(BoxScreen):
             self.lines = []  # "the box is starting": nothing to show yet
         self.query_one(BoxTable).fill([_row(i, line) for i, line in enumerate(self.lines)])
         self.show_detail()
+        if time.monotonic() - self.doctor_at > DOCTOR_EVERY_S:
+            self.doctor_at = time.monotonic()
+            self.run_worker(self.run_doctor(), group="doctor", exit_on_error=False)
         return None
+
+    async def run_doctor(self) -> None:
+        try:
+            result = await self.client.doctor()
+        except ApiError as exc:
+            self.query_one("#doctor", Static).update(f"shutterbox doctor could not run: {exc}")
+            return
+        checks = result.get("checks", [])
+        trouble = [c for c in checks if c.get("level") in ("FAIL", "WARN")]
+        shown = Text("shutterbox doctor: ", style="bold")
+        shown.append(
+            f"{len(checks) - len(trouble)} of {len(checks)} checks fine"
+            + (": every check fine" if not trouble else "; the others:")
+        )
+        for check in trouble:
+            level = str(check.get("level", "?"))
+            shown.append(f"\n{level:<5}", style=LEVEL_STYLES.get(level, ""))
+            shown.append(f"{check.get('check', '')}: ", style="bold")
+            shown.append(str(check.get("text", "")))
+        self.query_one("#doctor", Static).update(shown)
 
     def on_data_table_row_highlighted(self) -> None:
         self.show_detail()
