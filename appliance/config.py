@@ -335,6 +335,10 @@ class GuestSettings(_Section):
         "Your selfie is used only to find the photos you are in, then discarded: it is never saved."
     )
     """What the page tells guests is done with their selfie."""
+    consent_required: bool = True
+    """Guests tick a consent box (what is compared, that nothing is kept) before their first
+    selfie, and the box refuses a page search without it. Required where biometric laws apply
+    (GDPR, BIPA); turn it off only where none does."""
     live_hours: float = Field(2.0, ge=0, le=24)
     """How long an open results page keeps finding new photos of a guest who ticked "keep
     looking": the selfie's face description is held in memory only, for this long (0: never)."""

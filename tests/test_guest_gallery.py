@@ -184,6 +184,22 @@ def test_consent_comes_first(venue: Venue, page: sync_api.Page) -> None:
     assert reply.status_code == 422 and "tick the box" in reply.text
 
 
+def test_consent_can_be_switched_off_where_no_law_asks(tmp_path: Path) -> None:
+    box = make_box(tmp_path / "data", guest__consent_required="false").start(timeout=60)
+    try:
+        event = box.new_event("No consent box")
+        web = f"http://127.0.0.1:{box.info['web_port']}"
+        page = httpx.get(f"{web}/e/{event}")
+        assert 'id="consent"' not in page.text and "compared with the faces" in page.text
+        reply = httpx.post(
+            f"{web}/e/{event}/search",
+            files={"selfie": ("me.jpg", (FACES / "obama-3.jpg").read_bytes(), "image/jpeg")},
+        )
+        assert reply.status_code == 303, reply.text[:300]
+    finally:
+        assert box.stop() == 0
+
+
 def test_no_face_and_not_a_photo_are_said_plainly(venue: Venue, page: sync_api.Page, tmp_path: Path) -> None:
     page.goto(f"/e/{venue.event}")
     blank = tmp_path / "wall.jpg"

@@ -111,7 +111,12 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
         return TEMPLATES.TemplateResponse(
             request,
             name,
-            {"consent": settings.consent_text, "live_hours": settings.live_hours, **context},
+            {
+                "consent": settings.consent_text,
+                "consent_required": settings.consent_required,
+                "live_hours": settings.live_hours,
+                **context,
+            },
             status_code=status,
             headers=headers,
         )
@@ -232,7 +237,7 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
                     selfie, fields = await read_form(request, "selfie", settings.max_selfie_mb << 20)
                 except UploadRejected as exc:
                     return event, exc.code, exc.status, fields
-                if page and fields.get("consent") != "yes":
+                if page and settings.consent_required and fields.get("consent") != "yes":
                     return event, "consent", 422, fields
                 started = time.perf_counter()
                 result = await pages.search(event, selfie)

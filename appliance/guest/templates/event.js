@@ -2,13 +2,14 @@
 (function () {
   var input = document.getElementById("selfie"), consent = document.getElementById("consent");
   var need = document.getElementById("need"), pick = document.getElementById("pick");
-  function agreed() {
+  function agreed() {  // no consent box: the box is set not to ask (guest.consent_required)
+    if (!consent) return true;
     need.hidden = consent.checked;
     if (!consent.checked) consent.focus();
     return consent.checked;
   }
   pick.addEventListener("click", function (e) { if (!agreed()) e.preventDefault(); });
-  consent.addEventListener("change", function () { if (consent.checked) need.hidden = true; });
+  if (consent) consent.addEventListener("change", function () { if (consent.checked) need.hidden = true; });
   input.addEventListener("change", function () {
     if (!input.files.length || !agreed()) return;
     document.getElementById("busy").hidden = false;
