@@ -291,6 +291,11 @@ def test_lightbox_steps_through_photos_by_keys_and_closes_back_to_the_tile(
     )
     assert page.locator("#v-img").get_attribute("src") != src0
     assert viewer.get_by_role("link", name="Download").get_attribute("href", timeout=1000)
+    # Share: this chromium has no share sheet, so the photo's link is copied (or shown to copy)
+    viewer.get_by_role("button", name="Share").click()
+    page.wait_for_function("() => document.getElementById('v-said').textContent.length > 0")
+    said = page.locator("#v-said").inner_text()
+    assert said == "Link copied." or "/view.jpg" in said, said
     page.keyboard.press("Escape")
     viewer.wait_for(state="hidden")
     assert page.evaluate("() => document.activeElement.classList.contains('thumb')"), "focus is lost"
@@ -403,6 +408,19 @@ def test_host_page_and_wall_on_a_phone(venue: Venue, page: sync_api.Page) -> Non
         check_state(page, "15-wall")
     finally:
         venue.box.cli("event", "edit", venue.event, "--moderation", "open")
+
+
+def test_indexing_behind_is_said_with_how_far(venue: Venue) -> None:
+    """The state "the box is busy indexing": the results page says how many photos it still has
+    to sort (rendered as the route renders it; a real backlog is too brief to catch in a test)."""
+    from appliance.guest.app import TEMPLATES
+    from appliance.store.records import Event
+
+    event = Event(venue.event, "Garden party", "2026-12-06T00:00:00+00:00", False)
+    html = TEMPLATES.env.get_template("results.html").render(
+        event=event, items=[], total=0, backlog=37, watching=True, live_hours=2.0, poll_url="/x.json"
+    )
+    assert "still sorting 37 new photos" in html and "appear here by themselves" in html
 
 
 def test_pages_are_light(venue: Venue) -> None:
