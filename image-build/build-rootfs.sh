@@ -29,11 +29,53 @@ REPO=$(cd "$HERE/.." && pwd)
 . "$HERE/layout.sh"
 PI_BOOT=${PI_BOOT:-$([ "$ARCH" = arm64 ] && echo 1 || echo 0)}
 
-if [ "$ARCH" != "$(dpkg --print-architecture)" ] && [ ! -e "/proc/sys/fs/binfmt_misc/qemu-${ARCH/arm64/aarch64}" ]; then
+# Another architecture's programs (mmdebstrap's maintainer scripts, pip in the chroot) run through
+# qemu-user-static, which the kernel starts for them through binfmt_misc. As root, this sets that up
+# when it is missing: mounts binfmt_misc, installs qemu-user-static with apt-get, and registers the
+# interpreter with the F flag (the kernel opens it now, so it also works inside the chroot).
+QEMU_ARCH=$ARCH
+case "$ARCH" in arm64) QEMU_ARCH=aarch64 ;; armhf | armel) QEMU_ARCH=arm ;; amd64) QEMU_ARCH=x86_64 ;; esac
+BINFMT=/proc/sys/fs/binfmt_misc
+binfmt_ready() { grep -qx enabled "$BINFMT/qemu-$QEMU_ARCH" 2>/dev/null && grep -q '^flags: .*F' "$BINFMT/qemu-$QEMU_ARCH"; }
+no_binfmt() {
     echo "build-rootfs: building for $ARCH on $(dpkg --print-architecture) needs qemu-user-static and" >&2
-    echo "binfmt_misc (not available on this machine). Run it on a Raspberry Pi or an arm64 builder," >&2
-    echo "or install qemu-user-static and binfmt-support first; see image-build/README.md." >&2
+    echo "binfmt_misc, and $1. Run it as root on a machine that allows that, or on a Raspberry Pi or an" >&2
+    echo "arm64 builder; see image-build/README.md." >&2
     exit 3
+}
+if [ "$ARCH" != "$(dpkg --print-architecture)" ] && binfmt_ready; then
+    echo "build-rootfs: $QEMU_ARCH programs run through $(sed -n 's/^interpreter //p' "$BINFMT/qemu-$QEMU_ARCH") (binfmt_misc, already set up)"
+elif [ "$ARCH" != "$(dpkg --print-architecture)" ]; then
+    if [ ! -e "$BINFMT/register" ]; then
+        echo "build-rootfs: mounting binfmt_misc on $BINFMT"
+        mount -t binfmt_misc binfmt_misc "$BINFMT" || no_binfmt "binfmt_misc could not be mounted here"
+    fi
+    CONF_LINE=/usr/lib/binfmt.d/qemu-$QEMU_ARCH.conf
+    if [ ! -x "/usr/bin/qemu-$QEMU_ARCH-static" ] || [ ! -f "$CONF_LINE" ]; then
+        echo "build-rootfs: installing qemu-user-static (apt-get) for the $QEMU_ARCH interpreter"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static >/dev/null; } \
+            || no_binfmt "qemu-user-static could not be installed with apt-get"
+    fi
+    if [ -e "$BINFMT/qemu-$QEMU_ARCH" ] && ! binfmt_ready; then
+        # registered without the F flag, or disabled: replaced by the registration below
+        echo "build-rootfs: removing the $QEMU_ARCH binfmt entry that lacks the F flag or is disabled"
+        echo -1 > "$BINFMT/qemu-$QEMU_ARCH"
+    fi
+    if [ ! -e "$BINFMT/qemu-$QEMU_ARCH" ]; then
+        # qemu-user-static's own registration line (systemd-binfmt's format, flags OCPF).
+        echo "build-rootfs: registering $(cut -d: -f7 "$CONF_LINE") for $QEMU_ARCH programs" \
+            "(binfmt_misc, flags $(cut -d: -f8 "$CONF_LINE"))"
+        cat "$CONF_LINE" > "$BINFMT/register" || no_binfmt "the kernel refused the binfmt_misc registration"
+    fi
+    binfmt_ready || no_binfmt "the $QEMU_ARCH interpreter is not registered with the F flag"
+    echo "build-rootfs: $QEMU_ARCH programs run through $(sed -n 's/^interpreter //p' "$BINFMT/qemu-$QEMU_ARCH")"
+fi
+# mmdebstrap checks a foreign architecture with arch-test before it starts.
+if [ "$ARCH" != "$(dpkg --print-architecture)" ] && ! command -v arch-test >/dev/null; then
+    echo "build-rootfs: installing arch-test (apt-get), which mmdebstrap needs for $ARCH"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q arch-test >/dev/null \
+        || { echo "build-rootfs: needs arch-test (apt-get install arch-test)" >&2; exit 3; }
 fi
 command -v mmdebstrap >/dev/null || { echo "build-rootfs: needs mmdebstrap (apt-get install mmdebstrap)" >&2; exit 3; }
 

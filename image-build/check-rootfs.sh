@@ -2,11 +2,20 @@
 # Check a root filesystem made by build-rootfs.sh, from inside it (chroot), as far as this
 # machine can: shutterbox runs and validates its settings, the face models load from the wheel
 # and dlib's ResNet converts to ONNX and runs under onnxruntime, libraw (rawpy) and libheif
-# (pillow-heif) load (nothing downloaded), the account exists, SSH takes keys only, and every unit verifies.
+# (pillow-heif) load (nothing downloaded), a real photo is indexed as the box indexes one (its
+# proxy made, every face found and embedded), the account exists, SSH takes keys only, and every
+# unit verifies. The root may be another architecture's (ARCH=arm64 build-rootfs.sh on x86): its
+# programs then run through qemu-user-static, as build-rootfs.sh set up (slower, same results).
 #
-#   image-build/check-rootfs.sh ROOT
+#   image-build/check-rootfs.sh ROOT [PHOTO FACES]
+#
+# PHOTO and FACES: a photo to index and how many searchable faces it has; by default
+# ../shared/faces/obama-1.jpg (1 face) beside the checkout, skipped (and said so) when absent.
 set -euo pipefail
-ROOT=${1:?usage: check-rootfs.sh ROOT}
+ROOT=${1:?usage: check-rootfs.sh ROOT [PHOTO FACES]}
+HERE=$(cd "$(dirname "$0")" && pwd)
+PHOTO=${2:-$HERE/../../shared/faces/obama-1.jpg}
+FACES=${3:-1}
 fail() { echo "check-rootfs: FAIL: $*" >&2; exit 1; }
 in_root() { chroot "$ROOT" "$@"; }
 
@@ -31,6 +40,34 @@ vector = OnnxEmbedder(model).embed(np.full((1, 150, 150, 3), 128, dtype=np.uint8
 assert vector.shape == (1, 128) and np.isfinite(vector).all()
 print('face embedding converts and runs offline:', model.name)
 " || fail "ONNX face embedding"
+# a real photo indexed by the face worker's own code (as the box does it): the proxy made from the
+# original, faces found by dlib's detector, aligned and embedded by the converted ONNX model
+if [ -f "$PHOTO" ]; then
+    rm -rf "$ROOT/tmp/check-photo"
+    mkdir -p "$ROOT/tmp/check-photo"
+    cp "$PHOTO" "$ROOT/tmp/check-photo/photo.${PHOTO##*.}"
+    in_root env HOME=/nonexistent no_proxy='*' /opt/shutterbox/venv/bin/python -c "
+import sys, time
+from pathlib import Path
+from appliance.faces import worker
+from appliance.faces.dlibnet import ensure_model
+from appliance.faces.engine import RESNET_DAT, models_dir
+model = ensure_model(models_dir() / RESNET_DAT, Path('/tmp/check-models'))  # converted above
+worker.init(60, 0, 0, str(model))
+start = time.monotonic()
+found = worker.index_photo(sys.argv[1], '/tmp/check-photo/proxy.jpg', 2048, False)
+seconds = time.monotonic() - start
+assert found.error is None, found.error
+searchable = [face for face in found.faces if face.searchable]
+assert len(searchable) == int(sys.argv[2]), f'{len(searchable)} searchable faces, expected {sys.argv[2]}'
+assert all(face.embedding.shape == (128,) for face in searchable)
+print(f'indexed a real photo ({sys.argv[3]}): {len(searchable)} searchable face(s) in {seconds:.1f} s,',
+      'proxy', found.proxy.width if found.proxy else '?', 'px wide')
+" "/tmp/check-photo/photo.${PHOTO##*.}" "$FACES" "${PHOTO##*/}" || fail "indexing ${PHOTO##*/}"
+    rm -rf "$ROOT/tmp/check-photo"
+else
+    echo "check-rootfs: SKIPPED: indexing a real photo ($PHOTO is not there)"
+fi
 rm -rf "$ROOT/tmp/check-models"
 # the RAW and HEIF decoders of the proxies: their wheels' own libraw and libheif load in the root
 in_root env HOME=/nonexistent /opt/shutterbox/venv/bin/python -c "
