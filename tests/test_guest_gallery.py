@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -237,9 +238,11 @@ def test_results_have_their_own_address_and_thumbnails_show_the_face(
     page.go_forward()
     assert page.url == results_url and shown_ids(page) == [venue.ids["biden-1.jpg"]]
     assert len(posts) == 1, f"the search ran again: {posts}"
-    # the address holds nothing but an opaque token
-    token = urlsplit(results_url).path.rsplit("/", 1)[1]
-    assert len(token) >= 20 and str(venue.ids["biden-1.jpg"]) not in token
+    # the address holds nothing but an opaque random token (128 bits), no photo id, no query
+    address = urlsplit(results_url)
+    token = address.path.rsplit("/", 1)[1]
+    assert address.path == f"/e/{venue.event}/r/{token}" and not address.query
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", token), token
 
     # another event's code with the same token: not these results
     other = page.goto(f"/e/{venue.browse}/r/{token}")
