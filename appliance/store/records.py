@@ -124,6 +124,8 @@ class Photo:
     faces_error: str | None = None  # why the local index has no picture of it ("no preview: ...")
     approval: Approval | None = None  # the host's decision (matters when the event is "approve")
     hidden_at: str | None = None  # the host hid it: no guest sees it, whatever the moderation
+    cloud_proxy_edge: int | None = None  # the proxy sent to S3 and Rekognition, sized to the link
+    cloud_proxy_sha256: str | None = None  # (the local proxy's when no smaller one was chosen)
 
     def shown_to_guests(self, moderation: Moderation) -> bool:
         """Whether guests may see it: not hidden, not rejected, and approved if the event says so."""
