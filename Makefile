@@ -18,12 +18,16 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/shutterbox up --data $(DATA)
 
+# Two pytest-xdist workers (TEST_WORKERS=0: one process). Every test has its own data folder and
+# ports (port 0, a random free passive range), so they run side by side: 14 min for all 1,040 here
+# on 2 cores, against 26 min in one process. A bare `pytest` runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
-# The in-process layer (no box process, no long run): ~1.5 min. `make test` runs everything.
+# The in-process layer (no box process, no long run): ~1 min. `make test` runs everything.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow and not e2e and not box"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not slow and not e2e and not box"
 
 check: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -93,13 +97,16 @@ image-check:
 # checked from this machine: first boot, SSH, FTP and FTPS uploads, a guest's selfie search,
 # /metrics (image-build/boot-image.sh). Builds the root and image first when BOOT_IMAGE is missing
 # (on x86: ~25 min, qemu-user-static set up by build-rootfs.sh; needs root); booting needs
-# qemu-system-arm, mtools, openssh-client and ../shared/faces.
+# qemu-system-arm, mtools, openssh-client and ../shared/faces. ARCH=$(HOST_ARCH) (the host's own
+# architecture) builds the same image with Debian's kernel for it on the boot partition (PI_BOOT=1)
+# and boots it on qemu-system-x86 with KVM when /dev/kvm is usable (~10 min with the build).
 ARCH ?= arm64
+HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 BOOT_ROOTFS ?= /var/tmp/shutterbox-$(ARCH)-root
 BOOT_IMAGE  ?= $(BOOT_ROOTFS).img
 image-boot:
-	@[ "$(ARCH)" = arm64 ] || { echo "image-boot: boots the Pi's arm64 image only (ARCH=arm64)" >&2; exit 2; }
-	[ -f $(BOOT_IMAGE) ] || { ARCH=$(ARCH) image-build/build-rootfs.sh $(BOOT_ROOTFS) \
+	@[ "$(ARCH)" = arm64 ] || [ "$(ARCH)" = "$(HOST_ARCH)" ] || { echo "image-boot: boots the Pi's arm64 image (ARCH=arm64) or this machine's architecture (ARCH=$(HOST_ARCH)), not $(ARCH)" >&2; exit 2; }
+	[ -f $(BOOT_IMAGE) ] || { ARCH=$(ARCH) PI_BOOT=1 image-build/build-rootfs.sh $(BOOT_ROOTFS) \
 		&& image-build/build-image.sh $(BOOT_ROOTFS) $(BOOT_IMAGE).new \
 		&& image-build/check-rootfs.sh $(BOOT_ROOTFS) && image-build/check-image.sh $(BOOT_IMAGE).new \
 		&& mv $(BOOT_IMAGE).new $(BOOT_IMAGE); }
