@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import Box, free_port, make_box, store
 from tests.test_guest_api import reencoded, wait_indexed
 from tests.test_guest_browser import CHROMIUM, FACES, browser, take_selfie
 
@@ -413,17 +414,97 @@ def test_host_page_and_wall_on_a_phone(venue: Venue, page: sync_api.Page) -> Non
         venue.box.cli("event", "edit", venue.event, "--moderation", "open")
 
 
-def test_indexing_behind_is_said_with_how_far(venue: Venue) -> None:
-    """The state "the box is busy indexing": the results page says how many photos it still has
-    to sort (rendered as the route renders it; a real backlog is too brief to catch in a test)."""
-    from appliance.guest.app import TEMPLATES
-    from appliance.store.records import Event
+def test_uplink_down_and_indexing_behind_on_a_real_box(browser: sync_api.Browser, tmp_path: Path) -> None:
+    """Two states of a real box, photographed: the venue's uplink is down (the cloud is configured
+    but unreachable: the guest gets the same answer from the box, with one quiet line), and the
+    box is busy (its face process held with SIGSTOP while photos arrive: the results page says how
+    many it still has to sort, and they appear by themselves once it catches up)."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    box = make_box(
+        tmp_path / "data",
+        faces__workers="1",
+        cloud__bucket="venue-photos",
+        cloud__s3_endpoint_url=nowhere,
+        cloud__rekognition_endpoint_url=nowhere,
+        cloud__access_key_id="test",
+        cloud__secret_access_key="test",
+    ).start(timeout=90)
+    held: int | None = None
+    try:
+        event = box.new_event("Uplink down")
+        upload(box, event, {"obama-1.jpg": (FACES / "obama-1.jpg").read_bytes()})
+        wait_indexed(box)
+        first = {p["original_name"]: int(p["id"]) for p in box.photos(event)}["obama-1.jpg"]
+        context = browser.new_context(
+            base_url=f"http://127.0.0.1:{box.info['web_port']}",
+            viewport=PHONE,
+            is_mobile=True,
+            has_touch=True,
+        )
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(f"/e/{event}")
+        assert take_selfie(page, FACES / "obama-3.jpg", watch=True).status == 200
+        assert shown_ids(page) == [first]
+        assert "offline" in page.locator("#offline").inner_text()
+        assert page.locator("#error").count() == 0
+        check_state(page, "16-uplink-down")
 
-    event = Event(venue.event, "Garden party", "2026-12-06T00:00:00+00:00", False)
-    html = TEMPLATES.env.get_template("results.html").render(
-        event=event, items=[], total=0, backlog=37, watching=True, live_hours=2.0, poll_url="/x.json"
+        held = int(box.cli("status")["faces"]["index_pid"])
+        os.kill(held, signal.SIGSTOP)
+        upload(
+            box,
+            event,
+            {
+                "obama-2.jpg": (FACES / "obama-2.jpg").read_bytes(),
+                "biden-1.jpg": (FACES / "biden-1.jpg").read_bytes(),
+                "hopper-1.jpg": (FACES / "hopper-1.jpg").read_bytes(),
+            },
+        )
+        page.reload()  # the results' own address: no new search, the state as it is now
+        note = page.locator("#backlog").inner_text()
+        assert "still sorting 3 new photos" in note and "appear here by themselves" in note, note
+        check_state(page, "17-indexing-behind")
+
+        os.kill(held, signal.SIGCONT)
+        held = None
+        second = {p["original_name"]: int(p["id"]) for p in box.photos(event)}["obama-2.jpg"]
+        page.wait_for_function(
+            "(id) => document.querySelector(`#grid a.thumb[data-photo='${id}']:not([hidden])`)",
+            arg=second,
+            timeout=60_000,
+        )
+        assert sorted(shown_ids(page)) == sorted([first, second])
+        context.close()
+    finally:
+        if held is not None:
+            os.kill(held, signal.SIGCONT)
+        assert box.stop() == 0
+
+
+def test_a_phone_that_shares_files_gets_the_photo_itself(venue: Venue, page: sync_api.Page) -> None:
+    """Share in the lightbox hands the phone's share sheet the photo as a JPEG file when the
+    phone says it can share files (the Web Share API; headless chromium has no share sheet, so
+    the page is given one that records what it is handed)."""
+    page.add_init_script(
+        """navigator.canShare = (data) => Boolean(data && data.files && data.files.length);
+           navigator.share = async (data) => {
+             const f = data.files[0], head = new Uint8Array(await f.slice(0, 3).arrayBuffer());
+             window.shared = {count: data.files.length, type: f.type, size: f.size, name: f.name,
+                              head: Array.from(head)};
+           };"""
     )
-    assert "still sorting 37 new photos" in html and "appear here by themselves" in html
+    venue.box.cli("event", "edit", venue.browse, "--face-search", "off")  # its gallery of every photo
+    page.goto(f"/e/{venue.browse}")
+    page.locator("#grid a.thumb").first.click()
+    page.wait_for_function("() => document.querySelector('#v-img').naturalWidth > 0")
+    shown = httpx.get(page.evaluate("() => document.querySelector('#v-img').src"))
+    assert shown.status_code == 200
+    page.get_by_role("button", name="Share").click()
+    page.wait_for_function("() => window.shared !== undefined")
+    shared = page.evaluate("() => window.shared")
+    assert shared["count"] == 1 and shared["type"] == "image/jpeg" and shared["name"].endswith(".jpg")
+    assert shared["head"] == [0xFF, 0xD8, 0xFF] and shared["size"] == len(shown.content), shared
 
 
 def test_pages_are_light(venue: Venue) -> None:
