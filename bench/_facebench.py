@@ -389,3 +389,21 @@ def search(client: httpx.Client, url: str, selfie: bytes) -> Search:
     seconds = time.perf_counter() - t0
     matches = len(body["matches"]) if response.status_code == 200 else -1
     return Search(seconds, response.status_code, matches)
+
+
+def page_search(client: httpx.Client, url: str, selfie: bytes) -> Search:
+    """One guest search as the phone makes it: the event page's form (consent ticked) posted to
+    ``url``, its 303 followed to the results page, timed until that page's HTML has arrived (the
+    first photos are in it; thumbnails load after). ``matches``: the tiles on the page."""
+    t0 = time.perf_counter()
+    response = client.post(
+        url,
+        files={"selfie": ("selfie.jpg", selfie, "image/jpeg")},
+        data={"consent": "yes"},
+        follow_redirects=True,
+    )
+    seconds = time.perf_counter() - t0
+    redirected = bool(response.history) and response.history[0].status_code == 303
+    if response.status_code != 200 or not redirected:
+        return Search(seconds, response.status_code if response.status_code != 200 else 0, -1)
+    return Search(seconds, 200, response.text.count(" data-photo="))

@@ -26,7 +26,9 @@ What it measures
        into the stopped box's database (128-d embeddings drawn around real dlib embeddings, plus
        ``--true-photos`` photos holding a jittered real embedding of Obama from obama-1/obama-2),
        the box restarted, and obama-3.jpg searched through ``POST /api/events/<code>/search``:
-       the first (cold: the event's gallery is loaded) search, ``--searches`` sequential ones and
+       the first (cold: the event's gallery is loaded) search, ``--searches`` sequential ones,
+       ``--searches`` more as a phone makes them (the event page's form posted with consent, the
+       303 followed until the results page's HTML has arrived: time to first result) and
        ``--concurrent-searches`` with ``--concurrency`` guests at once.
     4. memory: the sum of RSS over the box's process tree (face workers included), sampled
        every 0.5 s in every part: idle, steady (median while busy) and peak.
@@ -90,6 +92,7 @@ from _facebench import (
     Shot,
     camera_schedule,
     make_pool,
+    page_search,
     read_photos,
     real_embeddings,
     run_camera,
@@ -556,6 +559,9 @@ def run_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             cold = search(client, url, selfie)
             log(f"  cold search {cold.seconds:.3f} s; {args.searches} sequential ...")
             sequential = [search(client, url, selfie) for _ in range(args.searches)]
+            log(f"  {args.searches} sequential searches from the guest page (selfie to results page) ...")
+            page_url = f"http://{HOST}:{box.info['web_port']}/e/{event}/search"
+            pages = [page_search(client, page_url, selfie) for _ in range(args.searches)]
         log(f"  {args.concurrent_searches} searches, {args.concurrency} at once ...")
         concurrent, wall = _concurrent(url, selfie, args.concurrent_searches, args.concurrency)
         t_end = time.time()
@@ -578,6 +584,7 @@ def run_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "selfie_bytes": len(selfie),
         "cold": {"seconds": round_or_none(cold.seconds, 3), "status": cold.status, "matches": cold.matches},
         "sequential": _search_stats(sequential),
+        "page": _search_stats(pages),
         "concurrent": _search_stats(concurrent)
         | {"concurrency": args.concurrency, "searches_per_s": round_or_none(len(concurrent) / wall, 2)},
         "box": {
@@ -775,9 +782,12 @@ def _render_search(srch: dict[str, Any]) -> list[str]:
     ]
     for label, key in (
         ("sequential", "sequential"),
+        ("guest page (to results page)", "page"),
         (f"{srch['concurrent']['concurrency']} at once", "concurrent"),
     ):
-        s = srch[key]
+        s = srch.get(key)
+        if s is None:
+            continue
         lines.append(
             f"   {label:<28}{s['searches']:>9}{s['errors']:>7}{fmt(s['p50_s'], '.3f'):>8}"
             f"{fmt(s['p95_s'], '.3f'):>8}{fmt(s['max_s'], '.3f'):>8}{fmt(s['mean_s'], '.3f'):>8}"
