@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Boot an arm64 SD-card image made by build-image.sh in QEMU (qemu-system-aarch64, machine virt,
-# Cortex-A72, 2 GiB, 2 CPUs; TCG emulation when there is no KVM) and check the box from this
-# machine, as a camera, a guest and an operator would use it:
+# Boot an SD-card image made by build-image.sh in QEMU and check the box from this machine, as a
+# camera, a guest and an operator would use it. The Pi's arm64 image boots on qemu-system-aarch64
+# (machine virt, Cortex-A72; TCG emulation on x86); an image of the host architecture built with
+# PI_BOOT=1 (Debian's kernel on its boot partition) boots on qemu-system-x86_64 (machine q35; TCG,
+# or KVM with ACCEL=kvm). 2 GiB, 2 CPUs either way. The steps:
 #
 #   1. a copy of the image (the image itself is never changed), 2 GiB larger, so first boot has a
 #      card to grow the root onto; an SSH key put on the copy's boot partition as authorized_keys
@@ -18,8 +20,9 @@
 #   image-build/boot-image.sh IMG [WORK_DIR]      # WORK_DIR default: IMG.boot
 #
 # KEEP=1 leaves the VM running after the checks (its PID in WORK_DIR/qemu.pid); otherwise it is
-# powered off. The serial console is WORK_DIR/console.log. Needs qemu-system-arm, mtools, fdisk,
-# openssh-client and python3 (stdlib only); ../shared/faces beside the checkout for the photos.
+# powered off. The serial console is WORK_DIR/console.log. Needs qemu-system-arm (arm64) or
+# qemu-system-x86 (amd64), mtools, fdisk, openssh-client and python3 (stdlib only); ../shared/faces
+# beside the checkout for the photos.
 #
 # The VM is not a Pi: the kernel is started by QEMU (no Pi firmware, config.txt or device tree),
 # the disk is virtio, and there is no screen or Wi-Fi. Two settings differ from a Pi's, passed on
@@ -41,14 +44,14 @@ MEM=${MEM:-2048} CPUS=${CPUS:-2}
 say() { echo "boot-image: $*"; }
 die() { echo "boot-image: FAIL: $*" >&2; exit 1; }
 
-for tool in qemu-system-aarch64 mcopy mtype sfdisk ssh ssh-keygen python3 curl; do
-    command -v "$tool" >/dev/null || die "needs $tool (apt-get install qemu-system-arm mtools fdisk openssh-client python3 curl)"
-done
 [ -f "$IMG" ] || die "no image $IMG"
+for tool in mcopy mtype sfdisk ssh ssh-keygen python3 curl; do
+    command -v "$tool" >/dev/null || die "needs $tool (apt-get install mtools fdisk openssh-client python3 curl)"
+done
 
 # A VM left from an earlier run of this script on the same WORK_DIR is stopped first (idempotent).
 OLD_PID=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
-if [ -n "$OLD_PID" ] && [ "$(cat "/proc/$OLD_PID/comm" 2>/dev/null)" = qemu-system-aar ]; then
+if [ -n "$OLD_PID" ] && [[ "$(cat "/proc/$OLD_PID/comm" 2>/dev/null)" == qemu-system-* ]]; then
     say "stopping the VM left running from an earlier run (pid $OLD_PID)"
     kill "$OLD_PID"
     sleep 2
@@ -82,13 +85,30 @@ mcopy -o -n -i "$FAT" "::$KERNEL" "$WORK/vmlinuz"
 mcopy -o -n -i "$FAT" "::$INITRD" "$WORK/initrd.img"
 say "kernel $KERNEL and initrd $INITRD from the boot partition"
 
-# 3. QEMU. KVM only when this machine offers it for arm64 guests (an arm64 host); else TCG.
-ACCEL=tcg
-if [ "$(uname -m)" = aarch64 ] && [ -w /dev/kvm ]; then ACCEL=kvm; fi
+# 3. QEMU for the kernel's architecture (Debian names it: vmlinuz-6.1.0-50-arm64, ...-amd64). KVM
+# when this machine can run that architecture natively and /dev/kvm is usable; else TCG.
+case "$KERNEL" in
+    *-arm64) GUEST=aarch64 QEMU=qemu-system-aarch64 PKG=qemu-system-arm TTY=ttyAMA0
+             MACHINE=(-M virt -cpu cortex-a72) ;;
+    *-amd64) GUEST=x86_64 QEMU=qemu-system-x86_64 PKG=qemu-system-x86 TTY=ttyS0
+             MACHINE=(-M q35) ;;
+    *) die "kernel $KERNEL is neither Debian's arm64 nor its amd64 kernel" ;;
+esac
+command -v "$QEMU" >/dev/null || die "needs $QEMU (apt-get install $PKG)"
+# ACCEL=kvm asks for KVM (the guest's architecture must be this machine's). Not the default: on a
+# VM that offers a nested /dev/kvm (these build machines, under Firecracker) QEMU starts and the
+# guest never prints a line, so TCG, which always works, unless asked.
+ACCEL=${ACCEL:-tcg}
+if [ "$ACCEL" = kvm ] && { [ "$(uname -m)" != "$GUEST" ] || [ ! -w /dev/kvm ]; }; then
+    die "ACCEL=kvm needs a $GUEST machine with a usable /dev/kvm"
+fi
+if [ "$GUEST" = x86_64 ]; then
+    if [ "$ACCEL" = kvm ]; then MACHINE+=(-cpu host); else MACHINE+=(-cpu max); fi
+fi
 FWD="hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$FTP_PORT-:21"
 FWD+=",hostfwd=tcp:127.0.0.1:$WEB_PORT-:80,hostfwd=tcp:127.0.0.1:$ADMIN_PORT-:8081"
 for port in $(seq "$PASV_LOW" "$PASV_HIGH"); do FWD+=",hostfwd=tcp:127.0.0.1:$port-:$port"; done
-APPEND="root=LABEL=$ROOT_LABEL console=ttyAMA0 systemd.setenv=SHUTTERBOX_FTP__PASSIVE_PORTS=$PASV_LOW-$PASV_HIGH"
+APPEND="root=LABEL=$ROOT_LABEL console=$TTY systemd.setenv=SHUTTERBOX_FTP__PASSIVE_PORTS=$PASV_LOW-$PASV_HIGH"
 APPEND+=" systemd.setenv=SHUTTERBOX_ADMIN__HOST=0.0.0.0"
 BOOTS=0
 start_vm() {
@@ -96,7 +116,7 @@ start_vm() {
     CONSOLE=$WORK/console.log
     [ "$BOOTS" = 1 ] || CONSOLE=$WORK/console-$BOOTS.log
     START=$(date +%s)
-    qemu-system-aarch64 -M virt -accel "$ACCEL" -cpu cortex-a72 -m "$MEM" -smp "$CPUS" \
+    "$QEMU" "${MACHINE[@]}" -accel "$ACCEL" -m "$MEM" -smp "$CPUS" \
         -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" -append "$APPEND" \
         -drive "file=$WORK/disk.img,if=virtio,format=raw" \
         -netdev "user,id=net0,$FWD" -device virtio-net-pci,netdev=net0 \
@@ -104,7 +124,7 @@ start_vm() {
         -display none -monitor none -serial "file:$CONSOLE" \
         -daemonize -pidfile "$WORK/qemu.pid"
     QEMU_PID=$(cat "$WORK/qemu.pid")
-    say "QEMU started ($ACCEL, cortex-a72, ${MEM} MiB, $CPUS CPUs, pid $QEMU_PID); console in $CONSOLE"
+    say "$QEMU started (${MACHINE[*]}, $ACCEL, ${MEM} MiB, $CPUS CPUs, pid $QEMU_PID); console in $CONSOLE"
 }
 # The box is up: the guest listener answers /healthz (after first boot's steps, on the first boot).
 wait_up() {
