@@ -71,6 +71,33 @@ def test_calls_in_flight_fail_when_the_process_dies() -> None:
         process.shutdown()
 
 
+def _size(data: bytes) -> int:
+    return len(data)
+
+
+def test_submit_returns_while_the_process_is_stalled() -> None:
+    """A selfie of several MB sent to a face process that has stopped reading (stalled, swapped
+    out, SIGSTOPped) must not block the caller: the caller is the box's event loop, and every
+    guest page and admin call stalled with it (found by the guest-busy browser test)."""
+    process = ThreadedProcess(1, _init, (1,))
+    assert process.pid is not None
+    try:
+        assert process.submit(_size, b"warm").result(timeout=30) == 4
+        os.kill(process.pid, signal.SIGSTOP)
+        futures = []
+        caller = threading.Thread(target=lambda: futures.append(process.submit(_size, b"x" * 4_000_000)))
+        caller.start()
+        caller.join(10)
+        stuck = caller.is_alive()
+        os.kill(process.pid, signal.SIGCONT)
+        caller.join(30)
+        assert not stuck, "submit blocked until the stalled process read the call"
+        assert futures[0].result(timeout=30) == 4_000_000
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.shutdown()
+
+
 @pytest.mark.e2e
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"public-domain face photos not found at {FACES}")
 def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:

@@ -11,15 +11,21 @@ Protocol over one ``Pipe``: the box sends ``(call id, function, args)`` (a modul
 pickled by name) or ``None`` to stop; the process answers ``(call id, ok, value or exception)``.
 If the process dies, every call in flight fails with ``BrokenProcessPool``, as with the stdlib's
 pool: the caller decides which of its photos to blame.
+
+Threads on the box's side: ``submit`` only queues the call (it is called from the asyncio
+thread, and a selfie of several MB does not fit a pipe's buffer: sending it there would stall
+every guest page while the process is slow to read, or forever if it is stopped); a sender
+thread writes the queue to the pipe, as the stdlib pool's feeder thread does; a reader thread
+resolves the futures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import multiprocessing
 import pickle
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,6 +82,11 @@ class ThreadedProcess:
         self._pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         self._broken: str | None = None
+        self._outbox: queue.SimpleQueue[tuple[int, Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._sender = threading.Thread(target=self._send, name="faces-calls", daemon=True)
+        self._sender.start()
         self._reader = threading.Thread(target=self._read, name="faces-replies", daemon=True)
         self._reader.start()
 
@@ -84,18 +95,33 @@ class ThreadedProcess:
         return self._process.pid
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue one call (never waits for the process); its Future."""
         future: Future[Any] = Future()
         with self._lock:
             if self._broken is not None:
                 raise BrokenProcessPool(self._broken)
             call = next(self._ids)
             self._pending[call] = future
-            try:
-                self._conn.send((call, fn, args))
-            except (OSError, ValueError) as exc:
-                del self._pending[call]
-                raise BrokenProcessPool(f"the face process cannot be reached: {exc}") from exc
+            self._outbox.put((call, fn, args))
         return future
+
+    def _send(self) -> None:
+        """The sender thread: each queued call to the pipe, in order; ``None`` ends it (after
+        passing the stop on to the process, unless the process is already gone)."""
+        while True:
+            message = self._outbox.get()
+            try:
+                self._conn.send(message)
+            except (OSError, ValueError) as exc:
+                if message is None:
+                    return
+                with self._lock:
+                    future = self._pending.pop(message[0], None)
+                if future is not None and future.set_running_or_notify_cancel():
+                    future.set_exception(BrokenProcessPool(f"the face process cannot be reached: {exc}"))
+                continue
+            if message is None:
+                return
 
     def _read(self) -> None:
         while True:
@@ -128,11 +154,11 @@ class ThreadedProcess:
         with self._lock:
             if self._broken is None:
                 self._broken = "the face process was shut down"
-                with contextlib.suppress(OSError, ValueError):
-                    self._conn.send(None)
+            self._outbox.put(None)  # after the calls already queued
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(timeout)
         self._reader.join(timeout)
         self._conn.close()
+        self._sender.join(timeout)
