@@ -15,6 +15,7 @@ import io
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -414,15 +415,20 @@ def test_host_page_and_wall_on_a_phone(venue: Venue, page: sync_api.Page) -> Non
         venue.box.cli("event", "edit", venue.event, "--moderation", "open")
 
 
-def test_uplink_down_and_indexing_behind_on_a_real_box(browser: sync_api.Browser, tmp_path: Path) -> None:
-    """Two states of a real box, photographed: the venue's uplink is down (the cloud is configured
-    but unreachable: the guest gets the same answer from the box, with one quiet line), and the
-    box is busy (its face process held with SIGSTOP while photos arrive: the results page says how
-    many it still has to sort, and they appear by themselves once it catches up)."""
+def test_uplink_down_indexing_behind_and_busy_on_a_real_box(
+    browser: sync_api.Browser, tmp_path: Path
+) -> None:
+    """Three states of a real box, photographed: the venue's uplink is down (the cloud is
+    configured but unreachable: the guest gets the same answer from the box, with one quiet line);
+    indexing behind (its face process held with SIGSTOP while photos arrive: the results page says
+    how many it still has to sort, and they appear by themselves once it catches up); and busy
+    with other guests' searches (the phone is asked to try again in a few seconds)."""
     nowhere = f"http://127.0.0.1:{free_port()}"
     box = make_box(
         tmp_path / "data",
         faces__workers="1",
+        web__max_searches="1",
+        web__search_wait="2",
         cloud__bucket="venue-photos",
         cloud__s3_endpoint_url=nowhere,
         cloud__rekognition_endpoint_url=nowhere,
@@ -475,6 +481,39 @@ def test_uplink_down_and_indexing_behind_on_a_real_box(browser: sync_api.Browser
             timeout=60_000,
         )
         assert sorted(shown_ids(page)) == sorted([first, second])
+
+        # busy: one search at a time here (web.max_searches 1) and the selfie process held, so
+        # the place stays taken; once another guest has been turned away, the phone is too
+        held = int(box.cli("status")["faces"]["selfie_pid"])
+        os.kill(held, signal.SIGSTOP)
+        api = f"http://127.0.0.1:{box.info['web_port']}/api/events/{event}/search"
+        selfie = (FACES / "obama-3.jpg").read_bytes()
+        answers: list[int] = []
+        others = [
+            threading.Thread(
+                target=lambda: answers.append(
+                    httpx.post(
+                        api, files={"selfie": ("me.jpg", selfie, "image/jpeg")}, timeout=120
+                    ).status_code
+                )
+            )
+            for _ in range(2)
+        ]
+        for other in others:
+            other.start()
+        deadline = time.monotonic() + 30
+        while 503 not in answers:
+            assert time.monotonic() < deadline, f"no guest was turned away: {answers}"
+            time.sleep(0.2)
+        page.goto(f"/e/{event}")
+        assert take_selfie(page, FACES / "obama-3.jpg").status == 503
+        assert "busy" in page.locator("#error").inner_text()
+        check_state(page, "18-busy")
+        os.kill(held, signal.SIGCONT)
+        held = None
+        for other in others:
+            other.join(60)
+        assert sorted(answers) == [200, 503], answers
         context.close()
     finally:
         if held is not None:
