@@ -35,7 +35,7 @@ from appliance.guest import openapi as doc
 from appliance.guest.admission import Busy, SearchLine
 from appliance.guest.files import cached_file, qr_code, zip_entries, zip_stream
 from appliance.guest.host import host_router
-from appliance.guest.pages import Found, GuestPages, Match, client_address, not_found, page_number
+from appliance.guest.pages import Found, GuestPages, Match, client_address, not_found, page_count, page_number
 from appliance.guest.results import Held
 from appliance.guest.tiles import tile_label
 from appliance.guest.upload import UploadRejected, read_form
@@ -166,7 +166,7 @@ def add_guest_routes(app: FastAPI, services: Services) -> None:
             event=event,
             items=items,
             page=number,
-            pages=max(1, -(-total // GALLERY_PAGE)),
+            pages=page_count(total, GALLERY_PAGE),
             total=total,
         )
 

@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from appliance.guest import openapi as doc
 from appliance.guest.access import host_key_hash, link_base
 from appliance.guest.files import cached_file, zip_entries, zip_stream
-from appliance.guest.pages import Match, client_address, not_found, page_number
+from appliance.guest.pages import Match, client_address, not_found, page_count, page_number
 from appliance.guest.tiles import extension, tile_label
 from appliance.store.pairs import raw_halves
 
@@ -261,7 +261,7 @@ def host_router(pages: GuestPages, render: Render) -> APIRouter:
             event=event,
             items=items,
             page=number,
-            pages=max(1, -(-total // HOST_PAGE)),
+            pages=page_count(total, HOST_PAGE),
             total=total,
             root=root,
             functions=chosen.functions,

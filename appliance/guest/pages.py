@@ -46,6 +46,11 @@ def page_number(text: str) -> int:
     return 1
 
 
+def page_count(total: int, per_page: int) -> int:
+    """Pages of ``per_page`` items that ``total`` fill; an empty list is one (empty) page."""
+    return max(1, -(-total // per_page))
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     photo: Photo
