@@ -29,7 +29,7 @@ from tui.qr import qr_text
 from tui.screens.base import BoxScreen
 from tui.screens.dashboard import DashboardScreen, footer_line
 from tui.screens.deadletters import DeadLettersScreen
-from tui.screens.forms import AddCameraForm, NewEventForm
+from tui.screens.forms import AddCameraForm, EventLookForm, NewEventForm
 from tui.screens.help import HelpScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.setup import CameraSetupScreen
@@ -645,6 +645,45 @@ async def test_originals_are_choices_in_view_not_a_dropdown_over_create(box: Box
     assert created["originals_policy"] == "jpeg"
 
 
+@pytest.mark.asyncio
+async def test_the_guest_pages_look_is_set_from_the_console(box: Box) -> None:
+    """Name, day, accent colour, approval and face search set on the events screen (``e``) reach
+    the box; a wrong colour is refused in the box's words and the form stays open to correct."""
+    code = box.cli("event", "create", "Look from the console")["code"]
+    app = ConsoleApp(box.data, poll_interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await shows(pilot, code)
+        await select_row(pilot, code)
+        await pilot.press("e")
+        await shows(pilot, f"Guest pages of {code}", "(●) public at once", "(●) search on")
+        form = app.screen
+        assert isinstance(form, EventLookForm)
+        assert re.search(r"Save\s{2,}Cancel", screen_text(app)), "the buttons are on screen at 80x24"
+        form.query_one("#date", Input).value = "2026-12-24"
+        form.query_one("#accent", Input).value = "teal"
+        form.query_one("#name", Input).focus()
+        await pilot.press("enter")
+        await shows(pilot, "refused:")
+        assert "#rrggbb" in screen_text(app) or "accent" in screen_text(app), screen_text(app)
+        form.query_one("#accent", Input).value = "#1a7f7a"
+        form.query_one("#moderation", RadioSet).focus()
+        await pilot.press("right", "enter")
+        form.query_one("#search", RadioSet).focus()
+        await pilot.press("right", "enter")
+        await shows(pilot, "(●) after I approve", "(●) off: gallery only")
+        form.query_one("#name", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, "the form closed", lambda: isinstance(app.screen, BoxScreen))
+    event = next(e for e in box.cli("event", "list") if e["code"] == code)
+    assert (event["date"], event["accent"], event["moderation"], event["face_search"]) == (
+        "2026-12-24",
+        "#1a7f7a",
+        "approve",
+        False,
+    ), event
+
+
 def test_created_is_said_in_full_not_cut() -> None:
     now = dt.datetime(2026, 12, 6, 15, 30, tzinfo=dt.UTC)
     local = now.astimezone()
@@ -719,7 +758,14 @@ async def test_help_lists_every_key_of_every_screen(box: Box, monkeypatch: pytes
             await pilot.press(key)
             await until(pilot, "the help", lambda: isinstance(app.screen, HelpScreen))
             text = screen_text(app)
-            for screen in (ConsoleApp, *app.MODES.values(), CameraSetupScreen, NewEventForm, AddCameraForm):
+            for screen in (
+                ConsoleApp,
+                *app.MODES.values(),
+                CameraSetupScreen,
+                NewEventForm,
+                AddCameraForm,
+                EventLookForm,
+            ):
                 for binding in Binding.make_bindings(screen.BINDINGS):
                     assert binding.description in text, f"{screen.__name__}: {binding.description}"
             assert "A key added later" in text

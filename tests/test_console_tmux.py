@@ -206,6 +206,7 @@ SCREENS: list[tuple[str, Callable[[Tmux], None], tuple[str, ...]]] = [
     ("checklist", _go("c"), (r"Event and functions created", r"shutterbox doctor: \d+ of \d+")),
     ("new-event-form", _go("3", "n"), (r"New event", r"none \(proxies only\)")),
     ("add-camera-form", _go("2", "a", "Nikon Z9"), (r"Add a camera", r"\(●\) Nikon", r"reception|ceremony")),
+    ("event-look-form", _go("3", "e"), (r"Guest pages of", r"\(●\) search on", r"Save")),
 ]
 
 

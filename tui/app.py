@@ -27,7 +27,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.deadletters import DeadLettersScreen
 from tui.screens.events import EventsScreen
 from tui.screens.firstboot import FIRST_BOOT_TOKEN, FirstBootToken, read_token
-from tui.screens.forms import AddCameraForm, ConfirmScreen, NewEventForm
+from tui.screens.forms import AddCameraForm, ConfirmScreen, EventLookForm, NewEventForm
 from tui.screens.guest import GuestScreen
 from tui.screens.help import HelpScreen, Section
 from tui.screens.keys import KeysScreen
@@ -144,13 +144,25 @@ class ConsoleApp(App[int]):
     def help_sections(self) -> list[Section]:
         """What the help screen lists: the app's keys, then each screen's and each dialog's,
         straight from their ``BINDINGS``."""
-        sections: list[Section] = [("Every screen", self.BINDINGS)]
+        # the number keys are the titles below ("1 Dashboard" ...): one line for all of them
+        numbers = Binding(f"{NAV[0][0]}-{NAV[-1][0]}", "show", "Go to that screen")
+        others = [b for b in Binding.make_bindings(self.BINDINGS) if not b.action.startswith("show('")]
+        others += [b for b in Binding.make_bindings(self.BINDINGS) if b.action == "show('checklist')"]
+        sections: list[Section] = [("Every screen", [numbers, *others])]
         for key, mode, label in NAV:
             screen = self.MODES[mode]
             sections.append((f"{key} {label}", screen.BINDINGS))
         sections += [
             ("Camera setup", [*CameraSetupScreen.BINDINGS, *CertificateScreen.BINDINGS]),
-            ("Forms", [*NewEventForm.BINDINGS, *AddCameraForm.BINDINGS, *ConfirmScreen.BINDINGS]),
+            (
+                "Forms",
+                [
+                    *NewEventForm.BINDINGS,
+                    *AddCameraForm.BINDINGS,
+                    *EventLookForm.BINDINGS,
+                    *ConfirmScreen.BINDINGS,
+                ],
+            ),
             ("First start", FirstBootToken.BINDINGS),
         ]
         return sections

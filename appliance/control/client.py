@@ -176,6 +176,11 @@ class AsyncControlClient(_BaseControlClient):
             body["functions"] = functions
         return _dict(await self.request("POST", "/api/events", json=body))
 
+    async def edit_event(self, code: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /api/events/{code}`` with only ``changes`` (``None`` clears a date, accent or
+        cover); the event as it is now."""
+        return _dict(await self.request("PATCH", f"/api/events/{code}", json=changes))
+
     async def guest(self, code: str) -> dict[str, Any]:
         return _dict(await self.request("GET", f"/api/events/{code}/guest"))
 

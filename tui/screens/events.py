@@ -1,6 +1,7 @@
 """Events: the list of events with their functions and guest settings (and, for an event whose
 host approves each photo, how many await approval); create one (``n``), add a camera to the
-highlighted one (``a``), open its keys (Enter) or its guest QR code (``g``).
+highlighted one (``a``), set what its guests see (``e``: name, date, accent colour, cover photo,
+approval, face search), open its keys (Enter) or its guest QR code (``g``).
 
 Runs on the console's asyncio thread; reloads ``GET /api/events`` on every poll while visible.
 """
@@ -15,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from tui.screens.base import BoxScreen
-from tui.screens.forms import NewEventForm, add_camera
+from tui.screens.forms import EventLookForm, NewEventForm, add_camera
 from tui.status import DASH, fmt_date, fmt_when, text
 from tui.widgets import BoxTable
 
@@ -64,6 +65,7 @@ class EventsScreen(BoxScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_event", "New event"),
         Binding("a", "add_camera", "Add camera"),
+        Binding("e", "look", "Guest pages"),
         Binding("g", "guest", "Guest QR"),
         Binding("enter", "keys", "The event's keys", show=False),  # the table's Enter, for the help
     ]
@@ -112,6 +114,18 @@ class EventsScreen(BoxScreen):
 
     async def action_add_camera(self) -> None:
         await add_camera(self, self.selected)
+
+    def action_look(self) -> None:
+        event = next((e for e in self.events if str(e.get("code")) == self.selected), None)
+        if event is None:
+            return
+
+        async def saved(changed: dict[str, Any] | None) -> None:
+            if changed is not None and changed is not event:
+                self.notify(f"saved the guest pages of {changed.get('code')}", markup=False)
+                await self.reload()
+
+        self.app.push_screen(EventLookForm(event), saved)
 
     async def action_guest(self) -> None:
         code = self.selected

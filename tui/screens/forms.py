@@ -1,4 +1,5 @@
-"""The console's forms: new event, add a camera (then its setup steps), and yes/no confirmation;
+"""The console's forms: new event, the event's guest pages, add a camera (then its setup steps),
+and yes/no confirmation;
 plus the flows that chain them. Modal screens; Escape cancels, Enter in a field submits.
 
 Runs on the console's asyncio thread. Each form calls the admin API itself when submitted and
@@ -157,6 +158,98 @@ class NewEventForm(_Form):
         functions = [f.strip() for f in raw.split(",") if f.strip()]
         originals = chosen(self.query_one("#originals", RadioSet)) or "all"
         event = await self.call(self.console_app.client.create_event(name, functions, originals))
+        if event is not None:
+            self.dismiss(event)
+
+
+class EventLookForm(_Form):
+    """The event as its guests see it (``PATCH /api/events/{code}``): its name, day, accent colour
+    and cover photo on the pages and the table card, whether photos wait for the host's approval,
+    and whether guests may search by selfie. Sends only what changed; dismissed with the event."""
+
+    DEFAULT_CSS = FORM_CSS.format(name="EventLookForm")
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        e = self.event
+        with Vertical() as box:
+            box.border_title = f"Guest pages of {e.get('code')}"
+            yield Static("On the guest pages and table card. Empty fields clear.", classes="note")
+            yield field("Name", Input(value=str(e.get("name") or ""), id="name"))
+            yield field("Date", Input(value=str(e.get("date") or ""), placeholder="yyyy-mm-dd", id="date"))
+            yield field("Accent", Input(value=str(e.get("accent") or ""), placeholder="#rrggbb", id="accent"))
+            cover = e.get("cover_photo_id")
+            yield field(
+                "Cover",
+                Input(value="" if cover is None else str(cover), placeholder="a photo id", id="cover"),
+            )
+            yield field(
+                "Photos",
+                choices(
+                    [("public at once", "open"), ("after I approve", "approve")],
+                    str(e.get("moderation") or "open"),
+                    id="moderation",
+                    across=True,
+                ),
+            )
+            yield field(
+                "Selfies",
+                choices(
+                    [("search on", "on"), ("off: gallery only", "off")],
+                    "off" if e.get("face_search") is False else "on",
+                    id="search",
+                    across=True,
+                ),
+            )
+            yield buttons("Save")
+            yield Static(classes="error")
+
+    def changes(self) -> dict[str, Any] | str:
+        """What the operator changed, as the PATCH body; or why it cannot be sent."""
+        e = self.event
+        out: dict[str, Any] = {}
+        name = self.query_one("#name", Input).value.strip()
+        if not name:
+            return "an event needs a name"
+        if name != e.get("name"):
+            out["name"] = name
+        for key, widget in (("date", "#date"), ("accent", "#accent")):
+            value = self.query_one(widget, Input).value.strip() or None
+            if value != e.get(key):
+                out[key] = value
+        cover_text = self.query_one("#cover", Input).value.strip()
+        if cover_text and not cover_text.isdecimal():
+            return f"the cover is a photo's id (a number), not {cover_text!r}"
+        cover = int(cover_text) if cover_text else None
+        if cover != e.get("cover_photo_id"):
+            out["cover_photo_id"] = cover
+        moderation = chosen(self.query_one("#moderation", RadioSet)) or "open"
+        if moderation != (e.get("moderation") or "open"):
+            out["moderation"] = moderation
+        search = chosen(self.query_one("#search", RadioSet)) != "off"
+        if search != (e.get("face_search") is not False):
+            out["face_search"] = search
+        return out
+
+    @on(Button.Pressed, "#cancel")
+    def cancelled(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#submit")
+    async def submit(self) -> None:
+        changes = self.changes()
+        if isinstance(changes, str):
+            self.show_error(changes)
+            return
+        if not changes:
+            self.dismiss(self.event)
+            return
+        code = str(self.event.get("code"))
+        event = await self.call(self.console_app.client.edit_event(code, changes))
         if event is not None:
             self.dismiss(event)
 

@@ -7,6 +7,7 @@ of one screen or form); this module imports no screen, so ``app`` -> ``screens``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
@@ -58,18 +59,26 @@ def section_text(title: str, bindings: Iterable[BindingType], width: int) -> Tex
 
 
 def columns(sections: Sequence[Section], count: int = 2) -> list[list[Section]]:
-    """The sections in ``count`` columns of about the same height, in their order."""
+    """The sections in at most ``count`` columns, in their order, split where the tallest column
+    is the shortest it can be (a dozen sections: every split is tried)."""
     heights = [1 + len(entries(bindings)) for _, bindings in sections]
-    target = sum(heights) / count
-    result: list[list[Section]] = [[]]
-    height = 0
-    for section, lines in zip(sections, heights, strict=True):
-        if result[-1] and height + lines / 2 > target and len(result) < count:
-            result.append([])
-            height = 0
-        result[-1].append(section)
-        height += lines
-    return result
+
+    def best(start: int, left: int) -> tuple[int, list[int]]:
+        """(tallest column, where the columns after the first start) for sections[start:]."""
+        rest = sum(heights[start:])
+        if left == 1 or len(heights) - start <= 1:
+            return rest, []
+        choice: tuple[int, list[int]] = (rest, [])
+        for cut in range(start + 1, len(heights)):
+            tallest, cuts = best(cut, left - 1)
+            tallest = max(sum(heights[start:cut]), tallest)
+            if tallest < choice[0]:
+                choice = (tallest, [cut, *cuts])
+        return choice
+
+    _, cuts = best(0, count)
+    bounds = [0, *cuts, len(sections)]
+    return [list(sections[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class HelpScreen(ModalScreen[None]):
