@@ -19,11 +19,12 @@ run: $(STAMP)
 	$(BIN)/shutterbox up --data $(DATA)
 
 # Two pytest-xdist workers (TEST_WORKERS=0: one process). Every test has its own data folder and
-# ports (port 0, a random free passive range), so they run side by side: 14 min for all 1,040 here
-# on 2 cores, against 26 min in one process. A bare `pytest` runs in one process.
+# ports (port 0, a random free passive range), so they run side by side; each test module runs
+# whole on one worker (--dist loadfile), in its own order, with its module fixtures made once, as
+# in one process. A bare `pytest` runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The in-process layer (no box process, no long run): ~1 min. `make test` runs everything.
 test-fast: $(STAMP)
@@ -99,7 +100,7 @@ image-check:
 # (on x86: ~25 min, qemu-user-static set up by build-rootfs.sh; needs root); booting needs
 # qemu-system-arm, mtools, openssh-client and ../shared/faces. ARCH=$(HOST_ARCH) (the host's own
 # architecture) builds the same image with Debian's kernel for it on the boot partition (PI_BOOT=1)
-# and boots it on qemu-system-x86 with KVM when /dev/kvm is usable (~10 min with the build).
+# and boots it on qemu-system-x86_64 (TCG; ACCEL=kvm where KVM works).
 ARCH ?= arm64
 HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 BOOT_ROOTFS ?= /var/tmp/shutterbox-$(ARCH)-root
