@@ -326,7 +326,7 @@ class Box:
             admin_port=self.ports.admin,
             control_socket=self.layout.control_socket,
         )
-        print("\n".join(lines), flush=True)  # noqa: T201
+        say(lines)
 
     async def _first_start(self) -> None:
         if await self.store.list_events():
@@ -355,7 +355,19 @@ class Box:
             f"  CA certificate for FTPS (Sony: import as root): shutterbox ca-cert --data {self.layout.root}",
             "=" * 64,
         ]
+        say(lines)
+
+
+def say(lines: list[str]) -> None:
+    """Print the start banner to the operator's terminal. A terminal that is gone (an SSH
+    session that dropped: EIO or EPIPE) never stops the box from serving; it is logged, without
+    the banner, which may hold a password."""
+    try:
         print("\n".join(lines), flush=True)  # noqa: T201
+    except OSError as exc:
+        logger.warning("the terminal is gone (%s); the start banner was not shown", exc.strerror or exc)
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the rest of the run
 
 
 def address_lines(

@@ -530,6 +530,23 @@ def start_on_terminal(box: Box) -> int:
     return master
 
 
+def test_a_terminal_closed_during_start_up_does_not_stop_the_box(fresh_box: Box) -> None:
+    """An operator's SSH session that drops while ``shutterbox up`` starts: the banner has
+    nowhere to go (EIO), and the box must serve anyway (CI14 caught it as "cannot start:
+    [Errno 5] Input/output error" when a test closed its terminal a moment early)."""
+    os.close(start_on_terminal(fresh_box))  # gone before the banner is written
+    box_json = fresh_box.data / "run" / "box.json"
+    deadline = time.monotonic() + 60
+    while not box_json.exists():
+        assert fresh_box.proc is not None and fresh_box.proc.poll() is None, fresh_box.log[-2000:]
+        assert time.monotonic() < deadline, "box.json never appeared"
+        time.sleep(0.05)
+    fresh_box.info = json.loads(box_json.read_text())
+    assert any(e["demo"] for e in fresh_box.cli("event", "list"))
+    assert "the terminal is gone" in fresh_box.log
+    assert fresh_box.stop() == 0
+
+
 def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Box) -> None:
     master = start_on_terminal(fresh_box)
     try:
