@@ -656,6 +656,10 @@ async def test_the_guest_pages_look_is_set_from_the_console(box: Box) -> None:
         await shows(pilot, code)
         await select_row(pilot, code)
         await pilot.press("e")
+        await shows(pilot, f"Guest pages of {code}")
+        await pilot.click("#cancel")  # the Cancel button every form shares: closes, sends nothing
+        await until(pilot, "the form closed", lambda: isinstance(app.screen, BoxScreen))
+        await pilot.press("e")
         await shows(pilot, f"Guest pages of {code}", "(●) public at once", "(●) search on")
         form = app.screen
         assert isinstance(form, EventLookForm)

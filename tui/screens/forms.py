@@ -104,6 +104,10 @@ class _Form(ModalScreen[Any]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    @on(Button.Pressed, "#cancel")
+    def cancelled(self) -> None:
+        self.action_cancel()
+
     def show_error(self, message: str) -> None:
         self.query_one(".error", Static).update(Text(message))
 
@@ -141,10 +145,6 @@ class NewEventForm(_Form):
             )
             yield buttons("Create")
             yield Static(classes="error")
-
-    @on(Button.Pressed, "#cancel")
-    def cancelled(self) -> None:
-        self.dismiss(None)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
@@ -233,10 +233,6 @@ class EventLookForm(_Form):
         if search != (e.get("face_search") is not False):
             out["face_search"] = search
         return out
-
-    @on(Button.Pressed, "#cancel")
-    def cancelled(self) -> None:
-        self.dismiss(None)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
@@ -330,10 +326,6 @@ class AddCameraForm(_Form):
     def brand(self) -> Brand:
         picked = chosen(self.query_one("#brand", RadioSet))
         return next((b for b in BRANDS if b == picked), "canon")
-
-    @on(Button.Pressed, "#cancel")
-    def cancelled(self) -> None:
-        self.dismiss(None)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
