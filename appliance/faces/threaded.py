@@ -113,13 +113,11 @@ class ThreadedProcess:
             try:
                 self._conn.send(message)
             except (OSError, ValueError) as exc:
-                if message is None:
-                    return
-                with self._lock:
-                    future = self._pending.pop(message[0], None)
-                if future is not None and future.set_running_or_notify_cancel():
-                    future.set_exception(BrokenProcessPool(f"the face process cannot be reached: {exc}"))
-                continue
+                if message is not None:
+                    with self._lock:
+                        future = self._pending.pop(message[0], None)
+                    if future is not None and future.set_running_or_notify_cancel():
+                        future.set_exception(BrokenProcessPool(f"the face process cannot be reached: {exc}"))
             if message is None:
                 return
 
