@@ -146,8 +146,8 @@ class ConsoleApp(App[int]):
         straight from their ``BINDINGS``."""
         # the number keys are the titles below ("1 Dashboard" ...): one line for all of them
         numbers = Binding(f"{NAV[0][0]}-{NAV[-1][0]}", "show", "Go to that screen")
-        others = [b for b in Binding.make_bindings(self.BINDINGS) if not b.action.startswith("show('")]
-        others += [b for b in Binding.make_bindings(self.BINDINGS) if b.action == "show('checklist')"]
+        nav = {f"show('{mode}')" for _, mode, _ in NAV}
+        others = [b for b in Binding.make_bindings(self.BINDINGS) if b.action not in nav]
         sections: list[Section] = [("Every screen", [numbers, *others])]
         for key, mode, label in NAV:
             screen = self.MODES[mode]
