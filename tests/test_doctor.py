@@ -18,6 +18,7 @@ import pytest
 
 from tests.boxproc import Box, free_port, make_box, passive_range, store
 from tests.conftest import jpeg_bytes
+from tests.test_sync import cloud_box
 
 pytestmark = pytest.mark.e2e
 
@@ -166,16 +167,13 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     endpoint nothing answers on, and NTP that never synchronised."""
     root = tmp_path_factory.mktemp("broken")
     nowhere = f"http://127.0.0.1:{free_port()}"
-    box = make_box(
-        root / "data",
+    box = cloud_box(
+        root,
+        nowhere,
+        nowhere,
         ftp__masquerade_address="10.255.255.1",
         storage__reserve_mb=str(100_000_000),  # 100 TB
         faces__enabled="false",
-        cloud__bucket="venue-photos",
-        cloud__s3_endpoint_url=nowhere,
-        cloud__rekognition_endpoint_url=nowhere,
-        cloud__access_key_id="test",
-        cloud__secret_access_key="test",
         cloud__index_faces="false",
     )
     running = with_clock(box, fake_clock(root / "bin", "no")).start()

@@ -29,6 +29,7 @@ from PIL import Image
 from tests.boxproc import Box, free_port, make_box, store
 from tests.test_guest_api import reencoded, wait_indexed
 from tests.test_guest_browser import CHROMIUM, FACES, browser, take_selfie
+from tests.test_sync import cloud_box
 
 __all__ = ["browser"]  # the module-scoped browser fixture, shared with test_guest_browser
 
@@ -424,16 +425,8 @@ def test_uplink_down_indexing_behind_and_busy_on_a_real_box(
     how many it still has to sort, and they appear by themselves once it catches up); and busy
     with other guests' searches (the phone is asked to try again in a few seconds)."""
     nowhere = f"http://127.0.0.1:{free_port()}"
-    box = make_box(
-        tmp_path / "data",
-        faces__workers="1",
-        web__max_searches="1",
-        web__search_wait="2",
-        cloud__bucket="venue-photos",
-        cloud__s3_endpoint_url=nowhere,
-        cloud__rekognition_endpoint_url=nowhere,
-        cloud__access_key_id="test",
-        cloud__secret_access_key="test",
+    box = cloud_box(
+        tmp_path, nowhere, nowhere, faces__workers="1", web__max_searches="1", web__search_wait="2"
     ).start(timeout=90)
     held: int | None = None
     try:
