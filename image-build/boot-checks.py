@@ -67,6 +67,15 @@ class Box:
             raw = answer.read()
         return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
 
+    def refused(self, path: str, token: str, what: str) -> None:
+        """GET ``path`` with ``token`` must be answered 401 (``what``: how the check says it)."""
+        try:
+            self.admin("GET", path, token=token)
+            fail(f"{what} was answered")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                fail(f"{what} got {exc.code}, not 401")
+
 
 def console_token(work: Path) -> str | None:
     """The admin token from first boot's greeting on the serial console (the line after it)."""
@@ -153,12 +162,7 @@ def main() -> None:
         token = box.ssh("cat /run/shutterbox/first-boot-token").strip()
         source = "/run/shutterbox/first-boot-token (over SSH)"
     box.token = token
-    try:
-        box.admin("GET", "/api/status", token="not-the-token")
-        fail("the admin API answered a wrong token")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 401:
-            fail(f"a wrong token got {exc.code}, not 401")
+    box.refused("/api/status", "not-the-token", "the admin API with a wrong token")
     status = box.admin("GET", "/api/status")
     assert isinstance(status, dict)
     say(f"admin API on the forwarded port: 401 with a wrong token, status with the token from {source}")
@@ -240,12 +244,7 @@ def main() -> None:
     )
 
     # /metrics: the token needed, the box's counters there.
-    try:
-        box.admin("GET", "/metrics", token="")
-        fail("/metrics answered without a token")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 401:
-            fail(f"/metrics without a token got {exc.code}, not 401")
+    box.refused("/metrics", "", "/metrics without a token")
     metrics = box.admin("GET", "/metrics")
     assert isinstance(metrics, str)
     samples = [line for line in metrics.splitlines() if line and not line.startswith("#")]
