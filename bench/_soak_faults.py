@@ -38,7 +38,7 @@ from _common import ProcTree, log
 from _sync_helpers import BUCKET
 from moto.server import ThreadedMotoServer
 
-from tests.boxproc import Box
+from tests.boxproc import BoxProcess
 
 MiB = 1 << 20
 
@@ -50,7 +50,7 @@ MiB = 1 << 20
 class BoxKeeper:
     """Starts, kills and restarts the box; one lock serialises every change of the process."""
 
-    def __init__(self, box: Box, start_timeout: float = 120.0) -> None:
+    def __init__(self, box: BoxProcess, start_timeout: float = 120.0) -> None:
         self.box = box
         self.start_timeout = start_timeout
         self.lock = threading.RLock()

@@ -105,7 +105,7 @@ from PIL import Image
 
 from appliance.config import CloudSettings, FacesSettings
 from appliance.faces.service import default_workers
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -161,7 +161,7 @@ def _memory(
     }
 
 
-def _start_box(path: Path, **settings: str) -> tuple[Box, ProcTree, float]:
+def _start_box(path: Path, **settings: str) -> tuple[BoxProcess, ProcTree, float]:
     """A box on loopback, idle (its workers warm); its process tree and idle RSS."""
     box = make_box(path, **settings).start(START_TIMEOUT_S)
     assert box.proc is not None
@@ -170,18 +170,18 @@ def _start_box(path: Path, **settings: str) -> tuple[Box, ProcTree, float]:
     return box, tree, tree.rss_mb()
 
 
-def _keys(box: Box, event: str, cameras: int) -> list[Endpoint]:
+def _keys(box: BoxProcess, event: str, cameras: int) -> list[Endpoint]:
     return [Endpoint(HOST, box.ftp_port, *box.new_key(event, camera=f"cam{i + 1}")) for i in range(cameras)]
 
 
-def _finish(box: Box, sampler: Sampler, event: str) -> tuple[list[PhotoRow], list[str]]:
+def _finish(box: BoxProcess, sampler: Sampler, event: str) -> tuple[list[PhotoRow], list[str]]:
     """Stop sampling and the box; the event's photos (read from its database once it is gone)
     and the warnings in its log."""
     _close(box, sampler)
     return read_photos(box.data / "shutterbox.db", event), log_problems(box.data / "box.log")
 
 
-def _close(box: Box, sampler: Sampler | None, *threads: threading.Thread) -> None:
+def _close(box: BoxProcess, sampler: Sampler | None, *threads: threading.Thread) -> None:
     for thread in threads:
         thread.join(30)
     if sampler is not None:

@@ -100,7 +100,7 @@ from _sync_helpers import (
 
 from appliance.config import CloudSettings, FacesSettings
 from appliance.control.client import ControlClient
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 
 TARGET_P50_S = 5.0
 TARGET_P95_S = 20.0
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, c: Collected, work: Path, run_id: str) -> None
     )
 
     cloud = Cloud()
-    box: Box | None = None
+    box: BoxProcess | None = None
     sampler: Sampler | None = None
     schedule: BlackoutSchedule | None = None
     stop = threading.Event()

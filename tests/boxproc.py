@@ -54,7 +54,7 @@ def _bindable(port: int) -> bool:
 
 
 @dataclass
-class Box:
+class BoxProcess:
     data: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -70,7 +70,7 @@ class Box:
         path = self.data / "box.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self, timeout: float = 60.0) -> Box:  # face worker processes start before "ready"
+    def start(self, timeout: float = 60.0) -> BoxProcess:  # face worker processes start before "ready"
         box_json = self.data / "run" / "box.json"
         box_json.unlink(missing_ok=True)
         self.data.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ class Box:
         return self.data / "ftp" / user
 
 
-def make_box(tmp: Path, **settings: str) -> Box:
+def make_box(tmp: Path, **settings: str) -> BoxProcess:
     env = {
         "SHUTTERBOX_FTP__HOST": "127.0.0.1",
         "SHUTTERBOX_FTP__PORT": "0",
@@ -196,7 +196,7 @@ def make_box(tmp: Path, **settings: str) -> Box:
         "SHUTTERBOX_MDNS__ENABLED": "false",  # test boxes stay off the LAN (test_mdns turns it on)
     }
     env.update({f"SHUTTERBOX_{k.upper()}": v for k, v in settings.items()})
-    return Box(tmp, env)
+    return BoxProcess(tmp, env)
 
 
 def store(client: ftplib.FTP, name: str, data: bytes) -> str:

@@ -15,7 +15,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 from tests.fakes.rekognition import FakeRekognition
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -84,7 +84,7 @@ def s3_client(endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     """One running box shared by a test module (tests use their own events and keys)."""
     running = make_box(tmp_path_factory.mktemp("box") / "data").start()
     yield running
@@ -93,7 +93,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 
 @pytest.fixture
-def fresh_box(tmp_path: Path) -> Iterator[Box]:
+def fresh_box(tmp_path: Path) -> Iterator[BoxProcess]:
     """A box of the test's own (for tests that kill, restart or reconfigure it)."""
     running = make_box(tmp_path / "data")
     yield running

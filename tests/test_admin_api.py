@@ -27,7 +27,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import S3_BUCKET, jpeg_bytes, s3_client
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
 
@@ -98,7 +98,7 @@ def make_key(api: httpx.Client, event: str, camera: str) -> tuple[str, str]:
     return response.json()["username"], response.json()["password"]
 
 
-def local_api(box: Box) -> httpx.Client:
+def local_api(box: BoxProcess) -> httpx.Client:
     return box.admin_api()
 
 
@@ -112,7 +112,7 @@ def camera_row(api: httpx.Client, username: str) -> dict[str, Any]:
     return rows[0]
 
 
-def login_reply(box: Box, username: str, password: str) -> str:
+def login_reply(box: BoxProcess, username: str, password: str) -> str:
     """The server's answer to a login: "230 ..." when it works, "530 ..." when refused."""
     client = ftplib.FTP(timeout=20)
     client.connect("127.0.0.1", box.ftp_port)
@@ -124,13 +124,13 @@ def login_reply(box: Box, username: str, password: str) -> str:
         client.close()
 
 
-def login_fails(box: Box, username: str, password: str) -> bool:
+def login_fails(box: BoxProcess, username: str, password: str) -> bool:
     reply = login_reply(box, username, password)
     assert reply[:3] in ("230", "530"), reply
     return reply.startswith("530")
 
 
-def upload_ok(box: Box, username: str, password: str, name: str, seed: int) -> None:
+def upload_ok(box: BoxProcess, username: str, password: str, name: str, seed: int) -> None:
     with box.ftp(username, password) as ftp:
         assert store(ftp, name, jpeg_bytes(seed=seed)).startswith("226")
 
@@ -176,7 +176,7 @@ def check_keys_consistent(api: httpx.Client) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def lan_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def lan_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     """Admin API on every address: every client needs the token, loopback included."""
     running = make_box(
         tmp_path_factory.mktemp("lan") / "data", admin__host="0.0.0.0", faces__enabled="false"
@@ -187,14 +187,14 @@ def lan_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 
 @pytest.fixture(scope="module")
-def api(lan_box: Box) -> Iterator[httpx.Client]:
+def api(lan_box: BoxProcess) -> Iterator[httpx.Client]:
     """The admin API over loopback HTTP, with the box's token (loopback needs it too)."""
     with lan_box.admin_api() as client:
         yield client
 
 
 @pytest.fixture
-def sock(lan_box: Box) -> Iterator[httpx.Client]:
+def sock(lan_box: BoxProcess) -> Iterator[httpx.Client]:
     """The admin API over the control socket, as the CLI and console reach it."""
     transport = httpx.HTTPTransport(uds=str(lan_box.data / "run" / "control.sock"))
     with httpx.Client(transport=transport, base_url="http://shutterbox", timeout=60) as client:
@@ -202,7 +202,7 @@ def sock(lan_box: Box) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def alert_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def alert_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     running = make_box(
         tmp_path_factory.mktemp("alerts") / "data",
         faces__enabled="false",
@@ -217,7 +217,7 @@ def alert_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 # --- 1. the LAN guard
 
 
-def test_lan_clients_need_the_current_bearer_token(lan_box: Box) -> None:
+def test_lan_clients_need_the_current_bearer_token(lan_box: BoxProcess) -> None:
     lan_ip = lan_address()
     if lan_ip is None:
         pytest.skip("this machine has no non-loopback IPv4 address to play the LAN client from")
@@ -390,7 +390,7 @@ def test_validation_errors_are_worded_for_a_person(api: httpx.Client) -> None:
     assert job.json()["detail"][0]["msg"] == "'twelve' is not allowed; it must be a whole number", job.text
 
 
-def test_key_push_with_a_secret_lets_the_camera_in(lan_box: Box, api: httpx.Client) -> None:
+def test_key_push_with_a_secret_lets_the_camera_in(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api)
     user, secret = f"{event}-nikon-a", "Nikon-Z8_secret!"
     created = api.put(f"/api/keys/{user}", json=key_body(event, "Nikon Z8", secret=secret))
@@ -417,7 +417,7 @@ def test_key_push_with_a_secret_lets_the_camera_in(lan_box: Box, api: httpx.Clie
     assert secret not in lan_box.log
 
 
-def test_key_push_with_a_scrypt_hash_made_by_the_backend(lan_box: Box, api: httpx.Client) -> None:
+def test_key_push_with_a_scrypt_hash_made_by_the_backend(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api)
     user, secret = f"{event}-sony-1", "only-the-backend-knows"
     digest = scrypt_hash(secret)
@@ -430,7 +430,7 @@ def test_key_push_with_a_scrypt_hash_made_by_the_backend(lan_box: Box, api: http
     assert [p["username"] for p in lan_box.photos(event)] == [user]
 
 
-def test_key_push_with_a_new_secret_cuts_the_old_sessions(lan_box: Box, api: httpx.Client) -> None:
+def test_key_push_with_a_new_secret_cuts_the_old_sessions(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api)
     user, old, new = f"{event}-canon", "old-secret-1234", "new-secret-5678"
     assert api.put(f"/api/keys/{user}", json=key_body(event, "Canon R3", secret=old)).status_code == 201
@@ -461,7 +461,9 @@ def test_key_push_with_a_new_secret_cuts_the_old_sessions(lan_box: Box, api: htt
     ]
 
 
-def test_key_delete_is_idempotent_and_a_revoked_key_stays_revoked(lan_box: Box, api: httpx.Client) -> None:
+def test_key_delete_is_idempotent_and_a_revoked_key_stays_revoked(
+    lan_box: BoxProcess, api: httpx.Client
+) -> None:
     event = push_event(api)
     user, secret = f"{event}-fuji", "fuji-secret-xt5"
     body = key_body(event, "Fuji X-T5", secret=secret)
@@ -504,7 +506,7 @@ def test_key_push_never_moves_a_key(api: httpx.Client) -> None:
     assert (key["event"], key["camera"], key["function"]) == (event, "cam-a", "main")
 
 
-def test_hostile_key_pushes_are_refused_and_change_nothing(lan_box: Box, api: httpx.Client) -> None:
+def test_hostile_key_pushes_are_refused_and_change_nothing(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api)
     user = f"{event}-target"
     assert api.put(f"/api/keys/{user}", json=key_body(event, secret="target-secret-1")).status_code == 201
@@ -561,7 +563,7 @@ def test_hostile_key_pushes_are_refused_and_change_nothing(lan_box: Box, api: ht
 # --- 3. cameras
 
 
-def test_cameras_show_frames_sessions_errors_and_revocation(lan_box: Box, api: httpx.Client) -> None:
+def test_cameras_show_frames_sessions_errors_and_revocation(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api, "Cameras")
     user, password = make_key(api, event, "stats-cam")
     row = camera_row(api, user)
@@ -680,7 +682,7 @@ def test_paused_sync_holds_jobs_until_resumed(
 # --- 5. logs
 
 
-def test_a_rejected_upload_is_logged_once(lan_box: Box, api: httpx.Client) -> None:
+def test_a_rejected_upload_is_logged_once(lan_box: BoxProcess, api: httpx.Client) -> None:
     """The console's log showed each rejection twice: the lander's line, and pyftpdlib's own
     line for the 451 reply."""
     name = f"TWICE_{secrets.token_hex(3).upper()}.JPG"
@@ -698,7 +700,7 @@ def test_a_rejected_upload_is_logged_once(lan_box: Box, api: httpx.Client) -> No
     assert len(told) == 1, told
 
 
-def test_log_view_pages_by_sequence_number(lan_box: Box, api: httpx.Client) -> None:
+def test_log_view_pages_by_sequence_number(lan_box: BoxProcess, api: httpx.Client) -> None:
     first = api.get("/api/logs", params={"after": 0, "limit": 2000})
     assert first.status_code == 200
     page = first.json()
@@ -744,7 +746,9 @@ def test_log_view_pages_by_sequence_number(lan_box: Box, api: httpx.Client) -> N
 # --- 6. alerts
 
 
-def test_a_silent_camera_raises_an_alert(alert_box: Box, lan_box: Box, api: httpx.Client) -> None:
+def test_a_silent_camera_raises_an_alert(
+    alert_box: BoxProcess, lan_box: BoxProcess, api: httpx.Client
+) -> None:
     with local_api(alert_box) as alerting:
         user, password = make_key(alerting, push_event(alerting, "Alerts"), "quiet-cam")
         upload_ok(alert_box, user, password, "QUIET_0001.JPG", seed=430)
@@ -761,7 +765,7 @@ def test_a_silent_camera_raises_an_alert(alert_box: Box, lan_box: Box, api: http
     assert not [a for a in api.get("/api/status").json()["alerts"] if "silent" in a["text"]]
 
 
-def test_low_disk_raises_a_warning(alert_box: Box, api: httpx.Client) -> None:
+def test_low_disk_raises_a_warning(alert_box: BoxProcess, api: httpx.Client) -> None:
     with local_api(alert_box) as alerting:
         status = alerting.get("/api/status").json()
         figures = scrape(alerting)
@@ -839,7 +843,7 @@ def test_event_push_with_function_labels_is_idempotent(api: httpx.Client) -> Non
     assert again.json()["changed"] is False, "the same push twice changes nothing"
 
 
-def test_key_push_with_a_function_label_is_idempotent(lan_box: Box, api: httpx.Client) -> None:
+def test_key_push_with_a_function_label_is_idempotent(lan_box: BoxProcess, api: httpx.Client) -> None:
     event = push_event(api, "Functions")
     user, secret = f"{event}-bestman", "best-man-secret"
     body = key_body(event, "Leica SL3", function="Best Man", secret=secret)

@@ -12,24 +12,24 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     started = make_box(tmp_path_factory.mktemp("checklist") / "data").start(timeout=60)
     yield started
     assert started.stop() == 0
 
 
-def states(box: Box) -> dict[str, dict[str, Any]]:
+def states(box: BoxProcess) -> dict[str, dict[str, Any]]:
     return {line["text"]: line for line in box.cli("checklist")}
 
 
-def test_the_checklist_follows_the_operator(box: Box) -> None:
+def test_the_checklist_follows_the_operator(box: BoxProcess) -> None:
     first = states(box)
     assert first["Event and functions created"]["state"] == "not yet", "the demo event does not count"
     assert first["One key per camera body"]["state"] == "not yet"
@@ -70,7 +70,7 @@ def test_the_checklist_follows_the_operator(box: Box) -> None:
         assert phone["state"] == "done" and "1 guest searches" in phone["detail"]
 
 
-def test_the_checklist_prints_aligned_lines(box: Box) -> None:
+def test_the_checklist_prints_aligned_lines(box: BoxProcess) -> None:
     result = box.run_cli("checklist")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

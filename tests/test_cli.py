@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.boxproc import SHUTTERBOX, Box, make_box, store
+from tests.boxproc import SHUTTERBOX, BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def _json(result: subprocess.CompletedProcess[str]) -> Any:
 # --- every command with --json
 
 
-def test_event_create_and_list(box: Box) -> None:
+def test_event_create_and_list(box: BoxProcess) -> None:
     created = box.cli(
         "event", "create", "Wedding Smith", "--function", "Ceremony", "--function", "Reception 2"
     )
@@ -68,7 +68,7 @@ def test_event_create_and_list(box: Box) -> None:
     assert sorted(listed[code]["functions"]) == ["ceremony", "reception-2"]
 
 
-def test_key_create_shows_the_password_once_and_never_logs_it(box: Box) -> None:
+def test_key_create_shows_the_password_once_and_never_logs_it(box: BoxProcess) -> None:
     event = box.cli("event", "create", "keys", "--function", "portraits")["code"]  # declared first
     key = box.cli("key", "create", "--event", event, "--camera", "Canon R3 #2", "--function", "portraits")
     username, password = key["username"], key["password"]
@@ -94,7 +94,7 @@ def test_key_create_shows_the_password_once_and_never_logs_it(box: Box) -> None:
             assert password.encode() not in path.read_bytes(), f"password found in {path}"
 
 
-def test_key_list_has_no_secrets(box: Box) -> None:
+def test_key_list_has_no_secrets(box: BoxProcess) -> None:
     event = box.new_event("key list")
     first = box.cli("key", "create", "--event", event, "--camera", "a")
     second = box.cli("key", "create", "--event", event, "--camera", "b")
@@ -115,7 +115,7 @@ def test_key_list_has_no_secrets(box: Box) -> None:
     assert all("secret_hash" not in k and "password" not in k for k in everything)
 
 
-def test_key_revoke_sets_revoked_at_and_cuts_sessions(box: Box) -> None:
+def test_key_revoke_sets_revoked_at_and_cuts_sessions(box: BoxProcess) -> None:
     event = box.new_event("revoke")
     username, password = box.new_key(event)
     live = box.ftp(username, password)
@@ -138,14 +138,14 @@ def test_key_revoke_sets_revoked_at_and_cuts_sessions(box: Box) -> None:
         again.close()
 
 
-def test_key_revoke_unknown_key_is_refused(box: Box) -> None:
+def test_key_revoke_unknown_key_is_refused(box: BoxProcess) -> None:
     result = box.run_cli("key", "revoke", "nobody-here", "--json")
     assert result.returncode == EXIT_REFUSED
     assert "nobody-here" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_photos_json_fields(box: Box) -> None:
+def test_photos_json_fields(box: BoxProcess) -> None:
     event = box.cli("event", "create", "photos", "--function", "ceremony")["code"]  # declared first
     username, password = box.new_key(event, camera="nikon z8", function="ceremony")
     data = jpeg_bytes(seed=201, exif=True)
@@ -171,14 +171,14 @@ def test_photos_json_fields(box: Box) -> None:
     assert photo["id"] in {p["id"] for p in box.cli("photos")}
 
 
-def test_photos_for_an_unknown_event_is_refused(box: Box) -> None:
+def test_photos_for_an_unknown_event_is_refused(box: BoxProcess) -> None:
     result = box.run_cli("photos", "--event", "zzzzzzzz", "--json")
     assert result.returncode == EXIT_REFUSED
     assert "zzzzzzzz" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_status_json(box: Box) -> None:
+def test_status_json(box: BoxProcess) -> None:
     status = box.cli("status")
     assert status["running"] is True
     assert status["pid"] == box.info["pid"]
@@ -191,7 +191,7 @@ def test_status_json(box: Box) -> None:
     assert Path(status["data"]) == box.data.resolve()
 
 
-def test_rejections_json(box: Box) -> None:
+def test_rejections_json(box: BoxProcess) -> None:
     event = box.new_event("rejections")
     username, password = box.new_key(event)
     data = jpeg_bytes(seed=202)
@@ -231,7 +231,7 @@ def _column_starts(header: str, names: list[str]) -> list[int]:
     return [header.index(name) for name in names]
 
 
-def test_listings_line_up_and_say_when_they_are_empty(box: Box) -> None:
+def test_listings_line_up_and_say_when_they_are_empty(box: BoxProcess) -> None:
     event = box.new_event("text")
     assert box.run_cli("photos", "--event", event).stdout == f"no photos in event {event}\n"
     assert box.run_cli("deadletters").stdout == "no dead letters\n"
@@ -267,7 +267,7 @@ def test_listings_line_up_and_say_when_they_are_empty(box: Box) -> None:
     assert any(line.startswith(f"{event}  text ") for line in events), events
 
 
-def test_status_text_is_plain_words(box: Box) -> None:
+def test_status_text_is_plain_words(box: BoxProcess) -> None:
     result = box.run_cli("status")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
@@ -277,7 +277,7 @@ def test_status_text_is_plain_words(box: Box) -> None:
     assert any(line.split()[:2] == ["accepting", "uploads"] and line.endswith("yes") for line in lines)
 
 
-def test_key_create_text_keeps_its_line_breaks(box: Box) -> None:
+def test_key_create_text_keeps_its_line_breaks(box: BoxProcess) -> None:
     event = box.new_event("lines")
     result = box.run_cli("key", "create", "--event", event, "--camera", "Canon\x1b[2J R5")
     assert result.returncode == 0, result.stderr
@@ -286,7 +286,7 @@ def test_key_create_text_keeps_its_line_breaks(box: Box) -> None:
     assert lines[2].split()[0] == "user" and lines[3].split()[0] == "password", lines
 
 
-def test_ca_cert_prints_pem(box: Box) -> None:
+def test_ca_cert_prints_pem(box: BoxProcess) -> None:
     result = box.run_cli("ca-cert")
     assert result.returncode == 0, result.stderr
     assert result.stdout == (box.data / "tls" / "ca.crt").read_text()
@@ -296,7 +296,7 @@ def test_ca_cert_prints_pem(box: Box) -> None:
 # --- refusals that must be clear
 
 
-def test_key_create_for_unknown_event(box: Box) -> None:
+def test_key_create_for_unknown_event(box: BoxProcess) -> None:
     result = box.run_cli("key", "create", "--event", "zzzzzzzz", "--camera", "x", "--json")
     assert result.returncode == EXIT_REFUSED
     assert "zzzzzzzz" in result.stderr
@@ -337,7 +337,7 @@ def test_commands_fail_clearly_without_a_box(tmp_path: Path, command: tuple[str,
     assert result.stdout == ""
 
 
-def test_photos_and_status_work_read_only_when_stopped(fresh_box: Box) -> None:
+def test_photos_and_status_work_read_only_when_stopped(fresh_box: BoxProcess) -> None:
     fresh_box.start()
     event = fresh_box.new_event("offline")
     username, password = fresh_box.new_key(event)
@@ -380,7 +380,7 @@ def test_photos_and_status_work_read_only_when_stopped(fresh_box: Box) -> None:
     assert str(fresh_box.data) in result.stderr
 
 
-def test_photos_readable_after_a_crash(fresh_box: Box) -> None:
+def test_photos_readable_after_a_crash(fresh_box: BoxProcess) -> None:
     fresh_box.start()
     event = fresh_box.new_event("crashed")
     username, password = fresh_box.new_key(event)
@@ -508,7 +508,7 @@ def _read_until(fd: int, pattern: re.Pattern[bytes], timeout: float = 30.0) -> r
     return found
 
 
-def start_on_terminal(box: Box) -> int:
+def start_on_terminal(box: BoxProcess) -> int:
     """Start ``box`` (a fresh data folder) with its stdout on a new terminal, as an operator who
     runs ``shutterbox up`` in one; the terminal's side to read (close it when done)."""
     box.data.mkdir(parents=True)
@@ -530,7 +530,7 @@ def start_on_terminal(box: Box) -> int:
     return master
 
 
-def test_a_terminal_closed_during_start_up_does_not_stop_the_box(fresh_box: Box) -> None:
+def test_a_terminal_closed_during_start_up_does_not_stop_the_box(fresh_box: BoxProcess) -> None:
     """An operator's SSH session that drops while ``shutterbox up`` starts: the banner has
     nowhere to go (EIO), and the box must serve anyway (CI14 caught it as "cannot start:
     [Errno 5] Input/output error" when a test closed its terminal a moment early)."""
@@ -547,7 +547,7 @@ def test_a_terminal_closed_during_start_up_does_not_stop_the_box(fresh_box: Box)
     assert fresh_box.stop() == 0
 
 
-def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Box) -> None:
+def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: BoxProcess) -> None:
     master = start_on_terminal(fresh_box)
     try:
         banner = _read_until(
@@ -577,7 +577,7 @@ def test_first_start_prints_working_demo_credentials_on_a_terminal(fresh_box: Bo
         os.close(master)
 
 
-def test_first_start_without_a_terminal_keeps_the_password_out(box: Box) -> None:
+def test_first_start_without_a_terminal_keeps_the_password_out(box: BoxProcess) -> None:
     # box.log is the box's stdout and stderr, as under systemd (journal): no terminal.
     deadline = time.monotonic() + 20
     while (announced := re.search(r"created demo event (\w+)(.*?)={64}", box.log, re.S)) is None:
@@ -593,7 +593,7 @@ def test_first_start_without_a_terminal_keeps_the_password_out(box: Box) -> None
     assert f"key create --event {code}" in log  # ...and the operator is told how to make a key
 
 
-def test_first_start_banner_only_once(fresh_box: Box) -> None:
+def test_first_start_banner_only_once(fresh_box: BoxProcess) -> None:
     fresh_box.start()
     assert fresh_box.stop() == 0
     fresh_box.start()

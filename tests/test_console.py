@@ -21,7 +21,7 @@ from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RadioButton, RadioSet, RichLog, Select
 
-from tests.boxproc import Box, store
+from tests.boxproc import BoxProcess, store
 from tests.conftest import jpeg_bytes
 from tui.app import ConsoleApp
 from tui.camera_setup import BRANDS, fingerprint, guess_brand, setup
@@ -74,7 +74,7 @@ async def select_row(pilot: Pilot[Any], key: str) -> None:
     assert table.selected == key
 
 
-def ftp_login_fails(box: Box, user: str, password: str) -> bool:
+def ftp_login_fails(box: BoxProcess, user: str, password: str) -> bool:
     with ftplib.FTP(timeout=20) as client:
         client.connect("127.0.0.1", box.ftp_port)
         try:
@@ -88,7 +88,7 @@ def ftp_login_fails(box: Box, user: str, password: str) -> bool:
 
 
 @pytest.mark.asyncio
-async def test_dashboard_and_cameras_follow_an_ftp_upload(box: Box) -> None:
+async def test_dashboard_and_cameras_follow_an_ftp_upload(box: BoxProcess) -> None:
     event = box.new_event("Console upload")
     user, password = box.new_key(event, camera="Nikon [Z9] console")
     before = box.cli("status")["queue"]["photos_total"]
@@ -118,7 +118,7 @@ async def test_dashboard_and_cameras_follow_an_ftp_upload(box: Box) -> None:
 
 
 @pytest.mark.asyncio
-async def test_create_an_event_through_the_ui(box: Box) -> None:
+async def test_create_an_event_through_the_ui(box: BoxProcess) -> None:
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
@@ -134,7 +134,7 @@ async def test_create_an_event_through_the_ui(box: Box) -> None:
 
 
 @pytest.mark.asyncio
-async def test_new_event_form_says_what_is_wrong_and_escape_cancels(box: Box) -> None:
+async def test_new_event_form_says_what_is_wrong_and_escape_cancels(box: BoxProcess) -> None:
     count = len(box.cli("event", "list"))
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
@@ -151,7 +151,7 @@ async def test_new_event_form_says_what_is_wrong_and_escape_cancels(box: Box) ->
 
 
 @pytest.mark.asyncio
-async def test_add_a_camera_shows_working_credentials_and_the_steps_per_brand(box: Box) -> None:
+async def test_add_a_camera_shows_working_credentials_and_the_steps_per_brand(box: BoxProcess) -> None:
     event = box.new_event("Console cameras")
     ca_pem = box.run_cli("ca-cert").stdout
     app = ConsoleApp(box.data, poll_interval=FAST)
@@ -201,7 +201,7 @@ async def test_add_a_camera_shows_working_credentials_and_the_steps_per_brand(bo
 
 
 @pytest.mark.asyncio
-async def test_revoke_a_key_through_the_ui(box: Box) -> None:
+async def test_revoke_a_key_through_the_ui(box: BoxProcess) -> None:
     event = box.new_event("Console revoke")
     user, password = box.new_key(event, camera="Canon R6")
     keep, keep_password = box.new_key(event, camera="Canon R3")
@@ -232,7 +232,7 @@ async def test_revoke_a_key_through_the_ui(box: Box) -> None:
 
 
 @pytest.mark.asyncio
-async def test_dead_letters_empty_state(box: Box) -> None:
+async def test_dead_letters_empty_state(box: BoxProcess) -> None:
     assert box.cli("deadletters") == []
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -245,7 +245,7 @@ async def test_dead_letters_empty_state(box: Box) -> None:
 
 
 @pytest.mark.asyncio
-async def test_checklist_screen_shows_each_line_as_the_box_sees_it(box: Box) -> None:
+async def test_checklist_screen_shows_each_line_as_the_box_sees_it(box: BoxProcess) -> None:
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
@@ -260,7 +260,7 @@ async def test_checklist_screen_shows_each_line_as_the_box_sees_it(box: Box) -> 
 
 
 @pytest.mark.asyncio
-async def test_guest_qr_code_is_drawn_in_the_terminal(box: Box) -> None:
+async def test_guest_qr_code_is_drawn_in_the_terminal(box: BoxProcess) -> None:
     event = box.new_event("Console guests")
     guest = box.cli("event", "guest", event)
     app = ConsoleApp(box.data, poll_interval=FAST)
@@ -310,7 +310,7 @@ def test_sparkline_is_scaled_from_zero() -> None:
 
 
 @pytest.mark.asyncio
-async def test_log_view_follows_the_box_log(box: Box) -> None:
+async def test_log_view_follows_the_box_log(box: BoxProcess) -> None:
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("7")
@@ -336,7 +336,7 @@ async def test_no_box_is_a_state_not_a_crash(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_first_boot_token_is_shown_once_then_deleted(box: Box, tmp_path: Path) -> None:
+async def test_first_boot_token_is_shown_once_then_deleted(box: BoxProcess, tmp_path: Path) -> None:
     token_file = tmp_path / "first-boot-token"
     token_file.write_text("sbx_first-boot-example-token\n")
     app = ConsoleApp(box.data, poll_interval=FAST, first_boot_token=token_file)
@@ -354,7 +354,7 @@ async def test_first_boot_token_is_shown_once_then_deleted(box: Box, tmp_path: P
 
 
 @pytest.mark.asyncio
-async def test_reconnects_by_itself_when_the_box_restarts(fresh_box: Box) -> None:
+async def test_reconnects_by_itself_when_the_box_restarts(fresh_box: BoxProcess) -> None:
     fresh_box.start()
     app = ConsoleApp(fresh_box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
@@ -389,7 +389,7 @@ async def test_reconnects_by_itself_when_the_box_restarts(fresh_box: Box) -> Non
 
 
 @pytest.fixture
-def cloud_box(tmp_path: Path, s3_endpoint: str, rekognition: Any) -> Iterator[Box]:
+def cloud_box(tmp_path: Path, s3_endpoint: str, rekognition: Any) -> Iterator[BoxProcess]:
     from tests.test_sync import cloud_box as make_cloud_box
 
     running = make_cloud_box(tmp_path, s3_endpoint, rekognition.url, cloud__workers="1").start()
@@ -398,7 +398,7 @@ def cloud_box(tmp_path: Path, s3_endpoint: str, rekognition: Any) -> Iterator[Bo
 
 
 @pytest.mark.asyncio
-async def test_dead_letters_retry_and_discard(cloud_box: Box, rekognition: Any) -> None:
+async def test_dead_letters_retry_and_discard(cloud_box: BoxProcess, rekognition: Any) -> None:
     from tests.test_sync import frames, jobs, upload_all
 
     box = cloud_box
@@ -432,7 +432,7 @@ async def test_dead_letters_retry_and_discard(cloud_box: Box, rekognition: Any) 
 
 
 @pytest.mark.asyncio
-async def test_pause_and_resume_sync_from_the_dashboard(cloud_box: Box) -> None:
+async def test_pause_and_resume_sync_from_the_dashboard(cloud_box: BoxProcess) -> None:
     app = ConsoleApp(cloud_box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await shows(pilot, "● online", "sync running")
@@ -498,7 +498,7 @@ def test_missing_connect_fields_show_a_dash() -> None:
     assert dict(steps.values)["Password"] == "—"
 
 
-def test_fingerprint_matches_cryptography(box: Box) -> None:
+def test_fingerprint_matches_cryptography(box: BoxProcess) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -565,7 +565,7 @@ def fixed(app: ConsoleApp, status: dict[str, Any]) -> None:
         screen.show_status()
 
 
-def test_snapshot_dashboard(box: Box, snap_compare: Any) -> None:
+def test_snapshot_dashboard(box: BoxProcess, snap_compare: Any) -> None:
     app = ConsoleApp(box.data, poll_interval=3600)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -581,7 +581,7 @@ def test_snapshot_dashboard(box: Box, snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_snapshot_dead_letters_empty(box: Box, snap_compare: Any) -> None:
+def test_snapshot_dead_letters_empty(box: BoxProcess, snap_compare: Any) -> None:
     app = ConsoleApp(box.data, poll_interval=3600)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -593,7 +593,7 @@ def test_snapshot_dead_letters_empty(box: Box, snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_snapshot_sony_setup(box: Box, snap_compare: Any) -> None:
+def test_snapshot_sony_setup(box: BoxProcess, snap_compare: Any) -> None:
     event = box.new_event("Snapshot")
     app = ConsoleApp(box.data, poll_interval=3600)
 
@@ -625,7 +625,7 @@ def test_snapshot_sony_setup(box: Box, snap_compare: Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_originals_are_choices_in_view_not_a_dropdown_over_create(box: Box) -> None:
+async def test_originals_are_choices_in_view_not_a_dropdown_over_create(box: BoxProcess) -> None:
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3", "n")
@@ -646,7 +646,7 @@ async def test_originals_are_choices_in_view_not_a_dropdown_over_create(box: Box
 
 
 @pytest.mark.asyncio
-async def test_the_guest_pages_look_is_set_from_the_console(box: Box) -> None:
+async def test_the_guest_pages_look_is_set_from_the_console(box: BoxProcess) -> None:
     """Name, day, accent colour, approval and face search set on the events screen (``e``) reach
     the box; a wrong colour is refused in the box's words and the form stays open to correct."""
     code = box.cli("event", "create", "Look from the console")["code"]
@@ -705,7 +705,7 @@ def test_created_is_said_in_full_not_cut() -> None:
 
 
 @pytest.mark.asyncio
-async def test_events_table_fits_80_columns_with_a_long_name(box: Box) -> None:
+async def test_events_table_fits_80_columns_with_a_long_name(box: BoxProcess) -> None:
     functions = ["ceremony", "reception", "first-dance", "portraits"]
     args = [arg for f in functions for arg in ("--function", f)]
     code = box.cli("event", "create", "The Smith and Jones wedding at the old mill", *args)["code"]
@@ -734,7 +734,7 @@ def test_ftp_line_breaks_between_figures_never_past_80_columns() -> None:
 
 
 @pytest.mark.asyncio
-async def test_sync_off_says_photos_stay_and_hides_pause(box: Box) -> None:
+async def test_sync_off_says_photos_stay_and_hides_pause(box: BoxProcess) -> None:
     assert box.cli("status")["cloud"]["enabled"] is False
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -751,7 +751,7 @@ async def test_sync_off_says_photos_stay_and_hides_pause(box: Box) -> None:
 
 
 @pytest.mark.asyncio
-async def test_help_lists_every_key_of_every_screen(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_help_lists_every_key_of_every_screen(box: BoxProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     # a key added to a screen is in the help without anyone editing the help
     extra = Binding("x", "nothing", "A key added later")
     monkeypatch.setattr(DashboardScreen, "BINDINGS", [*DashboardScreen.BINDINGS, extra])
@@ -780,7 +780,7 @@ async def test_help_lists_every_key_of_every_screen(box: Box, monkeypatch: pytes
 
 
 @pytest.mark.asyncio
-async def test_add_camera_offers_the_newest_event_and_its_functions(box: Box) -> None:
+async def test_add_camera_offers_the_newest_event_and_its_functions(box: BoxProcess) -> None:
     older = box.new_event("Issue 18 older")
     newest = box.cli(
         "event", "create", "Issue 18 newest", "--function", "ceremony", "--function", "reception"
@@ -821,7 +821,7 @@ def test_brand_guessed_from_the_label() -> None:
 
 
 @pytest.mark.asyncio
-async def test_brand_follows_the_label_until_the_operator_picks_one(box: Box) -> None:
+async def test_brand_follows_the_label_until_the_operator_picks_one(box: BoxProcess) -> None:
     box.new_event("Issue 18 brand")
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import SHUTTERBOX, Box, make_box, store
+from tests.boxproc import SHUTTERBOX, BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 TMUX = shutil.which("tmux")
@@ -86,13 +86,13 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 
 @pytest.fixture
-def running_box(tmp_path: Path) -> Iterator[Box]:
+def running_box(tmp_path: Path) -> Iterator[BoxProcess]:
     box = make_box(tmp_path / "data").start()
     yield box
     assert box.stop() == 0
 
 
-def test_console_in_a_real_terminal(running_box: Box, tmux: Tmux, tmp_path: Path) -> None:
+def test_console_in_a_real_terminal(running_box: BoxProcess, tmux: Tmux, tmp_path: Path) -> None:
     box = running_box
     event = box.new_event("tmux event")
     user, password = box.new_key(event, camera="Canon R5 tmux")
@@ -155,7 +155,7 @@ def normalise(screen: str, names: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def snapshot_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Box, dict[str, str]]]:
+def snapshot_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BoxProcess, dict[str, str]]]:
     """One box for every snapshot: the demo event, one wedding with two functions and a camera."""
     box = make_box(tmp_path_factory.mktemp("console-80x24") / "data").start()
     try:
@@ -171,7 +171,7 @@ def snapshot_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Box
 
 @pytest.fixture(scope="module")
 def console(
-    snapshot_box: tuple[Box, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+    snapshot_box: tuple[BoxProcess, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Tmux]:
     """One console in one 80x24 terminal, visited screen by screen."""
     box, _ = snapshot_box
@@ -213,7 +213,7 @@ SCREENS: list[tuple[str, Callable[[Tmux], None], tuple[str, ...]]] = [
 @pytest.mark.parametrize(("name", "go", "marks"), SCREENS, ids=[name for name, _, _ in SCREENS])
 def test_screen_at_80x24_matches_its_reviewed_snapshot(
     console: Tmux,
-    snapshot_box: tuple[Box, dict[str, str]],
+    snapshot_box: tuple[BoxProcess, dict[str, str]],
     request: pytest.FixtureRequest,
     name: str,
     go: Callable[[Tmux], None],

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.boxproc import Box, free_port, make_box, passive_range, store
+from tests.boxproc import BoxProcess, free_port, make_box, passive_range, store
 from tests.conftest import jpeg_bytes
 from tests.test_sync import cloud_box
 
@@ -48,12 +48,12 @@ def fake_clock(folder: Path, synced: str) -> Path:
     return folder
 
 
-def with_clock(box: Box, folder: Path) -> Box:
+def with_clock(box: BoxProcess, folder: Path) -> BoxProcess:
     box.env["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
     return box
 
 
-def doctor(box: Box) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
+def doctor(box: BoxProcess) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
     """``doctor --json``: its exit status, the answer, and each check by name."""
     result = box.run_cli("doctor", "--json")
     assert "Traceback" not in result.stderr, result.stderr
@@ -69,7 +69,7 @@ def clock_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def healthy(tmp_path_factory: pytest.TempPathFactory, clock_dir: Path) -> Iterator[Box]:
+def healthy(tmp_path_factory: pytest.TempPathFactory, clock_dir: Path) -> Iterator[BoxProcess]:
     """Listening on every address, as on the venue LAN; cloud sync and mDNS off."""
     data = tmp_path_factory.mktemp("healthy") / "data"
     running = with_clock(make_box(data, ftp__host="0.0.0.0", faces__enabled="false"), clock_dir).start()
@@ -77,7 +77,7 @@ def healthy(tmp_path_factory: pytest.TempPathFactory, clock_dir: Path) -> Iterat
     assert running.stop() == 0, running.log[-4000:]
 
 
-def test_a_healthy_box_is_all_ok_or_skip(healthy: Box) -> None:
+def test_a_healthy_box_is_all_ok_or_skip(healthy: BoxProcess) -> None:
     status, answer, checks = doctor(healthy)
     assert status == 0
     assert answer["ok"] is True and answer["box_running"] is True
@@ -91,7 +91,7 @@ def test_a_healthy_box_is_all_ok_or_skip(healthy: Box) -> None:
     assert checks["clock"]["text"].startswith("synchronised by NTP")
 
 
-def test_the_text_is_one_aligned_line_per_check(healthy: Box) -> None:
+def test_the_text_is_one_aligned_line_per_check(healthy: BoxProcess) -> None:
     result = healthy.run_cli("doctor")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -106,7 +106,7 @@ def test_the_text_is_one_aligned_line_per_check(healthy: Box) -> None:
     assert "nothing found that would stop the cameras" in result.stdout
 
 
-def test_a_busy_passive_port_is_named(healthy: Box) -> None:
+def test_a_busy_passive_port_is_named(healthy: BoxProcess) -> None:
     low = int(healthy.env["SHUTTERBOX_FTP__PASSIVE_PORTS"].split("-")[0])
     port = low + 3
     with socket.socket() as squatter:
@@ -123,7 +123,7 @@ def test_a_busy_passive_port_is_named(healthy: Box) -> None:
     assert checks["passive ports"]["level"] == "OK"
 
 
-def test_a_clock_ntp_never_set_is_named(healthy: Box, clock_dir: Path) -> None:
+def test_a_clock_ntp_never_set_is_named(healthy: BoxProcess, clock_dir: Path) -> None:
     (clock_dir / "ntp").write_text("no\n")
     try:
         _, _, checks = doctor(healthy)
@@ -134,7 +134,7 @@ def test_a_clock_ntp_never_set_is_named(healthy: Box, clock_dir: Path) -> None:
     assert doctor(healthy)[2]["clock"]["level"] == "OK"
 
 
-def test_a_clock_no_one_can_read_is_a_warning(healthy: Box, clock_dir: Path) -> None:
+def test_a_clock_no_one_can_read_is_a_warning(healthy: BoxProcess, clock_dir: Path) -> None:
     (clock_dir / "ntp").write_text("")
     try:
         _, _, checks = doctor(healthy)
@@ -144,7 +144,7 @@ def test_a_clock_no_one_can_read_is_a_warning(healthy: Box, clock_dir: Path) -> 
     assert "cannot tell whether NTP set the clock" in checks["clock"]["text"]
 
 
-def test_a_camera_that_logged_in_and_never_uploaded_is_named(healthy: Box) -> None:
+def test_a_camera_that_logged_in_and_never_uploaded_is_named(healthy: BoxProcess) -> None:
     event = healthy.new_event("Doctor cameras")
     user, password = healthy.new_key(event, camera="Sony A1 doctor")
     with healthy.ftp(user, password) as client:
@@ -162,7 +162,7 @@ def test_a_camera_that_logged_in_and_never_uploaded_is_named(healthy: Box) -> No
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     """A masquerade address no interface has, a reserve larger than the disk, cloud sync on with an
     endpoint nothing answers on, and NTP that never synchronised."""
     root = tmp_path_factory.mktemp("broken")
@@ -181,7 +181,7 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     assert running.stop() == 0, running.log[-4000:]
 
 
-def test_a_broken_box_names_each_thing_and_fails(broken: Box) -> None:
+def test_a_broken_box_names_each_thing_and_fails(broken: BoxProcess) -> None:
     status, answer, checks = doctor(broken)
     assert status == 1 and answer["ok"] is False
     masquerade = checks["masquerade address"]

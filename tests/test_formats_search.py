@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from tests import camerafiles as cf
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.test_guest_api import wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
@@ -54,7 +54,9 @@ def frames() -> dict[str, tuple[str, bytes]]:
     }
 
 
-def upload(box: Box, event: str, files: dict[str, bytes], camera: str = "cam") -> dict[str, dict[str, Any]]:
+def upload(
+    box: BoxProcess, event: str, files: dict[str, bytes], camera: str = "cam"
+) -> dict[str, dict[str, Any]]:
     user, password = box.new_key(event, camera=camera)
     with box.ftp(user, password) as ftp:
         for name, data in files.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import Box, store
+from tests.boxproc import BoxProcess, store
 from tests.conftest import jpeg_bytes
 
 
@@ -33,7 +33,7 @@ def half_upload(ftp: ftplib.FTP, name: str, data: bytes, *, how: str) -> None:
     conn.close()
 
 
-def wait_for_rejection(box: Box, name: str, count: int = 1) -> list[dict[str, object]]:
+def wait_for_rejection(box: BoxProcess, name: str, count: int = 1) -> list[dict[str, object]]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         rows = [r for r in box.rejections() if r["original_name"] == name]
@@ -44,7 +44,7 @@ def wait_for_rejection(box: Box, name: str, count: int = 1) -> list[dict[str, ob
 
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
-def test_truncated_upload_is_not_acknowledged_nor_queued(box: Box, how: str) -> None:
+def test_truncated_upload_is_not_acknowledged_nor_queued(box: BoxProcess, how: str) -> None:
     user, password = box.new_key(camera=f"cut-{how}")
     frame = jpeg_bytes(1600, 1200, seed=100)
     with box.ftp(user, password) as ftp:
@@ -63,7 +63,7 @@ def test_truncated_upload_is_not_acknowledged_nor_queued(box: Box, how: str) -> 
 
 
 @pytest.mark.parametrize("verb", ["REST", "APPE"])
-def test_resume_after_a_cut_gives_a_byte_identical_photo(box: Box, verb: str) -> None:
+def test_resume_after_a_cut_gives_a_byte_identical_photo(box: BoxProcess, verb: str) -> None:
     user, password = box.new_key(camera=f"resume-{verb}")
     frame = jpeg_bytes(2000, 1500, seed=101)
     with box.ftp(user, password) as ftp:
@@ -86,7 +86,7 @@ def test_resume_after_a_cut_gives_a_byte_identical_photo(box: Box, verb: str) ->
     assert Path(photo["stored_path"]).read_bytes() == frame
 
 
-def test_a_cut_then_resumed_upload_is_not_counted_as_a_rejection(box: Box) -> None:
+def test_a_cut_then_resumed_upload_is_not_counted_as_a_rejection(box: BoxProcess) -> None:
     # A spurious cut (a TLS 1.3 reset, a WiFi blip) followed by a successful resume is one frame
     # with a resumed transfer: the diagnostic stays, the camera's error count does not grow.
     user, password = box.new_key(camera="resumer")
@@ -113,7 +113,7 @@ def test_a_cut_then_resumed_upload_is_not_counted_as_a_rejection(box: Box) -> No
     assert "completed by a resume" in box.log
 
 
-def test_abor_mid_transfer(box: Box) -> None:
+def test_abor_mid_transfer(box: BoxProcess) -> None:
     user, password = box.new_key(camera="abort")
     frame = jpeg_bytes(1600, 1200, seed=102)
     with box.ftp(user, password) as ftp:
@@ -131,7 +131,7 @@ def test_abor_mid_transfer(box: Box) -> None:
     wait_for_rejection(box, "IMG_ABOR.JPG")
 
 
-def test_control_connection_dropped_mid_transfer(box: Box) -> None:
+def test_control_connection_dropped_mid_transfer(box: BoxProcess) -> None:
     user, password = box.new_key(camera="dropped")
     frame = jpeg_bytes(1600, 1200, seed=103)
     ftp = box.ftp(user, password)
@@ -155,7 +155,7 @@ def test_control_connection_dropped_mid_transfer(box: Box) -> None:
     assert photo["sha256"] == sha(frame)
 
 
-def test_data_channel_cut_after_all_bytes_is_fine(box: Box) -> None:
+def test_data_channel_cut_after_all_bytes_is_fine(box: BoxProcess) -> None:
     """An RST right after the last byte still delivers a whole file: structure decides."""
     user, password = box.new_key(camera="rst-at-end")
     frame = jpeg_bytes(seed=104)
@@ -172,7 +172,7 @@ def test_data_channel_cut_after_all_bytes_is_fine(box: Box) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_during_a_stream_loses_no_acknowledged_frame(fresh_box: Box) -> None:
+def test_kill_9_during_a_stream_loses_no_acknowledged_frame(fresh_box: BoxProcess) -> None:
     """Four cameras stream; the box is SIGKILLed three times. Every frame that got 226 is in
     the queue exactly once with the right SHA-256 and its file on disk."""
     fresh_box.start()

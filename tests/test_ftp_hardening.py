@@ -19,12 +19,12 @@ import pytest
 from appliance.config import StorageSettings
 from appliance.ingest.janitor import Janitor
 from appliance.layout import Layout
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 
 @contextlib.contextmanager
-def running(tmp_path: Path, **settings: str) -> Iterator[Box]:
+def running(tmp_path: Path, **settings: str) -> Iterator[BoxProcess]:
     box = make_box(tmp_path / "data", **settings).start()
     try:
         yield box
@@ -32,7 +32,7 @@ def running(tmp_path: Path, **settings: str) -> Iterator[Box]:
         box.stop()
 
 
-def connect_from(box: Box, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
+def connect_from(box: BoxProcess, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
     """A raw control connection from ``source`` (any 127.x.y.z address is a host of its own)."""
     return socket.create_connection(("127.0.0.1", box.ftp_port), timeout=timeout, source_address=(source, 0))
 
@@ -67,7 +67,7 @@ def is_closed(sock: socket.socket) -> bool:
         sock.setblocking(True)
 
 
-def upload(box: Box, user: str, password: str, name: str, data: bytes) -> str:
+def upload(box: BoxProcess, user: str, password: str, name: str, data: bytes) -> str:
     with box.ftp(user, password, timeout=10) as ftp:
         return store(ftp, name, data)
 
@@ -77,7 +77,7 @@ def corrupt_jpeg(seed: int) -> bytes:
     return whole[: len(whole) // 2]
 
 
-def quarantined(box: Box) -> list[Path]:
+def quarantined(box: BoxProcess) -> list[Path]:
     return sorted(p for p in (box.data / "quarantine").rglob("*") if p.is_file())
 
 

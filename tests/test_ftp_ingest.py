@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import Box, store
+from tests.boxproc import BoxProcess, store
 from tests.conftest import jpeg_bytes
 
 
@@ -27,7 +27,7 @@ def iso_bmff(brand: bytes, payload: bytes) -> bytes:
     return ftyp + mdat
 
 
-def test_upload_is_queued_with_hash_attribution_and_metadata(box: Box) -> None:
+def test_upload_is_queued_with_hash_attribution_and_metadata(box: BoxProcess) -> None:
     event = box.cli("event", "create", "Wedding", "--function", "ceremony")["code"]  # declared first
     user, password = box.new_key(event, camera="Canon R5 #1", function="ceremony")
     frame = jpeg_bytes(1200, 800, seed=1, exif=True)
@@ -54,7 +54,7 @@ def test_upload_is_queued_with_hash_attribution_and_metadata(box: Box) -> None:
     assert not stored.stat().st_mode & 0o222, "stored photos are read-only"
 
 
-def test_canon_dialogue_probe_and_card_layout(box: Box) -> None:
+def test_canon_dialogue_probe_and_card_layout(box: BoxProcess) -> None:
     """Canon WFT: MKD+RMD probe, then one MKD per level of DCIM/100EOSR5, SIZE, LIST."""
     user, password = box.new_key(camera="canon")
     frame = jpeg_bytes(seed=2)
@@ -86,7 +86,7 @@ def test_canon_dialogue_probe_and_card_layout(box: Box) -> None:
     assert photo["ftp_path"] == "/DCIM/100EOSR5/IMG_0001.CR3.JPG"
 
 
-def test_nested_mkd_creates_parents(box: Box) -> None:
+def test_nested_mkd_creates_parents(box: BoxProcess) -> None:
     user, password = box.new_key(camera="nikon")
     with box.ftp(user, password) as ftp:
         assert ftp.mkd("a/b/c") == "/a/b/c"
@@ -95,7 +95,7 @@ def test_nested_mkd_creates_parents(box: Box) -> None:
     assert (box.jail(user) / "a" / "b" / "c" / "DSC_0001.JPG").is_file()
 
 
-def test_passive_and_extended_passive(box: Box) -> None:
+def test_passive_and_extended_passive(box: BoxProcess) -> None:
     user, password = box.new_key(camera="sony")
     with box.ftp(user, password) as ftp:
         ftp.af = __import__("socket").AF_INET6  # makes ftplib use EPSV
@@ -110,7 +110,7 @@ def test_passive_and_extended_passive(box: Box) -> None:
     assert len([p for p in box.photos() if p["username"] == user]) == 2
 
 
-def test_dele_and_rmd_never_lose_a_queued_photo(box: Box) -> None:
+def test_dele_and_rmd_never_lose_a_queued_photo(box: BoxProcess) -> None:
     user, password = box.new_key(camera="deleter")
     frame = jpeg_bytes(seed=6)
     with box.ftp(user, password) as ftp:
@@ -122,7 +122,7 @@ def test_dele_and_rmd_never_lose_a_queued_photo(box: Box) -> None:
     assert Path(photo["stored_path"]).read_bytes() == frame
 
 
-def test_rename_after_upload_is_followed(box: Box) -> None:
+def test_rename_after_upload_is_followed(box: BoxProcess) -> None:
     user, password = box.new_key(camera="renamer")
     with box.ftp(user, password) as ftp:
         store(ftp, "upload.tmp", jpeg_bytes(seed=7))
@@ -133,7 +133,7 @@ def test_rename_after_upload_is_followed(box: Box) -> None:
     assert photo["kind"] == "jpeg", "the format is read from the content, not the name"
 
 
-def test_stou_stores_under_a_unique_name(box: Box) -> None:
+def test_stou_stores_under_a_unique_name(box: BoxProcess) -> None:
     user, password = box.new_key(camera="stou")
     with box.ftp(user, password) as ftp:
         ftp.voidcmd("TYPE I")
@@ -145,7 +145,7 @@ def test_stou_stores_under_a_unique_name(box: Box) -> None:
     assert len([p for p in box.photos() if p["username"] == user]) == 1
 
 
-def test_same_name_new_content_keeps_both_same_content_is_one(box: Box) -> None:
+def test_same_name_new_content_keeps_both_same_content_is_one(box: BoxProcess) -> None:
     """Two bodies with the same counter, or a counter past 9999: both frames are kept.
     A retry of the same bytes is the same photo."""
     event = box.new_event()
@@ -160,7 +160,7 @@ def test_same_name_new_content_keeps_both_same_content_is_one(box: Box) -> None:
     assert sorted(p["sha256"] for p in photos) == sorted([sha(first), sha(second)])
 
 
-def test_two_sessions_upload_the_same_name_at_once(box: Box) -> None:
+def test_two_sessions_upload_the_same_name_at_once(box: BoxProcess) -> None:
     event = box.new_event()
     keys = [box.new_key(event, camera=f"body-{i}") for i in range(2)]
     frames = [jpeg_bytes(2400, 1600, seed=20 + i) for i in range(2)]
@@ -181,7 +181,7 @@ def test_two_sessions_upload_the_same_name_at_once(box: Box) -> None:
     assert sorted(p["sha256"] for p in box.photos(event)) == sorted(sha(f) for f in frames)
 
 
-def test_other_formats_are_stored_but_not_searchable(box: Box) -> None:
+def test_other_formats_are_stored_but_not_searchable(box: BoxProcess) -> None:
     user, password = box.new_key(camera="video")
     sidecar = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
     movie = iso_bmff(b"qt  ", b"\x00" * 5000)
@@ -193,7 +193,7 @@ def test_other_formats_are_stored_but_not_searchable(box: Box) -> None:
     assert (photos["C0001.MOV"]["kind"], photos["C0001.MOV"]["searchable"]) == ("video", False)
 
 
-def test_corrupt_video_container_is_rejected(box: Box) -> None:
+def test_corrupt_video_container_is_rejected(box: BoxProcess) -> None:
     user, password = box.new_key(camera="video2")
     movie = iso_bmff(b"qt  ", b"\x00" * 5000)[:-100]
     with box.ftp(user, password) as ftp, pytest.raises(ftplib.error_temp, match=r"^451"):
@@ -201,7 +201,7 @@ def test_corrupt_video_container_is_rejected(box: Box) -> None:
     assert not [p for p in box.photos() if p["username"] == user]
 
 
-def test_session_without_quit_keeps_its_frames(box: Box) -> None:
+def test_session_without_quit_keeps_its_frames(box: BoxProcess) -> None:
     """Nikon transmitters drop the connection when the meter sleeps."""
     user, password = box.new_key(camera="nikon-sleepy")
     frame = jpeg_bytes(seed=30)
@@ -215,7 +215,7 @@ def test_session_without_quit_keeps_its_frames(box: Box) -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (apt-get install curl)")
-def test_curl_upload_with_created_dirs(box: Box, tmp_path: Path) -> None:
+def test_curl_upload_with_created_dirs(box: BoxProcess, tmp_path: Path) -> None:
     user, password = box.new_key(camera="curl")
     frame = jpeg_bytes(seed=31)
     path = tmp_path / "IMG_0009.JPG"
@@ -239,7 +239,7 @@ def test_curl_upload_with_created_dirs(box: Box, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("lftp") is None, reason="lftp is not installed (apt-get install lftp)")
-def test_lftp_mirror_of_a_card(box: Box, tmp_path: Path) -> None:
+def test_lftp_mirror_of_a_card(box: BoxProcess, tmp_path: Path) -> None:
     user, password = box.new_key(camera="lftp")
     card = tmp_path / "card" / "DCIM" / "101MSDCF"
     card.mkdir(parents=True)
@@ -256,7 +256,7 @@ def test_lftp_mirror_of_a_card(box: Box, tmp_path: Path) -> None:
     assert got == {name: sha(data) for name, data in frames.items()}
 
 
-def test_ascii_type_upload_is_stored_byte_exact(box: Box) -> None:
+def test_ascii_type_upload_is_stored_byte_exact(box: BoxProcess) -> None:
     """A camera left in TYPE A must not get its CRLF bytes rewritten (vsftpd's default too)."""
     user, password = box.new_key(camera="ascii")
     frame = jpeg_bytes(seed=50) + b"\r\n\r\n"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 
-def login_fails(box: Box, user: str, password: str) -> str:
+def login_fails(box: BoxProcess, user: str, password: str) -> str:
     client = ftplib.FTP(timeout=10)
     try:
         client.connect("127.0.0.1", box.ftp_port)
@@ -31,7 +31,7 @@ def login_fails(box: Box, user: str, password: str) -> str:
     raise AssertionError("login unexpectedly succeeded")
 
 
-def greeting(box: Box) -> str:
+def greeting(box: BoxProcess) -> str:
     """The server's first line; a refusal can also arrive as a reset (the server closes a socket
     it is refusing as soon as it has written the 421), reported as "reset"."""
     with socket.create_connection(("127.0.0.1", box.ftp_port), timeout=10) as sock:
@@ -41,7 +41,7 @@ def greeting(box: Box) -> str:
             return "reset"
 
 
-def test_wrong_password_is_refused_and_not_logged(box: Box) -> None:
+def test_wrong_password_is_refused_and_not_logged(box: BoxProcess) -> None:
     user, password = box.new_key(camera="pw")
     assert login_fails(box, user, password + "x").startswith("530")
     assert login_fails(box, "nobody-here", "whatever").startswith("530")
@@ -91,7 +91,7 @@ def test_unknown_users_score_higher_than_wrong_passwords(tmp_path: Path) -> None
         "\u2025/escape.jpg",
     ],
 )
-def test_paths_never_leave_the_jail(box: Box, path: str) -> None:
+def test_paths_never_leave_the_jail(box: BoxProcess, path: str) -> None:
     user, password = box.new_key(camera="escaper")
     jail = box.jail(user).resolve()
     with box.ftp(user, password) as ftp:
@@ -109,7 +109,7 @@ def test_paths_never_leave_the_jail(box: Box, path: str) -> None:
             assert (jail / photo["ftp_path"].lstrip("/")).resolve().is_relative_to(jail)
 
 
-def test_symlink_inside_the_jail_cannot_be_followed_out(box: Box, tmp_path: Path) -> None:
+def test_symlink_inside_the_jail_cannot_be_followed_out(box: BoxProcess, tmp_path: Path) -> None:
     user, password = box.new_key(camera="linker")
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -128,7 +128,7 @@ def test_symlink_inside_the_jail_cannot_be_followed_out(box: Box, tmp_path: Path
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
 
 
-def test_nul_and_huge_arguments_are_refused_and_the_session_survives(box: Box) -> None:
+def test_nul_and_huge_arguments_are_refused_and_the_session_survives(box: BoxProcess) -> None:
     user, password = box.new_key(camera="fuzz")
     ftp = box.ftp(user, password)
     try:
@@ -142,7 +142,7 @@ def test_nul_and_huge_arguments_are_refused_and_the_session_survives(box: Box) -
         ftp.close()
 
 
-def test_revoking_a_key_ends_its_sessions_and_logins(box: Box) -> None:
+def test_revoking_a_key_ends_its_sessions_and_logins(box: BoxProcess) -> None:
     user, password = box.new_key(camera="revoked")
     ftp = box.ftp(user, password)
     store(ftp, "before.jpg", jpeg_bytes(seed=302))
@@ -244,7 +244,7 @@ def test_connections_per_ip_are_capped(tmp_path: Path) -> None:
         box.stop()
 
 
-def test_camera_cannot_chmod_or_retime_a_landed_photo(box: Box) -> None:
+def test_camera_cannot_chmod_or_retime_a_landed_photo(box: BoxProcess) -> None:
     user, password = box.new_key(camera="chmodder")
     with box.ftp(user, password) as ftp:
         store(ftp, "IMG_1.JPG", jpeg_bytes(seed=305))

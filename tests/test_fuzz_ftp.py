@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, currently_in_test_context, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 REPLY_TIMEOUT = 10.0  # s; a failed login alone costs 1 s, a landing an fsync or two
@@ -185,7 +185,7 @@ def expect(conn: ControlConnection, line: bytes, *codes: int) -> Reply:
 
 
 def connect_and_login(
-    box: Box, user: str, password: str, timeout: float = REPLY_TIMEOUT
+    box: BoxProcess, user: str, password: str, timeout: float = REPLY_TIMEOUT
 ) -> ControlConnection:
     conn = ControlConnection(box.ftp_port, timeout)
     try:
@@ -546,7 +546,7 @@ class Session:
                 return
 
 
-def plant_doors(box: Box, user: str, outside: Path) -> dict[str, Path]:
+def plant_doors(box: BoxProcess, user: str, outside: Path) -> dict[str, Path]:
     """Symlinks in the jail (the login made it) to what a camera must never reach."""
     doors = {"door": outside, "key.jpg": box.data / "link.key", "db": box.data / "shutterbox.db"}
     for name, target in doors.items():
@@ -555,7 +555,7 @@ def plant_doors(box: Box, user: str, outside: Path) -> dict[str, Path]:
 
 
 def run_session(
-    box: Box,
+    box: BoxProcess,
     user: str,
     password: str,
     cmds: list[Command],
@@ -612,7 +612,7 @@ class Snapshot:
     tmp: set[str]  # names in tmp/
 
 
-def snapshot(box: Box, user: str) -> Snapshot:
+def snapshot(box: BoxProcess, user: str) -> Snapshot:
     data = box.data
     skip = {box.jail(user), *(data / d for d in CHECKED_DIRS)}
     outside = {p for p in tree(data, skip) if not p.startswith(DB_PREFIX)}
@@ -620,7 +620,7 @@ def snapshot(box: Box, user: str) -> Snapshot:
     return Snapshot(outside, tree(data.parent, {data}), (data / "box.log").stat().st_size, tmp)
 
 
-def new_tracebacks(box: Box, since: int) -> list[str]:
+def new_tracebacks(box: BoxProcess, since: int) -> list[str]:
     """The tracebacks the box logged after byte `since` of its log, one block each."""
     with (box.data / "box.log").open("rb") as log:
         log.seek(since)
@@ -629,7 +629,7 @@ def new_tracebacks(box: Box, since: int) -> list[str]:
     return [block for block in blocks if "Traceback" in block]
 
 
-def tmp_leftovers(box: Box, before: set[str], wait: float = 3.0) -> set[str]:
+def tmp_leftovers(box: BoxProcess, before: set[str], wait: float = 3.0) -> set[str]:
     """Files in tmp/ that were not there before, once the server had `wait` s to tidy up."""
     deadline = time.monotonic() + wait
     while True:
@@ -640,7 +640,7 @@ def tmp_leftovers(box: Box, before: set[str], wait: float = 3.0) -> set[str]:
 
 
 def check_invariants(
-    box: Box, user: str, password: str, before: Snapshot, session: Session, doors: tuple[str, ...] = ()
+    box: BoxProcess, user: str, password: str, before: Snapshot, session: Session, doors: tuple[str, ...] = ()
 ) -> None:
     what = f"{[line for line, _ in session.transcript]!r}"
     assert box.proc is not None and box.proc.poll() is None, f"the box died after {what}:\n{box.log[-3000:]}"
@@ -698,7 +698,7 @@ CHEAP_HASH = "$".join(
 
 @dataclass
 class FuzzBox:
-    box: Box
+    box: BoxProcess
     event: str
     admin: httpx.Client
     outside: Path  # next to the data folder; the jails' "door" symlinks point at it

@@ -41,7 +41,7 @@ from schemathesis.generation import GenerationMode
 
 from appliance.credentials import ALPHABET
 from appliance.guest.app import MESSAGES
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.test_fuzz_formats import ESCAPES, mutated_picture
 from tests.test_guest_api import wait_indexed
 
@@ -69,7 +69,7 @@ SQLITE_INT_MAX = (1 << 63) - 1
 
 @dataclass
 class AdminBox:
-    box: Box
+    box: BoxProcess
     url: str
     event: str  # a real event (with a key and a photo): handlers get past their 404
     username: str
@@ -323,7 +323,7 @@ def raw_request(
 
 @dataclass
 class Venue:
-    box: Box
+    box: BoxProcess
     web: int  # port
     events: dict[str, set[int]]  # event code -> its photo ids
     tokens: dict[str, set[str]] = field(default_factory=dict)  # event -> genuine photo tokens

@@ -22,7 +22,7 @@ from PIL import Image
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 pytestmark = [
@@ -45,7 +45,7 @@ def reencoded(name: str, quality: int = 80) -> bytes:
     return out.getvalue()
 
 
-def upload(box: Box, event: str, files: dict[str, bytes]) -> dict[str, int]:
+def upload(box: BoxProcess, event: str, files: dict[str, bytes]) -> dict[str, int]:
     user, password = box.new_key(event, camera=f"cam-{len(files)}-{time.monotonic_ns() % 10000}")
     with box.ftp(user, password) as ftp:
         for name, data in files.items():
@@ -53,7 +53,7 @@ def upload(box: Box, event: str, files: dict[str, bytes]) -> dict[str, int]:
     return {p["original_name"]: p["id"] for p in box.photos(event)}
 
 
-def wait_indexed(box: Box, timeout: float = 120) -> None:
+def wait_indexed(box: BoxProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         faces = box.cli("status")["faces"]

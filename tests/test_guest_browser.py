@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from appliance import credentials
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.test_guest_api import wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
@@ -45,7 +45,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Pytho
 
 @dataclass
 class Venue:
-    box: Box
+    box: BoxProcess
     base: str  # http://127.0.0.1:<web port>
     a: str  # event codes
     b: str

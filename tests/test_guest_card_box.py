@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
-def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     box = make_box(tmp_path_factory.mktemp("card") / "data", guest__wifi_name="Venue Guests").start()
     yield box
     assert box.stop() == 0, box.log[-4000:]
@@ -34,7 +34,7 @@ def words(svg: bytes) -> str:
     return " ".join(t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text"))
 
 
-def test_banner_and_status_give_a_guest_address_that_answers(venue: Box) -> None:
+def test_banner_and_status_give_a_guest_address_that_answers(venue: BoxProcess) -> None:
     web = f"http://127.0.0.1:{venue.info['web_port']}"
     log = venue.log
     assert f"guest page      {web}" in log, log[-3000:]
@@ -49,7 +49,7 @@ def test_banner_and_status_give_a_guest_address_that_answers(venue: Box) -> None
     assert re.search(rf"^guest url +{re.escape(web)}$", text, re.MULTILINE), text
 
 
-def test_card_in_every_format(venue: Box, tmp_path: Path) -> None:
+def test_card_in_every_format(venue: BoxProcess, tmp_path: Path) -> None:
     code = venue.new_event("Zoë & Łukasz")
     url = f"http://127.0.0.1:{venue.info['web_port']}/e/{code}"
     info = venue.cli("event", "guest", code, "--out", str(tmp_path / "card.svg"))
@@ -68,7 +68,7 @@ def test_card_in_every_format(venue: Box, tmp_path: Path) -> None:
         assert image.size == (1240, 1748)
 
 
-def test_pin_on_the_card(venue: Box, tmp_path: Path) -> None:
+def test_pin_on_the_card(venue: BoxProcess, tmp_path: Path) -> None:
     code = venue.new_event("Pinned")
     venue.cli("event", "pin", code, "4821")
     out = tmp_path / "card.svg"
@@ -86,7 +86,7 @@ def test_pin_on_the_card(venue: Box, tmp_path: Path) -> None:
     assert not (tmp_path / "wrong.svg").exists()
 
 
-def test_errors_in_words(venue: Box, tmp_path: Path) -> None:
+def test_errors_in_words(venue: BoxProcess, tmp_path: Path) -> None:
     code = venue.new_event("Errors")
     kinds: list[Any] = []
     bad = venue.run_cli("event", "guest", code, "--out", str(tmp_path / "card.txt"))
@@ -102,7 +102,7 @@ def test_errors_in_words(venue: Box, tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_console_writes_the_card_here(
-    venue: Box, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    venue: BoxProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tui.app import ConsoleApp
     from tui.screens.guest import GuestScreen
@@ -125,7 +125,7 @@ async def test_console_writes_the_card_here(
     assert card.read_bytes().startswith(b"%PDF-")
 
 
-def test_the_admin_route_refuses_an_unknown_format_in_words(venue: Box) -> None:
+def test_the_admin_route_refuses_an_unknown_format_in_words(venue: BoxProcess) -> None:
     code = venue.new_event("Route")
     with venue.admin_api() as api:
         card = api.get(f"/api/events/{code}/card", params={"format": "png"})

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.boxproc import Box
+from tests.boxproc import BoxProcess
 from tests.conftest import S3_BUCKET as BUCKET
 from tests.conftest import s3_client
 from tests.fakes.faultproxy import FaultProxy
@@ -41,7 +41,7 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
 ) -> None:
     port = int(rekognition.url.rsplit(":", 1)[1])
     with FaultProxy(("127.0.0.1", port)) as link:
-        box: Box = cloud_box(
+        box: BoxProcess = cloud_box(
             tmp_path,
             s3_endpoint,
             link.url(),
@@ -105,7 +105,7 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
 def test_cloud_error_on_search_falls_back_to_local(
     tmp_path: Path, s3_endpoint: str, rekognition: FakeRekognition
 ) -> None:
-    box: Box = cloud_box(tmp_path, s3_endpoint, rekognition.url, faces__workers="1").start(timeout=90)
+    box: BoxProcess = cloud_box(tmp_path, s3_endpoint, rekognition.url, faces__workers="1").start(timeout=90)
     try:
         event = box.new_event("Gala")
         ids = upload(box, event, {"obama-1.jpg": face("obama-1.jpg")})

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.boxproc import Box, free_port, make_box, store
+from tests.boxproc import BoxProcess, free_port, make_box, store
 from tests.test_guest_api import reencoded, wait_indexed
 from tests.test_guest_browser import CHROMIUM, FACES, browser, take_selfie
 from tests.test_sync import cloud_box
@@ -53,14 +53,14 @@ MIN_TAP = 44
 
 @dataclass
 class Venue:
-    box: Box
+    box: BoxProcess
     base: str
     event: str  # face search on: obama-1, biden-1, hopper-1
     browse: str  # face search off: the host-published gallery
     ids: dict[str, int]
 
 
-def upload(box: Box, event: str, files: dict[str, bytes]) -> None:
+def upload(box: BoxProcess, event: str, files: dict[str, bytes]) -> None:
     user, password = box.new_key(event, camera=f"cam-{time.monotonic_ns() % 100000}")
     with box.ftp(user, password) as ftp:
         for name, data in files.items():

@@ -26,7 +26,7 @@ from PIL import Image
 
 from appliance.guest.app import MESSAGES
 from appliance.guest.files import qr_code, safe_stem
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.test_guest_api import face, wait_indexed
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
@@ -49,7 +49,7 @@ HOSTILE_NAMES = {
 
 @dataclass
 class Venue:
-    box: Box
+    box: BoxProcess
     web: str  # http://127.0.0.1:<port>
     port: int
     event: str

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 from tests.test_cli import _read_until, start_on_terminal
 
@@ -48,7 +48,7 @@ def guide_block(marker: str) -> list[str]:
     return found[0].splitlines()
 
 
-def test_first_start_banner_and_addresses_are_as_the_guide_shows(fresh_box: Box) -> None:
+def test_first_start_banner_and_addresses_are_as_the_guide_shows(fresh_box: BoxProcess) -> None:
     master = start_on_terminal(fresh_box)
     try:
         shown = _read_until(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def wall(venue: dict[str, Any]) -> list[int]:
 
 
 def test_the_operator_moderates_and_the_wall_follows_at_once(venue: dict[str, Any]) -> None:
-    box: Box = venue["box"]
+    box: BoxProcess = venue["box"]
     code, ids = venue["code"], venue["ids"]
     a, b, c = ids["IMG_0.JPG"], ids["IMG_1.JPG"], ids["IMG_2.JPG"]
     assert wall(venue) == [c, b, a], "an open event shows every photo"
@@ -72,7 +72,7 @@ def test_the_operator_moderates_and_the_wall_follows_at_once(venue: dict[str, An
 
 
 def test_the_host_page_moderates_by_form(venue: dict[str, Any]) -> None:
-    box: Box = venue["box"]
+    box: BoxProcess = venue["box"]
     code, web, ids = venue["code"], venue["web"], venue["ids"]
     host = web + urlsplit(box.cli("event", "host-link", code)["url"]).path
     page = httpx.get(host)

@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import camera_jpeg, jpeg_bytes
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def _many_client_sockets() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
 
 
-def _limit_files(box: Box, limit: int = BOX_FILE_LIMIT) -> None:
+def _limit_files(box: BoxProcess, limit: int = BOX_FILE_LIMIT) -> None:
     assert box.proc is not None
     if shutil.which("prlimit") is None:
         pytest.fail("prlimit is not installed (util-linux)")
@@ -49,7 +49,7 @@ def _limit_files(box: Box, limit: int = BOX_FILE_LIMIT) -> None:
 
 
 @pytest.fixture(scope="module")
-def flood_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def flood_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     running = make_box(
         tmp_path_factory.mktemp("flood") / "data",
         faces__enabled="false",
@@ -73,21 +73,21 @@ def _lan_socket(address: str, port: int) -> socket.socket | None:
     return sock
 
 
-def _camera_uploads(box: Box, user: str, password: str, seed: int) -> str:
+def _camera_uploads(box: BoxProcess, user: str, password: str, seed: int) -> str:
     with box.ftp(user, password) as ftp:
         return store(ftp, f"DSC_{seed:05d}.JPG", jpeg_bytes(seed=seed))
 
 
-def _admin_status(box: Box) -> int:
+def _admin_status(box: BoxProcess) -> int:
     with box.admin_api(timeout=10) as api:
         return api.get("/api/status").status_code
 
 
-def _web_health(box: Box) -> int:
+def _web_health(box: BoxProcess) -> int:
     return httpx.get(f"http://127.0.0.1:{box.info['web_port']}/healthz", timeout=10).status_code
 
 
-def test_idle_web_flood_keeps_cameras_and_admin_working(flood_box: Box) -> None:
+def test_idle_web_flood_keeps_cameras_and_admin_working(flood_box: BoxProcess) -> None:
     user, password = flood_box.new_key(camera="flooded")
     port = int(flood_box.info["web_port"])
     held: list[socket.socket] = []
@@ -117,7 +117,7 @@ def test_idle_web_flood_keeps_cameras_and_admin_working(flood_box: Box) -> None:
     assert flood_box.proc is not None and flood_box.proc.poll() is None
 
 
-def test_half_sent_requests_are_closed_at_the_header_deadline(flood_box: Box) -> None:
+def test_half_sent_requests_are_closed_at_the_header_deadline(flood_box: BoxProcess) -> None:
     port = int(flood_box.info["web_port"])
     slow: list[socket.socket] = []
     try:
@@ -149,7 +149,7 @@ def test_half_sent_requests_are_closed_at_the_header_deadline(flood_box: Box) ->
     assert _web_health(flood_box) == 200
 
 
-def test_the_box_raises_its_soft_file_limit_to_the_hard_one(search_box: Box) -> None:
+def test_the_box_raises_its_soft_file_limit_to_the_hard_one(search_box: BoxProcess) -> None:
     # the box inherits this process's soft limit (the fixture above set it to 8192 at most)
     inherited_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert search_box.proc is not None
@@ -163,7 +163,7 @@ def test_the_box_raises_its_soft_file_limit_to_the_hard_one(search_box: Box) -> 
 
 
 @pytest.fixture(scope="module")
-def shared_box() -> Iterator[Box]:
+def shared_box() -> Iterator[BoxProcess]:
     """A box whose data folder other accounts could traverse (as a careless setup might leave
     it), so that only the socket's mode and the uid check stand between them and the socket."""
     base = Path(f"/tmp/shutterbox-peer-{os.getpid()}")
@@ -188,7 +188,7 @@ def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_second_local_account_gets_nothing_from_the_admin_api(shared_box: Box) -> None:
+def test_a_second_local_account_gets_nothing_from_the_admin_api(shared_box: BoxProcess) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run a client as another account")
     with shared_box.admin_api() as api:
@@ -256,7 +256,7 @@ else:
     assert shared_box.cli("status")["running"] is True
 
 
-def test_admin_api_refuses_a_foreign_host_and_sends_no_cors(shared_box: Box) -> None:
+def test_admin_api_refuses_a_foreign_host_and_sends_no_cors(shared_box: BoxProcess) -> None:
     with shared_box.admin_api() as api:
         rebound = api.get("/api/status", headers={"Host": "evil.example"})
         assert rebound.status_code == 421, rebound.text
@@ -271,7 +271,7 @@ def test_admin_api_refuses_a_foreign_host_and_sends_no_cors(shared_box: Box) -> 
 
 
 @pytest.fixture(scope="module")
-def search_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def search_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     running = make_box(
         tmp_path_factory.mktemp("burst") / "data",
         guest__searches_per_minute="100",
@@ -291,7 +291,7 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1e6
 
 
-def test_thirty_big_searches_at_once_keep_the_box_under_budget(search_box: Box) -> None:
+def test_thirty_big_searches_at_once_keep_the_box_under_budget(search_box: BoxProcess) -> None:
     assert search_box.proc is not None
     event = search_box.new_event("burst")
     port = int(search_box.info["web_port"])
@@ -332,7 +332,7 @@ def test_thirty_big_searches_at_once_keep_the_box_under_budget(search_box: Box) 
     assert _web_health(search_box) == 200
 
 
-def test_ftp_camera_logs_in_past_the_pre_login_sockets(flood_box: Box) -> None:
+def test_ftp_camera_logs_in_past_the_pre_login_sockets(flood_box: BoxProcess) -> None:
     user, password = flood_box.new_key(camera="past-prelogin")
     held: list[socket.socket] = []
     try:
@@ -352,7 +352,7 @@ def test_ftp_camera_logs_in_past_the_pre_login_sockets(flood_box: Box) -> None:
             sock.close()
 
 
-def test_escape_sequences_in_a_camera_file_name_never_reach_a_terminal(flood_box: Box) -> None:
+def test_escape_sequences_in_a_camera_file_name_never_reach_a_terminal(flood_box: BoxProcess) -> None:
     user, password = flood_box.new_key(camera="escaper")
     name = "\x1b[31mRED\x1b]0;owned\x07\x9b2J.jpg"
     with flood_box.ftp(user, password) as ftp:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.boxproc import SHUTTERBOX, Box, make_box
+from tests.boxproc import SHUTTERBOX, BoxProcess, make_box
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.e2e
@@ -40,12 +40,12 @@ def _wait_for(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -
         time.sleep(0.2)
 
 
-def _photos_named(box: Box, event: str, *names: str) -> list[dict[str, Any]] | None:
+def _photos_named(box: BoxProcess, event: str, *names: str) -> list[dict[str, Any]] | None:
     photos = box.photos(event)
     return photos if {p["original_name"] for p in photos} >= set(names) else None
 
 
-def _all_photos(box: Box, event: str, count: int) -> list[dict[str, Any]] | None:
+def _all_photos(box: BoxProcess, event: str, count: int) -> list[dict[str, Any]] | None:
     photos = box.photos(event)
     return photos if len(photos) >= count else None
 
@@ -56,7 +56,7 @@ def _with_comment(data: bytes, text: str) -> bytes:
     return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
 
 
-def _stop(box: Box, deadline: float = 20.0) -> int | None:
+def _stop(box: BoxProcess, deadline: float = 20.0) -> int | None:
     """SIGTERM and wait; a box that has not exited by the deadline is killed and None returned."""
     assert box.proc is not None
     box.proc.send_signal(signal.SIGTERM)
@@ -67,7 +67,7 @@ def _stop(box: Box, deadline: float = 20.0) -> int | None:
         return None
 
 
-def _start_with_hotfolder(box: Box, hot: Path) -> str:
+def _start_with_hotfolder(box: BoxProcess, hot: Path) -> str:
     """The hot folder's event must exist before the box watches for it: create it on a first
     start, then restart with the hot folder configured."""
     box.start()
@@ -84,7 +84,9 @@ def _start_with_hotfolder(box: Box, hot: Path) -> str:
     return event
 
 
-def test_slowly_written_file_is_ingested_once_after_it_stops_growing(fresh_box: Box, tmp_path: Path) -> None:
+def test_slowly_written_file_is_ingested_once_after_it_stops_growing(
+    fresh_box: BoxProcess, tmp_path: Path
+) -> None:
     hot = tmp_path / "hot"
     hot.mkdir()
     event = _start_with_hotfolder(fresh_box, hot)
@@ -111,7 +113,7 @@ def test_slowly_written_file_is_ingested_once_after_it_stops_growing(fresh_box: 
     assert _stop(fresh_box) == 0
 
 
-def test_truncated_file_is_rejected_not_queued(fresh_box: Box, tmp_path: Path) -> None:
+def test_truncated_file_is_rejected_not_queued(fresh_box: BoxProcess, tmp_path: Path) -> None:
     hot = tmp_path / "hot"
     hot.mkdir()
     event = _start_with_hotfolder(fresh_box, hot)
@@ -132,7 +134,7 @@ def test_truncated_file_is_rejected_not_queued(fresh_box: Box, tmp_path: Path) -
     assert _stop(fresh_box) == 0
 
 
-def test_files_present_before_start_are_ingested_once(fresh_box: Box, tmp_path: Path) -> None:
+def test_files_present_before_start_are_ingested_once(fresh_box: BoxProcess, tmp_path: Path) -> None:
     hot = tmp_path / "hot"
     (hot / "DCIM" / "100CANON").mkdir(parents=True)
     early = {
@@ -175,7 +177,7 @@ def test_files_present_before_start_are_ingested_once(fresh_box: Box, tmp_path: 
     assert _stop(fresh_box) == 0
 
 
-def test_stop_while_the_hot_folder_is_busy_exits_cleanly(fresh_box: Box, tmp_path: Path) -> None:
+def test_stop_while_the_hot_folder_is_busy_exits_cleanly(fresh_box: BoxProcess, tmp_path: Path) -> None:
     """SIGTERM while the worker is landing a batch: the box must exit 0 promptly, and what it had
     not taken yet is taken at the next start, once."""
     hot = tmp_path / "hot"

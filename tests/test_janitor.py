@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.boxproc import Box, store
+from tests.boxproc import BoxProcess, store
 from tests.conftest import jpeg_bytes
 from tests.test_guest_api import wait_indexed
 
@@ -22,7 +22,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _upload(box: Box, user: str, password: str, name: str, data: bytes) -> str:
+def _upload(box: BoxProcess, user: str, password: str, name: str, data: bytes) -> str:
     client = box.ftp(user, password)
     try:
         return store(client, name, data)
@@ -30,7 +30,7 @@ def _upload(box: Box, user: str, password: str, name: str, data: bytes) -> str:
         client.close()
 
 
-def _prepare(box: Box) -> tuple[str, str, str]:
+def _prepare(box: BoxProcess) -> tuple[str, str, str]:
     """Start the box and make an event and a key; returns (event, user, password)."""
     box.start()
     event = box.new_event("crash test")
@@ -38,11 +38,11 @@ def _prepare(box: Box) -> tuple[str, str, str]:
     return event, user, password
 
 
-def _quarantined(box: Box) -> list[Path]:
+def _quarantined(box: BoxProcess) -> list[Path]:
     return sorted(p for p in (box.data / "quarantine").rglob("*") if p.is_file())
 
 
-def _wait_for_bytes_in_tmp(box: Box, timeout: float = 20.0) -> None:
+def _wait_for_bytes_in_tmp(box: BoxProcess, timeout: float = 20.0) -> None:
     """Until the box has written some of the upload in flight to ``tmp/``."""
     deadline = time.monotonic() + timeout
     while not any(p.stat().st_size > 0 for p in (box.data / "tmp").glob("*.part")):
@@ -50,13 +50,13 @@ def _wait_for_bytes_in_tmp(box: Box, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def _photo(box: Box, event: str, sha256: str) -> dict[str, Any]:
+def _photo(box: BoxProcess, event: str, sha256: str) -> dict[str, Any]:
     matches = [p for p in box.photos(event) if p["sha256"] == sha256]
     assert len(matches) == 1, matches
     return matches[0]
 
 
-def test_part_file_left_in_tmp_is_quarantined_and_recorded(fresh_box: Box) -> None:
+def test_part_file_left_in_tmp_is_quarantined_and_recorded(fresh_box: BoxProcess) -> None:
     event, user, password = _prepare(fresh_box)
     assert _upload(fresh_box, user, password, "BEFORE.JPG", jpeg_bytes(seed=500)).startswith("226")
     assert fresh_box.stop() == 0
@@ -80,7 +80,7 @@ def test_part_file_left_in_tmp_is_quarantined_and_recorded(fresh_box: Box) -> No
     assert [p["original_name"] for p in fresh_box.photos(event)] == ["BEFORE.JPG"]
 
 
-def test_stored_file_without_row_is_adopted_then_attributed_on_resend(fresh_box: Box) -> None:
+def test_stored_file_without_row_is_adopted_then_attributed_on_resend(fresh_box: BoxProcess) -> None:
     event, user, password = _prepare(fresh_box)
     assert fresh_box.stop() == 0
 
@@ -119,7 +119,7 @@ def test_stored_file_without_row_is_adopted_then_attributed_on_resend(fresh_box:
     assert [(p["id"], p["camera"]) for p in fresh_box.photos(event)] == [(adopted["id"], "canon r6")]
 
 
-def test_stored_file_whose_name_is_not_its_hash_is_quarantined(fresh_box: Box) -> None:
+def test_stored_file_whose_name_is_not_its_hash_is_quarantined(fresh_box: BoxProcess) -> None:
     event, _, _ = _prepare(fresh_box)
     assert fresh_box.stop() == 0
 
@@ -138,7 +138,7 @@ def test_stored_file_whose_name_is_not_its_hash_is_quarantined(fresh_box: Box) -
     assert quarantined[0].read_bytes() == data
 
 
-def test_stored_file_of_an_unknown_event_is_quarantined(fresh_box: Box) -> None:
+def test_stored_file_of_an_unknown_event_is_quarantined(fresh_box: BoxProcess) -> None:
     _prepare(fresh_box)
     assert fresh_box.stop() == 0
 
@@ -154,7 +154,7 @@ def test_stored_file_of_an_unknown_event_is_quarantined(fresh_box: Box) -> None:
     assert [p.name for p in _quarantined(fresh_box)] == [f"orphan-{sha}.jpg"]
 
 
-def test_row_whose_file_is_gone_is_marked_missing(fresh_box: Box) -> None:
+def test_row_whose_file_is_gone_is_marked_missing(fresh_box: BoxProcess) -> None:
     event, user, password = _prepare(fresh_box)
     kept, lost = jpeg_bytes(seed=505), jpeg_bytes(seed=506)
     assert _upload(fresh_box, user, password, "KEPT.JPG", kept).startswith("226")
@@ -172,7 +172,7 @@ def test_row_whose_file_is_gone_is_marked_missing(fresh_box: Box) -> None:
     assert "no file on disk" in fresh_box.log
 
 
-def test_reconciliation_after_kill9_mid_upload(fresh_box: Box) -> None:
+def test_reconciliation_after_kill9_mid_upload(fresh_box: BoxProcess) -> None:
     """A real crash rather than a staged one: kill -9 with an upload half sent."""
     event, user, password = _prepare(fresh_box)
     data = jpeg_bytes(1200, 900, seed=507)
@@ -204,7 +204,7 @@ def test_reconciliation_after_kill9_mid_upload(fresh_box: Box) -> None:
     assert [p["sha256"] for p in fresh_box.photos(event)] == [_sha(data)]
 
 
-def test_clean_restart_changes_nothing(fresh_box: Box) -> None:
+def test_clean_restart_changes_nothing(fresh_box: BoxProcess) -> None:
     event, user, password = _prepare(fresh_box)
     assert _upload(fresh_box, user, password, "A.JPG", jpeg_bytes(seed=508)).startswith("226")
     wait_indexed(fresh_box)  # background work the box finishes on its own is not what is compared
@@ -223,7 +223,7 @@ def test_clean_restart_changes_nothing(fresh_box: Box) -> None:
     )
 
 
-def test_missing_photo_resent_by_its_camera_is_queued_again(fresh_box: Box) -> None:
+def test_missing_photo_resent_by_its_camera_is_queued_again(fresh_box: BoxProcess) -> None:
     """A 226 promises a durable, queued frame: a frame whose row was marked missing and that the
     camera sends again must be back on disk *and* back in the queue."""
     event, user, password = _prepare(fresh_box)

@@ -11,26 +11,26 @@ import secrets
 
 import pytest
 
-from tests.boxproc import Box
+from tests.boxproc import BoxProcess
 
 pytestmark = pytest.mark.e2e
 
 EXIT_REFUSED = 1
 
 
-def _event(box: Box, *functions: str) -> str:
+def _event(box: BoxProcess, *functions: str) -> str:
     args = ["event", "create", "Wedding"]
     for function in functions:
         args += ["--function", function]
     return str(box.cli(*args)["code"])
 
 
-def _functions(box: Box, code: str) -> list[str]:
+def _functions(box: BoxProcess, code: str) -> list[str]:
     [event] = [e for e in box.cli("event", "list") if e["code"] == code]
     return list(event["functions"])
 
 
-def _key(box: Box, code: str, *function: str) -> tuple[int, str, str]:
+def _key(box: BoxProcess, code: str, *function: str) -> tuple[int, str, str]:
     args = ["key", "create", "--event", code, "--camera", "Canon R5"]
     if function:
         args += ["--function", *function]
@@ -38,7 +38,7 @@ def _key(box: Box, code: str, *function: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def test_a_typo_is_refused_with_the_functions_and_the_nearest(box: Box) -> None:
+def test_a_typo_is_refused_with_the_functions_and_the_nearest(box: BoxProcess) -> None:
     code = _event(box, "Ceremony", "Reception")
     status, _, stderr = _key(box, code, "cermony")
     assert status == EXIT_REFUSED
@@ -51,7 +51,7 @@ def test_a_typo_is_refused_with_the_functions_and_the_nearest(box: Box) -> None:
     assert not box.cli("key", "list", "--event", code)
 
 
-def test_a_function_nothing_resembles_gets_no_suggestion(box: Box) -> None:
+def test_a_function_nothing_resembles_gets_no_suggestion(box: BoxProcess) -> None:
     code = _event(box, "Ceremony", "Reception")
     status, _, stderr = _key(box, code, "zzzz")
     assert status == EXIT_REFUSED
@@ -60,21 +60,21 @@ def test_a_function_nothing_resembles_gets_no_suggestion(box: Box) -> None:
     assert _functions(box, code) == ["ceremony", "reception"]
 
 
-def test_a_declared_function_in_other_letters_is_that_function(box: Box) -> None:
+def test_a_declared_function_in_other_letters_is_that_function(box: BoxProcess) -> None:
     code = _event(box, "Ceremony", "Reception")
     key = box.cli("key", "create", "--event", code, "--camera", "R5", "--function", "CEREMONY")
     assert key["function"] == "ceremony"
     assert _functions(box, code) == ["ceremony", "reception"]
 
 
-def test_no_function_on_an_event_of_one_function_takes_it(box: Box) -> None:
+def test_no_function_on_an_event_of_one_function_takes_it(box: BoxProcess) -> None:
     code = _event(box, "Party")
     key = box.cli("key", "create", "--event", code, "--camera", "R5")
     assert key["function"] == "party"
     assert _functions(box, code) == ["party"]
 
 
-def test_no_function_on_an_event_of_several_is_refused(box: Box) -> None:
+def test_no_function_on_an_event_of_several_is_refused(box: BoxProcess) -> None:
     code = _event(box, "Ceremony", "Reception")
     status, _, stderr = _key(box, code)
     assert status == EXIT_REFUSED
@@ -84,7 +84,7 @@ def test_no_function_on_an_event_of_several_is_refused(box: Box) -> None:
 
 
 @pytest.mark.parametrize("name", ["", "   ", "__"])
-def test_an_empty_function_name_is_refused(box: Box, name: str) -> None:
+def test_an_empty_function_name_is_refused(box: BoxProcess, name: str) -> None:
     code = _event(box, "Ceremony")
     status, _, stderr = _key(box, code, name)
     assert status == EXIT_REFUSED
@@ -93,13 +93,13 @@ def test_an_empty_function_name_is_refused(box: Box, name: str) -> None:
     assert _functions(box, code) == ["ceremony"]
 
 
-def test_event_create_refuses_an_empty_function_name(box: Box) -> None:
+def test_event_create_refuses_an_empty_function_name(box: BoxProcess) -> None:
     result = box.run_cli("event", "create", "Blank", "--function", "Ceremony", "--function", " ", "--json")
     assert result.returncode == EXIT_REFUSED
     assert "function name is empty" in result.stderr
 
 
-def test_event_edit_adds_a_function_then_a_key_may_use_it(box: Box) -> None:
+def test_event_edit_adds_a_function_then_a_key_may_use_it(box: BoxProcess) -> None:
     code = _event(box, "Ceremony")
     edited = box.cli("event", "edit", code, "--add-function", "Speeches", "--add-function", "Dinner")
     assert edited["functions"] == ["ceremony", "dinner", "speeches"]
@@ -110,7 +110,7 @@ def test_event_edit_adds_a_function_then_a_key_may_use_it(box: Box) -> None:
     assert "functions ceremony, dinner, speeches" in text.stdout
 
 
-def test_event_edit_refuses_an_empty_function_name(box: Box) -> None:
+def test_event_edit_refuses_an_empty_function_name(box: BoxProcess) -> None:
     code = _event(box, "Ceremony")
     result = box.run_cli("event", "edit", code, "--add-function", "", "--json")
     assert result.returncode == EXIT_REFUSED
@@ -118,7 +118,7 @@ def test_event_edit_refuses_an_empty_function_name(box: Box) -> None:
     assert _functions(box, code) == ["ceremony"]
 
 
-def test_admin_api_refuses_an_unknown_function_with_422(box: Box) -> None:
+def test_admin_api_refuses_an_unknown_function_with_422(box: BoxProcess) -> None:
     code = _event(box, "Ceremony", "Reception")
     with box.admin_api() as api:
         answer = api.post("/api/keys", json={"event": code, "camera": "R5", "function": "receptoin"})
@@ -142,7 +142,7 @@ def test_admin_api_refuses_an_unknown_function_with_422(box: Box) -> None:
     assert _functions(box, code) == ["ceremony", "reception", "toasts"]
 
 
-def test_the_backends_push_may_still_create_a_function(box: Box) -> None:
+def test_the_backends_push_may_still_create_a_function(box: BoxProcess) -> None:
     code = _event(box, "Ceremony")
     username = f"{code}-pushed"
     body = {"event": code, "camera": "R5", "function": "Portraits", "secret": secrets.token_urlsafe(12)}

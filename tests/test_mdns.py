@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zeroconf import ServiceBrowser, ServiceListener, Zeroconf
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 
 
 class Seen(ServiceListener):
@@ -28,7 +28,7 @@ class Seen(ServiceListener):
         pass
 
 
-def mdns_box(tmp: Path) -> Box:
+def mdns_box(tmp: Path) -> BoxProcess:
     return make_box(
         tmp,
         mdns__enabled="true",

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import S3_BUCKET, jpeg_bytes
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
 from tests.test_admin_api import login_reply, make_key, push_event, wait_for
@@ -61,7 +61,7 @@ REJECT_REASONS = {"corrupt", "too_large", "disk_full", "interrupted", "error"}
 # --- reading a scrape
 
 
-def scrape(box: Box) -> dict[str, Metric]:
+def scrape(box: BoxProcess) -> dict[str, Metric]:
     response = httpx.get(f"{box.admin_url}/metrics", headers=box.admin_headers(), timeout=30)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -88,7 +88,7 @@ def value(families: dict[str, Metric], name: str, suffix: str = "", **labels: st
 
 
 def scrape_until(
-    what: str, box: Box, ready: Callable[[dict[str, Metric]], bool], timeout: float = 10
+    what: str, box: BoxProcess, ready: Callable[[dict[str, Metric]], bool], timeout: float = 10
 ) -> dict[str, Metric]:
     def attempt() -> dict[str, Metric]:
         families = scrape(box)
@@ -106,7 +106,7 @@ def histogram_count(families: dict[str, Metric], path: str) -> float:
 
 @dataclass
 class Fresh:
-    box: Box
+    box: BoxProcess
     at_start: dict[str, Metric]  # scraped before any test ran, whatever the order
 
 
@@ -119,7 +119,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fresh]:
     assert code == 0, f"box exited with {code}:\n{box.log[-4000:]}"
 
 
-def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str) -> Box:
+def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str) -> BoxProcess:
     return make_box(
         tmp / "data",
         faces__enabled="false",
@@ -132,7 +132,7 @@ def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str) -> Box:
     )
 
 
-def admin(box: Box) -> httpx.Client:
+def admin(box: BoxProcess) -> httpx.Client:
     return box.admin_api()
 
 

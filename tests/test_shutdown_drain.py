@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 from tests.conftest import jpeg_bytes
 
 
@@ -35,7 +35,7 @@ class SlowReader(io.RawIOBase):
 
 
 def upload_in_background(
-    box: Box, user: str, password: str, name: str, reader: SlowReader
+    box: BoxProcess, user: str, password: str, name: str, reader: SlowReader
 ) -> tuple[dict[str, str], threading.Thread]:
     outcome: dict[str, str] = {}
 
@@ -51,7 +51,7 @@ def upload_in_background(
     return outcome, thread
 
 
-def login_reply(box: Box, user: str, password: str) -> str:
+def login_reply(box: BoxProcess, user: str, password: str) -> str:
     client = ftplib.FTP(timeout=20)
     try:
         client.connect("127.0.0.1", box.ftp_port)
@@ -63,14 +63,14 @@ def login_reply(box: Box, user: str, password: str) -> str:
 
 
 @pytest.fixture
-def drained_box(tmp_path: Path) -> Iterator[Box]:
+def drained_box(tmp_path: Path) -> Iterator[BoxProcess]:
     box = make_box(tmp_path / "data", ftp__drain_seconds="8", faces__enabled="false")
     box.start(timeout=90)
     yield box
     box.stop()
 
 
-def test_sigterm_lets_an_upload_in_flight_finish(drained_box: Box) -> None:
+def test_sigterm_lets_an_upload_in_flight_finish(drained_box: BoxProcess) -> None:
     box = drained_box
     event = box.new_event()
     user, password = box.new_key(event)

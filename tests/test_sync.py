@@ -15,12 +15,12 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import S3_BUCKET as BUCKET
 from tests.fakes.rekognition import FakeRekognition, make_face_jpeg
 
 
-def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> Box:
+def cloud_box(tmp: Path, s3_endpoint: str, rekognition_url: str, **extra: str) -> BoxProcess:
     settings = {
         "cloud__bucket": BUCKET,
         "cloud__s3_endpoint_url": s3_endpoint,
@@ -40,7 +40,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def jobs(box: Box) -> dict[str, int]:
+def jobs(box: BoxProcess) -> dict[str, int]:
     return dict(box.cli("status")["cloud"]["jobs"])
 
 
@@ -58,7 +58,7 @@ def frames(people: list[list[str]]) -> list[bytes]:
     return out
 
 
-def upload_all(box: Box, event: str, data: list[bytes], camera: str = "cam1") -> list[int]:
+def upload_all(box: BoxProcess, event: str, data: list[bytes], camera: str = "cam1") -> list[int]:
     user, password = box.new_key(event, camera=camera)
     with box.ftp(user, password) as ftp:
         for i, frame in enumerate(data):

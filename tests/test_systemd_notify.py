@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 
 
 class NotifySocket:
@@ -64,7 +64,7 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def test_ready_status_and_watchdog_follow_the_parts_heartbeats(tmp_path: Path, notify: NotifySocket) -> None:
-    box: Box = make_box(tmp_path / "data", heartbeat_max_age="4")
+    box: BoxProcess = make_box(tmp_path / "data", heartbeat_max_age="4")
     box.env.update({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"})  # ping every 0.5 s
     box.start(timeout=90)
     try:
@@ -95,7 +95,7 @@ def test_ready_status_and_watchdog_follow_the_parts_heartbeats(tmp_path: Path, n
 
 
 def test_sighup_reloads_the_log_level(tmp_path: Path, notify: NotifySocket) -> None:
-    box: Box = make_box(tmp_path / "data", faces__enabled="false")
+    box: BoxProcess = make_box(tmp_path / "data", faces__enabled="false")
     box.env["NOTIFY_SOCKET"] = str(notify.path)
     box.start(timeout=90)
     try:

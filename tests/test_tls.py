@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.boxproc import Box, make_box, store
+from tests.boxproc import BoxProcess, make_box, store
 from tests.conftest import jpeg_bytes
 
 pytestmark = pytest.mark.e2e
 
 
-def _ca_file(box: Box, folder: Path) -> Path:
+def _ca_file(box: BoxProcess, folder: Path) -> Path:
     result = box.run_cli("ca-cert")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("-----BEGIN CERTIFICATE-----"), result.stdout[:200]
@@ -47,7 +47,7 @@ def _name(stem: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}.jpg"
 
 
-def _tls_client(box: Box, context: ssl.SSLContext, host: str = "127.0.0.1") -> ftplib.FTP_TLS:
+def _tls_client(box: BoxProcess, context: ssl.SSLContext, host: str = "127.0.0.1") -> ftplib.FTP_TLS:
     client = ftplib.FTP_TLS(context=context, timeout=20)
     client.connect(host, box.ftp_port)
     return client
@@ -70,7 +70,7 @@ class ResumingFTP(ftplib.FTP_TLS):
 
 
 @pytest.fixture(scope="module")
-def strict_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def strict_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     """A box with an implicit-FTPS listener and plain FTP logins refused (``tls_required``)."""
     running = make_box(
         tmp_path_factory.mktemp("strict") / "data", ftp__implicit_tls_port="0", ftp__tls_required="true"
@@ -83,7 +83,7 @@ def strict_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 # --- explicit FTPS, verified against the box's own CA
 
 
-def test_explicit_ftps_verifies_against_box_ca(box: Box, tmp_path: Path) -> None:
+def test_explicit_ftps_verifies_against_box_ca(box: BoxProcess, tmp_path: Path) -> None:
     event = box.new_event("tls verified")
     user, password = box.new_key(event, camera="sony a1")
     context = ssl.create_default_context(cafile=str(_ca_file(box, tmp_path)))
@@ -107,7 +107,7 @@ def test_explicit_ftps_verifies_against_box_ca(box: Box, tmp_path: Path) -> None
     assert [(p["original_name"], p["sha256"], p["camera"]) for p in photos] == [(name, _sha(data), "sony a1")]
 
 
-def test_verification_fails_for_a_name_not_in_the_certificate(box: Box, tmp_path: Path) -> None:
+def test_verification_fails_for_a_name_not_in_the_certificate(box: BoxProcess, tmp_path: Path) -> None:
     # Guards the test above: the CA check really runs (a wrong name is refused by the client).
     context = ssl.create_default_context(cafile=str(_ca_file(box, tmp_path)))
     client = ftplib.FTP_TLS(context=context, timeout=20)
@@ -123,7 +123,7 @@ def test_verification_fails_for_a_name_not_in_the_certificate(box: Box, tmp_path
 # --- protocol versions and ciphers
 
 
-def test_tls_1_1_client_is_refused(box: Box) -> None:
+def test_tls_1_1_client_is_refused(box: BoxProcess) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 are deprecated in ssl
         context = _insecure_context()
@@ -140,7 +140,7 @@ def test_tls_1_1_client_is_refused(box: Box) -> None:
     assert info.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", info.value
 
 
-def test_tls_1_2_with_ecdhe_rsa_aes128_gcm(box: Box) -> None:
+def test_tls_1_2_with_ecdhe_rsa_aes128_gcm(box: BoxProcess) -> None:
     event = box.new_event("tls12")
     user, password = box.new_key(event)
     context = _insecure_context()
@@ -167,7 +167,7 @@ def test_tls_1_2_with_ecdhe_rsa_aes128_gcm(box: Box) -> None:
     assert [p["sha256"] for p in box.photos(event)] == [_sha(data)]
 
 
-def test_tls_1_3_works(box: Box) -> None:
+def test_tls_1_3_works(box: BoxProcess) -> None:
     event = box.new_event("tls13")
     user, password = box.new_key(event)
     context = _insecure_context()
@@ -193,7 +193,7 @@ def test_tls_1_3_works(box: Box) -> None:
 # --- data channel session reuse: allowed, never required
 
 
-def test_data_channel_resuming_the_control_session_is_served(box: Box) -> None:
+def test_data_channel_resuming_the_control_session_is_served(box: BoxProcess) -> None:
     event = box.new_event("resume")
     user, password = box.new_key(event)
     context = _insecure_context()
@@ -215,7 +215,7 @@ def test_data_channel_resuming_the_control_session_is_served(box: Box) -> None:
     assert sorted(p["sha256"] for p in box.photos(event)) == sorted(_sha(d) for d in frames)
 
 
-def test_data_channel_without_session_reuse_is_served(box: Box) -> None:
+def test_data_channel_without_session_reuse_is_served(box: BoxProcess) -> None:
     event = box.new_event("no resume")
     user, password = box.new_key(event)
     data = jpeg_bytes(seed=106)
@@ -231,7 +231,7 @@ def test_data_channel_without_session_reuse_is_served(box: Box) -> None:
 # --- the box's CA
 
 
-def test_exported_ca_is_a_ca_and_signed_the_served_certificate(box: Box, tmp_path: Path) -> None:
+def test_exported_ca_is_a_ca_and_signed_the_served_certificate(box: BoxProcess, tmp_path: Path) -> None:
     ca = x509.load_pem_x509_certificate(_ca_file(box, tmp_path).read_bytes())
     constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.value.ca is True
@@ -257,7 +257,7 @@ def test_exported_ca_is_a_ca_and_signed_the_served_certificate(box: Box, tmp_pat
 # --- implicit FTPS
 
 
-def test_implicit_ftps_upload_with_curl(strict_box: Box, tmp_path: Path) -> None:
+def test_implicit_ftps_upload_with_curl(strict_box: BoxProcess, tmp_path: Path) -> None:
     port = strict_box.info["ftps_implicit_port"]
     assert isinstance(port, int)
     assert port > 0
@@ -294,7 +294,7 @@ def test_implicit_ftps_upload_with_curl(strict_box: Box, tmp_path: Path) -> None
     ]
 
 
-def test_implicit_port_speaks_tls_first_never_clear_text(strict_box: Box) -> None:
+def test_implicit_port_speaks_tls_first_never_clear_text(strict_box: BoxProcess) -> None:
     port = int(strict_box.info["ftps_implicit_port"])
 
     with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
@@ -324,7 +324,7 @@ def test_implicit_port_speaks_tls_first_never_clear_text(strict_box: Box) -> Non
 # --- tls_required
 
 
-def test_tls_required_refuses_plain_login_and_serves_ftps(strict_box: Box) -> None:
+def test_tls_required_refuses_plain_login_and_serves_ftps(strict_box: BoxProcess) -> None:
     event = strict_box.new_event("tls only")
     user, password = strict_box.new_key(event)
 
@@ -351,7 +351,7 @@ def test_tls_required_refuses_plain_login_and_serves_ftps(strict_box: Box) -> No
 # --- a TLS data channel cut without close-notify
 
 
-def test_data_channel_cut_without_close_notify_is_not_acknowledged(box: Box) -> None:
+def test_data_channel_cut_without_close_notify_is_not_acknowledged(box: BoxProcess) -> None:
     event = box.new_event("cut")
     user, password = box.new_key(event)
     data = jpeg_bytes(seed=109)

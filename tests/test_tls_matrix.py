@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.boxproc import Box, make_box
+from tests.boxproc import BoxProcess, make_box
 from tests.conftest import camera_jpeg
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoxProcess]:
     """One box with explicit FTPS on its FTP port and an implicit-FTPS listener."""
     running = make_box(tmp_path_factory.mktemp("matrix") / "data", ftp__implicit_tls_port="0").start()
     yield running
@@ -77,7 +77,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _expect_whole(box: Box, event: str, user: str, frames: dict[str, bytes], transcript: str) -> None:
+def _expect_whole(box: BoxProcess, event: str, user: str, frames: dict[str, bytes], transcript: str) -> None:
     rejected = [r for r in box.rejections() if r["username"] == user]
     assert rejected == [], f"frames cut or refused: {rejected}\n{transcript[-3000:]}"
     photos = box.photos(event)
@@ -140,7 +140,7 @@ def _client_context(version: str | None) -> ssl.SSLContext:
 
 
 def _ftplib(
-    box: Box,
+    box: BoxProcess,
     mode: str,
     version: str | None,
     user: str,
@@ -189,7 +189,7 @@ def _run(argv: list[str], timeout: float = 240) -> str:
     return transcript
 
 
-def _curl(box: Box, mode: str, version: str | None, user: str, password: str, folder: Path) -> str:
+def _curl(box: BoxProcess, mode: str, version: str | None, user: str, password: str, folder: Path) -> str:
     files = ",".join(str(p) for p in sorted(folder.iterdir()))
     if mode == "implicit":
         url = f"ftps://127.0.0.1:{box.info['ftps_implicit_port']}/"
@@ -220,7 +220,7 @@ def _curl(box: Box, mode: str, version: str | None, user: str, password: str, fo
     return transcript
 
 
-def _lftp(box: Box, mode: str, version: str | None, user: str, password: str, folder: Path) -> str:
+def _lftp(box: BoxProcess, mode: str, version: str | None, user: str, password: str, folder: Path) -> str:
     settings = [
         "set net:max-retries 1",  # one try: a cut upload is a failure, not a silent retry
         "set net:timeout 60",
@@ -248,7 +248,7 @@ def _lftp(box: Box, mode: str, version: str | None, user: str, password: str, fo
     return transcript
 
 
-def _rclone(box: Box, mode: str, user: str, password: str, folder: Path, config: Path) -> str:
+def _rclone(box: BoxProcess, mode: str, user: str, password: str, folder: Path, config: Path) -> str:
     obscured = subprocess.run(["rclone", "obscure", password], capture_output=True, text=True, check=True)
     port = box.info["ftps_implicit_port"] if mode == "implicit" else box.ftp_port
     argv = [
@@ -298,7 +298,7 @@ CASES = [
 
 @pytest.mark.parametrize(("client", "mode", "version"), CASES)
 def test_camera_client_uploads_whole_at_first_try(
-    box: Box, batch_bases: list[bytes], tmp_path: Path, client: str, mode: str, version: str | None
+    box: BoxProcess, batch_bases: list[bytes], tmp_path: Path, client: str, mode: str, version: str | None
 ) -> None:
     tool = client.split("-")[0]
     if tool != "ftplib" and shutil.which(tool) is None:
