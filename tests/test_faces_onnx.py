@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from appliance.faces.dlibnet import DlibModelError, ensure_model, sha256_of
+from appliance.faces.dlibnet import DlibModelError, ensure_model
 from appliance.faces.engine import FaceModel, load_rgb, models_dir
+from appliance.faces.netspec import sha256_of
 from appliance.faces.onnxembed import EmbedderError, OnnxEmbedder, chips
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"

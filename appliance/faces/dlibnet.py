@@ -47,9 +47,14 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from appliance.faces.netspec import CHIP_SIZE, EMBEDDING_DIM, MEAN_KEY
+from appliance.faces.netspec import (
+    CHIP_SIZE,
+    CONVERTER_VERSION,
+    EMBEDDING_DIM,
+    MEAN_KEY,
+    model_path,
+)
 
-CONVERTER_VERSION = 1  # part of the cached file's name: bump when the graph written changes
 OPSET = 17
 INPUT_NAME = "chips"  # float32 [N, 3, 150, 150], already normalised as dlib's input layer does
 OUTPUT_NAME = "embedding"  # float32 [N, 128]
@@ -512,14 +517,6 @@ def build_onnx(net: Network, *, source_sha256: str = "") -> onnx.ModelProto:
 # --- files ----------------------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_atomically(target: Path, payload: bytes) -> None:
     """Write to a temporary file beside ``target``, fsync, rename over it: a reader sees the
     whole file or none (two workers converting at once both write the same bytes)."""
@@ -551,15 +548,11 @@ def convert(dat_path: Path, onnx_path: Path) -> None:
     _write_atomically(onnx_path, model.SerializeToString())
 
 
-def model_name(dat_path: Path, sha256: str) -> str:
-    return f"{dat_path.stem}-{sha256}-v{CONVERTER_VERSION}.onnx"
-
-
 def ensure_model(dat_path: Path, cache_dir: Path) -> Path:
     """The ONNX model of ``dat_path`` in ``cache_dir``, converted the first time only: the
     file's name carries the ``.dat``'s SHA-256 (a different ``.dat`` gets its own model) and
     ``CONVERTER_VERSION``. Never downloads anything."""
-    target = cache_dir / model_name(dat_path, sha256_of(dat_path))
+    target = model_path(dat_path, cache_dir)
     if target.is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
