@@ -163,7 +163,7 @@ class Box:
             self.report, self.operations = StatusReport(services), Operations(services)
             web_app = make_web_app(services)
             admin_app = make_admin_app(services, self.report, self.operations, web_app)
-            await stack.enter_async_context(HttpServer(admin_app, uds=self.layout.control_socket))
+            servers = [await stack.enter_async_context(HttpServer(admin_app, uds=self.layout.control_socket))]
             admin = self.settings.admin
             if admin.port is not None:
                 lan_app = make_admin_app(services, self.report, self.operations, web_app, lan=True)
@@ -171,6 +171,7 @@ class Box:
                     HttpServer(lan_app, host=admin.host, port=admin.port)
                 )
                 self.ports.admin = listener.port
+                servers.append(listener)
             w = self.settings.web
             self.web_gate = ConnectionGate(w.max_connections, w.max_connections_per_ip)
             web = await stack.enter_async_context(
@@ -184,6 +185,7 @@ class Box:
                 )
             )
             self.ports.web = web.port
+            servers.append(web)
             ports = self.ftp.ports
             await stack.enter_async_context(
                 Mdns(
@@ -209,6 +211,8 @@ class Box:
             sd_notify("STOPPING=1", "STATUS=shutting down: finishing uploads in flight")
             logger.info("shutting down")
             await self.ftp.drain(self.settings.ftp.drain_seconds)
+            for server in servers:  # all at once; the stack then waits for each
+                server.begin_stop()
         return 0
 
     def _start_heartbeats(self) -> None:
