@@ -91,7 +91,7 @@ def ftp_login_fails(box: BoxProcess, user: str, password: str) -> bool:
 async def test_dashboard_and_cameras_follow_an_ftp_upload(box: BoxProcess) -> None:
     event = box.new_event("Console upload")
     user, password = box.new_key(event, camera="Nikon [Z9] console")
-    before = box.cli("status")["queue"]["photos_total"]
+    before = box.status()["queue"]["photos_total"]
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
         await shows(pilot, "1 Dashboard", "Ingest", "Queue", "Uplink", "Disk free")
@@ -438,10 +438,10 @@ async def test_pause_and_resume_sync_from_the_dashboard(cloud_box: BoxProcess) -
         await shows(pilot, "● online", "sync running")
         await pilot.press("s")
         await shows(pilot, "sync PAUSED")
-        assert cloud_box.cli("status")["cloud"]["paused"] is True
+        assert cloud_box.status()["cloud"]["paused"] is True
         await pilot.press("s")
         await shows(pilot, "sync running")
-        assert cloud_box.cli("status")["cloud"]["paused"] is False
+        assert cloud_box.status()["cloud"]["paused"] is False
 
 
 # --- camera setup text (pure)
@@ -735,7 +735,7 @@ def test_ftp_line_breaks_between_figures_never_past_80_columns() -> None:
 
 @pytest.mark.asyncio
 async def test_sync_off_says_photos_stay_and_hides_pause(box: BoxProcess) -> None:
-    assert box.cli("status")["cloud"]["enabled"] is False
+    assert box.status()["cloud"]["enabled"] is False
     app = ConsoleApp(box.data, poll_interval=FAST)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await shows(pilot, "Cloud sync off: photos stay", "held for a cloud", "? Help")

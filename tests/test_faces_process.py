@@ -103,7 +103,7 @@ def test_submit_returns_while_the_process_is_stalled() -> None:
 def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
     box = make_box(tmp_path / "data", faces__workers="2").start(timeout=90)
     try:
-        status = box.cli("status")["faces"]
+        status = box.status()["faces"]
         assert status["workers"] == 2 and status["index_pid"] not in (None, status["selfie_pid"])
         event = box.new_event("Killed mid-index")
         names = ["obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "hopper-1.jpg", "curie-couple.jpg"]
@@ -111,7 +111,7 @@ def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
         victim = status["index_pid"]
         os.kill(victim, signal.SIGKILL)
         wait_indexed(box)
-        after = box.cli("status")["faces"]
+        after = box.status()["faces"]
         assert after["index_pid"] not in (None, victim), "the box started a new face process"
         assert after["photos_indexed"] == len(names) and after["photos_failed"] == 0, after
         web = f"http://127.0.0.1:{box.info['web_port']}"
@@ -130,12 +130,40 @@ def test_a_killed_selfie_process_is_replaced_and_the_guest_still_gets_an_answer(
         ids = upload(box, event, {n: face(n) for n in ["obama-1.jpg", "biden-1.jpg"]})
         wait_indexed(box)
         web = f"http://127.0.0.1:{box.info['web_port']}"
-        victim = box.cli("status")["faces"]["selfie_pid"]
+        victim = box.status()["faces"]["selfie_pid"]
         os.kill(victim, signal.SIGKILL)
         reply = search(web, event, face("obama-3.jpg"))  # the first search after the death
         assert reply.status_code == 200, reply.text
         assert {m["photo_id"] for m in reply.json()["matches"]} == {ids["obama-1.jpg"]}
-        assert box.cli("status")["faces"]["selfie_pid"] not in (None, victim)
+        assert box.status()["faces"]["selfie_pid"] not in (None, victim)
         assert "the selfie process died; restarting it" in box.log
     finally:
         box.stop()
+
+
+def test_first_start_converts_the_face_model_once_and_a_restart_reuses_it(tmp_path: Path) -> None:
+    """A box without a converted model (a fresh data folder not made by the image build)
+    converts the packaged .dat into its data folder; the next start finds it and converts
+    nothing (no converter process: it cost ~1 s of every start)."""
+    box = make_box(tmp_path / "data")
+    box.converted_model = False
+    box.start(timeout=90)
+    try:
+        models = sorted((box.data / "models").glob("*.onnx"))
+        assert len(models) == 1 and box.log.count("converted from the .dat") == 1
+        event = box.new_event()
+        upload(box, event, {"a.jpg": face("obama-1.jpg")})
+        wait_indexed(box)
+        made = models[0].stat().st_mtime_ns
+    finally:
+        assert box.stop() == 0
+    box.start(timeout=90)
+    try:
+        assert box.log.count("converted from the .dat") == 1, "the second start converted again"
+        assert box.log.count(f"face embedding: onnxruntime, model {models[0].name}") == 2
+        assert sorted((box.data / "models").glob("*.onnx")) == models
+        assert models[0].stat().st_mtime_ns == made
+        reply = search(f"http://127.0.0.1:{box.info['web_port']}", event, face("obama-2.jpg"))
+        assert reply.status_code == 200 and len(reply.json()["matches"]) == 1, reply.text
+    finally:
+        assert box.stop() == 0

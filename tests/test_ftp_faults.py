@@ -91,14 +91,12 @@ def test_a_cut_then_resumed_upload_is_not_counted_as_a_rejection(box: BoxProcess
     # with a resumed transfer: the diagnostic stays, the camera's error count does not grow.
     user, password = box.new_key(camera="resumer")
     frame = jpeg_bytes(2000, 1500, seed=104)
-    rejected_before = box.cli("status")["queue"]["rejections"]
+    rejected_before = box.status()["queue"]["rejections"]
     with box.ftp(user, password) as ftp:
         half_upload(ftp, "DSC_0002.JPG", frame, how="fin")
         with pytest.raises(ftplib.error_temp):
             ftp.voidresp()
-        assert box.cli("status")["queue"]["rejections"] == rejected_before + 1, (
-            "a cut counts while unresolved"
-        )
+        assert box.status()["queue"]["rejections"] == rejected_before + 1, "a cut counts while unresolved"
         offset = ftp.size("DSC_0002.JPG")
         conn = ftp.transfercmd("STOR DSC_0002.JPG", rest=offset)
         conn.sendall(frame[offset:])
@@ -107,7 +105,7 @@ def test_a_cut_then_resumed_upload_is_not_counted_as_a_rejection(box: BoxProcess
     [photo] = [p for p in box.photos() if p["username"] == user]
     [row] = [r for r in box.rejections() if r["username"] == user]
     assert row["resumed_photo_id"] == photo["id"]
-    assert box.cli("status")["queue"]["rejections"] == rejected_before
+    assert box.status()["queue"]["rejections"] == rejected_before
     [camera] = [c for c in box.cli("cameras") if c["username"] == user]
     assert camera["errors"] == 0, camera
     assert "completed by a resume" in box.log

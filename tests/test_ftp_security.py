@@ -66,7 +66,7 @@ def test_repeated_failures_ban_the_ip_for_a_growing_time(tmp_path: Path) -> None
             login_fails(box, user, "wrong")
         time.sleep(2.2)
         assert greeting(box).startswith("421"), "the second ban lasts twice as long"
-        status = box.cli("status")
+        status = box.status()
         assert status["ftp"]["counters"]["banned"] == 2
     finally:
         box.stop()
@@ -180,7 +180,7 @@ def test_disk_reserve_refuses_before_any_byte(tmp_path: Path) -> None:
             assert ftp.sendcmd("NOOP").startswith("200")
         assert box.photos() == [] or all(p["username"] != user for p in box.photos())
         assert not list((box.data / "tmp").iterdir())
-        assert box.cli("status")["disk"]["accepting_uploads"] is False
+        assert box.status()["disk"]["accepting_uploads"] is False
     finally:
         box.stop()
 

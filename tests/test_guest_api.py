@@ -56,7 +56,7 @@ def upload(box: BoxProcess, event: str, files: dict[str, bytes]) -> dict[str, in
 def wait_indexed(box: BoxProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        faces = box.cli("status")["faces"]
+        faces = box.status()["faces"]
         if faces["photos_pending"] == 0 and faces["in_flight"] == 0:
             return
         assert time.monotonic() < deadline, f"face index did not catch up: {faces}"

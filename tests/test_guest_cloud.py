@@ -95,7 +95,7 @@ def test_online_search_merges_cloud_and_local_and_survives_the_uplink_dropping(
             )
 
             link.heal()
-            wait_for("uplink back", lambda: box.cli("status")["cloud"]["uplink"] != "offline", timeout=90)
+            wait_for("uplink back", lambda: box.status()["cloud"]["uplink"] != "offline", timeout=90)
             again = search(web, event, selfie, timeout=30).json()
             assert again["mode"] == "cloud" and len(again["matches"]) == 2
         finally:

@@ -449,7 +449,7 @@ def test_uplink_down_indexing_behind_and_busy_on_a_real_box(
         assert page.locator("#error").count() == 0
         check_state(page, "16-uplink-down")
 
-        held = int(box.cli("status")["faces"]["index_pid"])
+        held = int(box.status()["faces"]["index_pid"])
         os.kill(held, signal.SIGSTOP)
         upload(
             box,
@@ -477,7 +477,7 @@ def test_uplink_down_indexing_behind_and_busy_on_a_real_box(
 
         # busy: one search at a time here (web.max_searches 1) and the selfie process held, so
         # the place stays taken; once another guest has been turned away, the phone is too
-        held = int(box.cli("status")["faces"]["selfie_pid"])
+        held = int(box.status()["faces"]["selfie_pid"])
         os.kill(held, signal.SIGSTOP)
         api = f"http://127.0.0.1:{box.info['web_port']}/api/events/{event}/search"
         selfie = (FACES / "obama-3.jpg").read_bytes()

@@ -354,7 +354,7 @@ def test_guest_healthz_says_only_ok(venue: Venue) -> None:
     reply = httpx.get(f"{venue.web}/healthz")
     assert reply.status_code == 200
     assert reply.json() == {"ok": True}, reply.text
-    admin = venue.box.cli("status")  # the admin API's own status, over its socket
+    admin = venue.box.status()  # the admin API's own status, over its socket
     assert admin["version"] and admin["queue"], "the admin API's status stays rich"
 
 

@@ -253,7 +253,7 @@ else:
         os.chmod(run_dir, 0o700)
         os.chmod(shared_box.data, 0o700)
     # the box's own account still drives it
-    assert shared_box.cli("status")["running"] is True
+    assert shared_box.status()["running"] is True
 
 
 def test_admin_api_refuses_a_foreign_host_and_sends_no_cors(shared_box: BoxProcess) -> None:
@@ -385,8 +385,8 @@ def test_banning_loopback_does_not_stall_the_box(tmp_path: Path) -> None:
                 pass
             finally:
                 client.close()
-        assert "127.0.0.1" in box.cli("status")["ftp"]["banned_ips"], "premise: loopback is banned"
+        assert "127.0.0.1" in box.status()["ftp"]["banned_ips"], "premise: loopback is banned"
         time.sleep(4 + 3)  # past heartbeat_max_age, probes every 2 s
-        assert box.cli("status")["stalled"] == []
+        assert box.status()["stalled"] == []
     finally:
         box.stop()

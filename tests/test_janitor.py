@@ -168,7 +168,7 @@ def test_row_whose_file_is_gone_is_marked_missing(fresh_box: BoxProcess) -> None
     states = {p["original_name"]: p["state"] for p in fresh_box.photos(event)}
     assert states == {"KEPT.JPG": "queued", "LOST.JPG": "missing"}
     assert _photo(fresh_box, event, _sha(lost))["id"] == gone["id"]
-    assert fresh_box.cli("status")["queue"]["photos_by_state"].get("missing") == 1
+    assert fresh_box.status()["queue"]["photos_by_state"].get("missing") == 1
     assert "no file on disk" in fresh_box.log
 
 

@@ -30,7 +30,7 @@ def test_synced_originals_are_evicted_and_nothing_else(
         kept = upload(box, local_only, {"hopper-1.jpg": face("hopper-1.jpg")})
         wait_for("originals in S3", lambda: jobs(box).get("done") == 3 * 2 + 1, timeout=90)
         assert len([k for k in objects(s3, f"events/{synced}/") if "/proxy/" not in k]) == 3
-        wait_for("evicted", lambda: box.cli("status")["disk"]["evicted_photos"] == 3, timeout=40)
+        wait_for("evicted", lambda: box.status()["disk"]["evicted_photos"] == 3, timeout=40)
         wait_indexed(box)
 
         photos = {p["original_name"]: p for p in box.photos(synced)}
@@ -41,7 +41,7 @@ def test_synced_originals_are_evicted_and_nothing_else(
             assert not (box.data / "ftp" / photo["username"] / name).exists(), "the camera's view too"
         (hopper,) = box.photos(local_only)
         assert hopper["evicted_at"] is None and Path(hopper["stored_path"]).exists(), "not in S3: kept"
-        disk = box.cli("status")["disk"]
+        disk = box.status()["disk"]
         assert disk["evicted_bytes"] == sum(p["size"] for p in photos.values())
 
         web = f"http://127.0.0.1:{box.info['web_port']}"

@@ -41,7 +41,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def jobs(box: BoxProcess) -> dict[str, int]:
-    return dict(box.cli("status")["cloud"]["jobs"])
+    return dict(box.status()["cloud"]["jobs"])
 
 
 def objects(s3: Any, prefix: str) -> dict[str, int]:
@@ -96,7 +96,7 @@ def test_frames_reach_s3_and_are_indexed_exactly_once(
         ledger = box.cli("ledger", "--event", event)
         assert [r["outcome"] for r in ledger] == ["ok"] * 3
         assert sorted(r["photo_id"] for r in ledger) == sorted(ids)
-        assert box.cli("status")["cloud"]["uplink"] == "online"
+        assert box.status()["cloud"]["uplink"] == "online"
         assert all(p["searchable_in_cloud_at"] for p in box.photos(event))
         uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="events/").get("Uploads", [])
         assert orphan["UploadId"] not in {u["UploadId"] for u in uploads}, "stale multipart aborted"
@@ -140,7 +140,7 @@ def test_throttling_slows_down_without_losing_work(
         throttled = [r for r in ledger if "Throttling" in r["outcome"]]
         assert len(throttled) == 4, "every attempt is in the ledger, refused ones too"
         assert len(rekognition.collections[event]) == 3
-        assert box.cli("status")["cloud"]["counters"]["throttled"] >= 4
+        assert box.status()["cloud"]["counters"]["throttled"] >= 4
     finally:
         box.stop()
 
@@ -167,7 +167,7 @@ def test_quota_parks_indexing_visibly_and_raising_it_resumes(
 def test_no_cloud_configured_and_cloud_unreachable_both_run_fine(tmp_path: Path) -> None:
     offline = make_box(tmp_path / "off" / "data").start()
     try:
-        assert offline.cli("status")["cloud"]["enabled"] is False
+        assert offline.status()["cloud"]["enabled"] is False
     finally:
         offline.stop()
     box = cloud_box(tmp_path / "dead", "http://127.0.0.1:9", "http://127.0.0.1:9").start()
@@ -175,9 +175,7 @@ def test_no_cloud_configured_and_cloud_unreachable_both_run_fine(tmp_path: Path)
         event = box.new_event()
         upload_all(box, event, frames([["mia"]]))
         assert len(box.photos(event)) == 1, "ingest does not depend on the uplink"
-        wait_for(
-            "the uplink seen offline", lambda: box.cli("status")["cloud"]["uplink"] == "offline", timeout=90
-        )
+        wait_for("the uplink seen offline", lambda: box.status()["cloud"]["uplink"] == "offline", timeout=90)
         assert box.cli("deadletters") == [], "network failures are retried, never dead-lettered"
     finally:
         box.stop()
@@ -225,13 +223,13 @@ def test_originals_policy_decides_which_originals_are_queued(tmp_path: Path) -> 
             with box.ftp(user, password) as ftp:
                 store(ftp, "IMG_1.JPG", frames([["x"]])[0])
                 store(ftp, "IMG_1.XMP", b"<x:xmpmeta/>")
-            counts[policy] = box.cli("status")["cloud"]["jobs"]["pending"]
+            counts[policy] = box.status()["cloud"]["jobs"]["pending"]
         assert counts["all"] == 3, "proxy + both originals"
         assert counts["jpeg"] - counts["all"] == 2, "proxy + the JPEG original only"
         assert counts["none"] - counts["jpeg"] == 1, "the proxy only"
         changed = box.cli("event", "originals", event, "all")
         assert changed["originals_policy"] == "all"
-        assert box.cli("status")["cloud"]["enabled"] is False
+        assert box.status()["cloud"]["enabled"] is False
     finally:
         box.stop()
 
@@ -331,7 +329,7 @@ def test_uplink_goes_offline_waits_and_resumes_within_seconds(
         try:
             event = box.new_event()
             upload_all(box, event, frames([["quinn"], ["rosa"]]))
-            wait_for("uplink offline", lambda: box.cli("status")["cloud"]["uplink"] == "offline", timeout=120)
+            wait_for("uplink offline", lambda: box.status()["cloud"]["uplink"] == "offline", timeout=120)
             time.sleep(10)  # the job that was in flight finishes its quick in-job retries
             attempts_while_down = link.connections_total
             time.sleep(6)
@@ -341,7 +339,7 @@ def test_uplink_goes_offline_waits_and_resumes_within_seconds(
             assert box.cli("deadletters") == []
             link.heal()
             wait_for("synced after the uplink returned", lambda: jobs(box).get("done") == 4, timeout=30)
-            assert box.cli("status")["cloud"]["uplink"] in {"online", "degraded"}
+            assert box.status()["cloud"]["uplink"] in {"online", "degraded"}
             assert len(objects(s3, f"events/{event}/")) == 4
         finally:
             box.stop()
@@ -414,7 +412,7 @@ def test_a_thin_link_gets_a_smaller_cloud_proxy_that_keeps_the_searchable_faces(
         stored = rekognition.collections[event]
         assert sorted(f["ExternalImageId"] for f in stored) == sorted(str(i) for i in ids), "one face each"
         assert all(f["BoundingBox"]["Left"] == pytest.approx(400 / 3000, abs=1e-3) for f in stored)
-        status = box.cli("status")["cloud"]["link"]
+        status = box.status()["cloud"]["link"]
         assert status["cloud_proxy"]["long_edge"] == 1366 and status["cloud_proxy"]["floor"] == 1366
         assert not list((box.data / "proxies" / event / "cloud").glob("*.jpg")), "kept only until indexed"
         assert rekognition.invalid_requests == []

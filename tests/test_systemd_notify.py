@@ -75,20 +75,20 @@ def test_ready_status_and_watchdog_follow_the_parts_heartbeats(tmp_path: Path, n
         pings = [m for _, m in notify.messages if "WATCHDOG=1" in m]
         assert len(pings) >= 4, pings
         assert all("STATUS=" in p for p in pings)
-        assert box.cli("status")["stalled"] == []
+        assert box.status()["stalled"] == []
 
-        selfie = box.cli("status")["faces"]["selfie_pid"]
+        selfie = box.status()["faces"]["selfie_pid"]
         os.kill(selfie, signal.SIGSTOP)
         try:
             stalled = notify.wait_for("STATUS=stalled", 15)
             assert "faces" in stalled
             quiet = notify.drain(3)
             assert not [m for m in quiet if "WATCHDOG=1" in m], "no pings while a part is stalled"
-            assert box.cli("status")["stalled"] == ["faces"]
+            assert box.status()["stalled"] == ["faces"]
         finally:
             os.kill(selfie, signal.SIGCONT)
         notify.wait_for("WATCHDOG=1", 15)
-        assert box.cli("status")["stalled"] == []
+        assert box.status()["stalled"] == []
     finally:
         box.stop()
     assert "STOPPING=1" in " ".join(m for _, m in notify.messages) + " ".join(notify.drain(1))
@@ -114,6 +114,6 @@ def test_sighup_reloads_the_log_level(tmp_path: Path, notify: NotifySocket) -> N
         notify.wait_for("READY=1", 10)
         time.sleep(0.5)
         assert "reload refused, settings unchanged" in box.log
-        assert box.cli("status")["stalled"] == []
+        assert box.status()["stalled"] == []
     finally:
         box.stop()
