@@ -67,6 +67,9 @@ class _Server(ThreadedFTPServer):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._pause = 0.0  # > 0: in a shortage episode, the current pause
         self._paused_since = 0.0
+        self._episode_logged = False  # the current shortage episode's start was logged
+        self._shortage_logged_at = float("-inf")
+        self._unlogged_episodes = 0
         self._resume_call: Any = None
         self._session_failures_logged_at = float("-inf")
         super().__init__(address, handler, ioloop=ioloop, backlog=64)
@@ -82,25 +85,37 @@ class _Server(ThreadedFTPServer):  # type: ignore[misc]
             self._back_off(exc)
             return
         if self._pause:
-            logger.warning(
-                "FTP listener on port %d accepts again after %.1f s short of file handles",
-                self.address[1],
-                time.monotonic() - self._paused_since,
-            )
+            if self._episode_logged:
+                logger.warning(
+                    "FTP listener on port %d accepts again after %.1f s short of file handles",
+                    self.address[1],
+                    time.monotonic() - self._paused_since,
+                )
             self._pause = 0.0
         self.handle_accepted(sock, addr)
 
     def _back_off(self, exc: OSError) -> None:
         if not self._pause:
-            self._paused_since = time.monotonic()
-            known = exc.errno in _ACCEPT_SHORTAGE
-            logger.warning(
-                "FTP listener on port %d cannot accept (%s%s); pausing and retrying, up to every %.0f s",
-                self.address[1],
-                errno.errorcode.get(exc.errno or 0, exc.errno),
-                ", out of file handles or memory" if known else f": {exc.strerror}",
-                ACCEPT_PAUSE_MAX,
-            )
+            # A shortage episode. Out of handles, one accept often succeeds (a dropped session
+            # freed a handle) and the next fails: such episodes follow each other every ~70 ms,
+            # so only the first in _SHORTAGE_LOG_INTERVAL is logged (start and end), the rest counted.
+            now = self._paused_since = time.monotonic()
+            self._episode_logged = now - self._shortage_logged_at > _SHORTAGE_LOG_INTERVAL
+            if not self._episode_logged:
+                self._unlogged_episodes += 1
+            else:
+                self._shortage_logged_at = now
+                known = exc.errno in _ACCEPT_SHORTAGE
+                earlier = self._unlogged_episodes
+                self._unlogged_episodes = 0
+                logger.warning(
+                    "FTP listener on port %d cannot accept (%s%s); pausing, retrying up to every %.0f s%s",
+                    self.address[1],
+                    errno.errorcode.get(exc.errno or 0, exc.errno),
+                    ", out of file handles or memory" if known else f": {exc.strerror}",
+                    ACCEPT_PAUSE_MAX,
+                    f" ({earlier} more short pauses since the last such warning)" if earlier else "",
+                )
         self._pause = min(max(self._pause * 2, ACCEPT_PAUSE_MIN), ACCEPT_PAUSE_MAX)
         if self._fileno is not None and self._fileno in self.ioloop.socket_map:
             self.ioloop.unregister(self._fileno)
