@@ -36,9 +36,10 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_model(DAT, tmp_path_factory.mktemp("onnx-cache"))
 
 
-@pytest.fixture(scope="module")
-def embedder(model_path: Path) -> OnnxEmbedder:
-    return OnnxEmbedder(model_path)
+@pytest.fixture(scope="module", params=[False, True], ids=["selfie-session", "indexing-session"])
+def embedder(model_path: Path, request: pytest.FixtureRequest) -> OnnxEmbedder:
+    """Both sessions the box runs: basic graph optimisation (selfies) and full (indexing)."""
+    return OnnxEmbedder(model_path, fast=request.param)
 
 
 def photos() -> list[Path]:

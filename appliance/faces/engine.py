@@ -80,7 +80,13 @@ class FaceModel:
     build); without one, dlib's own (the equivalence test compares the two)."""
 
     def __init__(
-        self, *, min_face_px: int = 60, upsample: int = 0, onnx_model: Path | None = None, threads: int = 1
+        self,
+        *,
+        min_face_px: int = 60,
+        upsample: int = 0,
+        onnx_model: Path | None = None,
+        threads: int = 1,
+        fast: bool = False,
     ) -> None:
         folder = models_dir()
         self.min_face_px = min_face_px
@@ -94,7 +100,7 @@ class FaceModel:
             # imported here: onnxruntime lives in the face workers only, never in the box's process
             from appliance.faces.onnxembed import OnnxEmbedder
 
-            self._onnx = OnnxEmbedder(onnx_model, threads=threads)
+            self._onnx = OnnxEmbedder(onnx_model, threads=threads, fast=fast)
         self._embedder = (
             dlib.face_recognition_model_v1(str(folder / RESNET_DAT)) if self._onnx is None else None
         )

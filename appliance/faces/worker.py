@@ -23,13 +23,22 @@ from appliance.proxy import Decoded, Proxy, ProxyError, decode, make_proxy_image
 _model: FaceModel | None = None
 
 
-def init(min_face_px: int, upsample: int, nice: int, onnx_model: str | None = None, threads: int = 1) -> None:
+def init(
+    min_face_px: int,
+    upsample: int,
+    nice: int,
+    onnx_model: str | None = None,
+    threads: int = 1,
+    fast: bool = False,
+) -> None:
     global _model
     if nice:
         os.nice(nice)
     process.release_memory_promptly()  # a 20 MB selfie's buffers go back when it is done
     model = Path(onnx_model) if onnx_model else None
-    _model = FaceModel(min_face_px=min_face_px, upsample=upsample, onnx_model=model, threads=threads)
+    _model = FaceModel(
+        min_face_px=min_face_px, upsample=upsample, onnx_model=model, threads=threads, fast=fast
+    )
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
