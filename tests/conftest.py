@@ -37,11 +37,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             starts[path] = any(call in source for call in STARTS_A_BOX)
         if starts[path] or BOX_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.box)
-    # Modules with a long (``slow``) test first, each module's own order kept: `make test` hands
-    # whole modules to its workers (--dist loadfile), and a two-minute soak taken last would
-    # leave one worker running it alone at the end.
+    # Longest first, each module's own order kept: `make test` hands whole modules to its
+    # workers (--dist loadfile), and a two-minute soak taken last would leave one worker running
+    # it alone at the end. Modules with a long (``slow``) test, then those that start a box
+    # (seconds a test), then the in-process ones, which fill the workers' last minutes evenly.
     slow = {str(item.path) for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: str(item.path) not in slow)
+    items.sort(key=lambda item: (str(item.path) not in slow, not starts[str(item.path)]))
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ Detection uses upsample 1 so the small Solvay faces count too (38 faces; dlib's 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import dlib
@@ -46,29 +47,49 @@ def photos() -> list[Path]:
     return sorted(p for p in FACES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-@needs_photos
-def test_same_embedding_as_dlib_on_every_face(embedder: OnnxEmbedder) -> None:
+@dataclass(frozen=True)
+class Reference:
+    photo: str
+    image: np.ndarray
+    shapes: list[dlib.full_object_detection]
+    descriptors: np.ndarray  # dlib's own, one row per shape
+
+
+@pytest.fixture(scope="module")
+def dlib_reference() -> list[Reference]:
+    """dlib's own descriptor of every face in shared/faces (computed once for both sessions:
+    dlib-bin's embedder costs ~100 ms a face)."""
     detector = dlib.get_frontal_face_detector()
     landmarks = dlib.shape_predictor(str(models_dir() / "shape_predictor_5_face_landmarks.dat"))
     recogniser = dlib.face_recognition_model_v1(str(DAT))
-    worst: dict[str, float] = {}
-    faceless = []
+    found = []
     for photo in photos():
         with Image.open(photo) as opened:
             image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
         shapes = [landmarks(image, rect) for rect in detector(image, 1)]
-        if not shapes:
-            faceless.append(photo.name)
+        theirs = [np.asarray(recogniser.compute_face_descriptor(image, shape, 0)) for shape in shapes]
+        found.append(Reference(photo.name, image, shapes, np.array(theirs).reshape(len(shapes), 128)))
+    return found
+
+
+@needs_photos
+def test_same_embedding_as_dlib_on_every_face(
+    embedder: OnnxEmbedder, dlib_reference: list[Reference]
+) -> None:
+    worst: dict[str, float] = {}
+    faceless = []
+    for ref in dlib_reference:
+        if not ref.shapes:
+            faceless.append(ref.photo)
             continue
-        ours = embedder.embed(chips(image, shapes))
-        assert ours.shape == (len(shapes), 128)
+        ours = embedder.embed(chips(ref.image, ref.shapes))
+        assert ours.shape == (len(ref.shapes), 128)
         assert ours.dtype == np.float32
-        for shape, embedding in zip(shapes, ours, strict=True):
-            theirs = np.asarray(recogniser.compute_face_descriptor(image, shape, 0))
+        for embedding, theirs in zip(ours, ref.descriptors, strict=True):
             difference = float(np.abs(embedding - theirs).max())
-            assert difference <= TOLERANCE, f"{photo.name}: differs from dlib by {difference}"
-            worst[photo.name] = max(worst.get(photo.name, 0.0), difference)
-        one_by_one = np.concatenate([embedder.embed(chip[None]) for chip in chips(image, shapes)])
+            assert difference <= TOLERANCE, f"{ref.photo}: differs from dlib by {difference}"
+            worst[ref.photo] = max(worst.get(ref.photo, 0.0), difference)
+        one_by_one = np.concatenate([embedder.embed(chip[None]) for chip in chips(ref.image, ref.shapes)])
         np.testing.assert_allclose(one_by_one, ours, rtol=0, atol=1e-6)
     assert not faceless, f"no face found in {faceless}"
     assert worst
