@@ -56,12 +56,15 @@ OURS = frozenset(
         "_upload",
         # server.py
         "_back_off",
+        "_episode_logged",
         "_pause",
         "_paused_since",
         "_resume_accepting",
         "_resume_call",
         "_session_failed",
         "_session_failures_logged_at",
+        "_shortage_logged_at",
+        "_unlogged_episodes",
     }
 )
 
