@@ -143,18 +143,20 @@ class Selfie:
     error: str | None
 
 
-_models: dict[int, FaceModel] = {}
+_models: dict[int, FaceModel] = {}  # photos, with the indexing process's session
+_selfie_model: FaceModel | None = None  # selfies, with the selfie process's session
 _workdir: Path | None = None
 _detail = True
 
 
 def _init(workdir: str, onnx_model: str | None, detail: bool) -> None:
-    global _workdir, _detail  # per-process state: models loaded once
+    global _workdir, _detail, _selfie_model  # per-process state: models loaded once
     _workdir = Path(workdir)
     _detail = detail
     model = Path(onnx_model) if onnx_model else None
     for upsample in PASSES:
-        _models[upsample] = FaceModel(min_face_px=1, upsample=upsample, onnx_model=model)
+        _models[upsample] = FaceModel(min_face_px=1, upsample=upsample, onnx_model=model, fast=True)
+    _selfie_model = FaceModel(min_face_px=1, upsample=0, onnx_model=model)
 
 
 def _decoded(original: Path) -> Image.Image | None:
@@ -268,7 +270,8 @@ def embed_selfie(file: str, variant: str) -> Selfie:
         image, _ = decode_selfie(upload.data)
     except ImageRejected as exc:
         return refused(exc.code)
-    face, _ = _models[0].largest(image)
+    assert _selfie_model is not None
+    face, _ = _selfie_model.largest(image)
     if face is None:
         return refused("no_face")
     if face.size < SELFIE_MIN_PX or face.embedding is None:
