@@ -4,6 +4,7 @@ plus helpers that drive it the way an operator and a camera would (CLI, ftplib).
 from __future__ import annotations
 
 import ftplib
+import functools
 import io
 import itertools
 import json
@@ -139,13 +140,16 @@ class BoxProcess:
         transport = httpx.HTTPTransport(uds=str(self.data / "run" / "control.sock"))
         return httpx.Client(transport=transport, base_url="http://shutterbox", timeout=timeout)
 
-    def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _api(self, method: str, path: str, expected: int, **request: Any) -> Any:
+        """One control-socket request; anything but ``expected`` fails the test, in its words."""
         with self.control() as client:
-            response = client.post(path, json=body)
-        if response.status_code != 201:
-            raise AssertionError(f"POST {path} {body}: {response.status_code} {response.text}")
-        created: dict[str, Any] = response.json()
-        return created
+            response = client.request(method, path, **request)
+        if response.status_code != expected:
+            raise AssertionError(f"{method} {path} {request}: {response.status_code} {response.text}")
+        return response.json()
+
+    def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._api("POST", path, 201, json=body))
 
     def new_event(self, name: str = "Test event") -> str:
         """A new event (through the control socket while the box runs; the CLI when it does not)."""
@@ -164,11 +168,7 @@ class BoxProcess:
         return key["username"], key["password"]
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        with self.control() as client:
-            response = client.get(path, params=params)
-        if response.status_code != 200:
-            raise AssertionError(f"GET {path} {params}: {response.status_code} {response.text}")
-        return response.json()
+        return self._api("GET", path, 200, params=params)
 
     def photos(self, event: str | None = None) -> list[dict[str, Any]]:
         """What ``shutterbox photos --json`` prints (read through the control socket while the box
@@ -234,13 +234,19 @@ class BoxProcess:
 _MODELS = Path(tempfile.gettempdir()) / f"shutterbox-test-models-{os.getuid()}"
 
 
-def _give_converted_model(folder: Path) -> None:
-    """The converted face model in ``folder``, hard-linked from one conversion shared by every
-    test (written atomically, so parallel test workers converting at once are safe)."""
+@functools.cache
+def _converted_model() -> Path:
+    """One conversion shared by every test (written atomically, so parallel test workers
+    converting at once are safe); found once per test process (it hashes the 22 MB .dat)."""
     from appliance.faces.dlibnet import ensure_model
     from appliance.faces.engine import RESNET_DAT, models_dir
 
-    model = ensure_model(models_dir() / RESNET_DAT, _MODELS)
+    return ensure_model(models_dir() / RESNET_DAT, _MODELS)
+
+
+def _give_converted_model(folder: Path) -> None:
+    """The converted face model in ``folder``, hard-linked from ``_converted_model``."""
+    model = _converted_model()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / model.name
     if not target.exists():
