@@ -169,6 +169,45 @@ def test_sessions_per_key_are_capped(tmp_path: Path) -> None:
         box.stop()
 
 
+def test_session_cap_holds_when_logins_race(tmp_path: Path) -> None:
+    """Logins of one key arriving together: the cap was checked before the password and counted
+    after the 230, so every login that passed the check while another was hashing got in (CI saw
+    a third session under a cap of two)."""
+    box = make_box(tmp_path / "data", ftp__max_sessions_per_key="2").start()
+    held: list[ftplib.FTP] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def login() -> None:
+        client = ftplib.FTP(timeout=20)
+        client.connect("127.0.0.1", box.ftp_port)
+        start.wait()
+        try:
+            client.login(user, password)
+        except (ftplib.error_temp, EOFError, ConnectionError) as exc:
+            client.close()
+            with lock:
+                refused.append(str(exc))
+            return
+        with lock:
+            held.append(client)
+
+    try:
+        user, password = box.new_key(camera="racing")
+        threads = [threading.Thread(target=login) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(held) == 2, f"{len(held)} sessions logged in under a cap of 2; refused: {refused}"
+        assert len(refused) == 4 and all(r.startswith("421") for r in refused if r), refused
+    finally:
+        for client in held:
+            client.close()
+        box.stop()
+
+
 def test_disk_reserve_refuses_before_any_byte(tmp_path: Path) -> None:
     box = make_box(tmp_path / "data", storage__reserve_mb=str(10**9)).start()
     try:

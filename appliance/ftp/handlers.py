@@ -385,13 +385,14 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
             self.respond("503 Login with USER first.")
             return
         username = self.username
-        if self.sessions.count(username) >= self.max_sessions_per_key:
+        if not self.sessions.claim(username, self, self.max_sessions_per_key):
             self.respond("421 Too many sessions for this upload key; close one and retry.")
             self.close_when_done()
             return
         try:
             self.authorizer.validate_authentication(username, line, self)
         except AuthenticationFailed as err:
+            self.sessions.remove(username, self)
             self.server_stats("login_failed")
             if isinstance(err, RevokedKey):
                 self.sessions.note_error(username, "login refused: the key is revoked")
@@ -419,7 +420,6 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
 
     def on_login(self, username: str) -> None:
         self._leave_prelogin()
-        self.sessions.add(username, self)
         login = self.authorizer.login(username)
         self.destination = Destination(login.key.event, login.key.function, login.key.camera, username)
         logger.info(

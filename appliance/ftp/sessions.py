@@ -25,9 +25,16 @@ class Sessions:
         self._by_key: dict[str, set[Any]] = {}
         self._errors: dict[str, KeyErrors] = {}
 
-    def add(self, username: str, handler: Any) -> None:
+    def claim(self, username: str, handler: Any, cap: int) -> bool:
+        """Count ``handler`` under ``username`` unless ``cap`` sessions are there already: checked
+        and counted in one step, before the password is checked and the 230 is sent, so logins
+        arriving together cannot all pass a check made while the others were still hashing."""
         with self._lock:
-            self._by_key.setdefault(username, set()).add(handler)
+            handlers = self._by_key.setdefault(username, set())
+            if handler not in handlers and len(handlers) >= cap:
+                return False
+            handlers.add(handler)
+            return True
 
     def remove(self, username: str, handler: Any) -> None:
         with self._lock:
