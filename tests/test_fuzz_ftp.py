@@ -800,6 +800,10 @@ FIXED_BUGS = """What each was before its fix; now each gets a reply and leaves n
    "150" and then nothing: pyftpdlib keeps the used connector, so a data connection looked on its
    way. Now the connector is forgotten once connected, and a timed-out PASV listener or a failed
    PORT connect no longer counts either (BoxHandler._data_coming).
+8. QUIT with a data connection open but idle (PORT or PASV, then no transfer): pyftpdlib
+   treated it as a transfer in progress, stopped reading, kept the 221 back and held the session
+   (and its place under ftp.max_sessions_per_key) until the data connection timed out, 300 s.
+   Now the idle data connection is closed and the 221 sent at once (BoxHandler.ftp_QUIT).
 """
 
 NO_DATA_VERBS = ["LIST", "NLST", "MLSD", "RETR PROBE_0001.JPG"]
@@ -916,6 +920,14 @@ def test_transfer_after_a_failed_active_connect_is_refused(fuzz_box: FuzzBox, up
     assert [replies[-1].code for _, replies in session.transcript] == [425, 425]
 
 
+@pytest.mark.parametrize("opening", [b"PORT {port}", b"PASV"])
+def test_quit_with_an_idle_data_connection_is_answered_at_once(fuzz_box: FuzzBox, opening: bytes) -> None:
+    """Found by the long fuzz run (FIXED_BUGS 8): the 221 never came."""
+    session, _, _ = strict_session(fuzz_box, [opening, b"QUIT"], timeout=4)
+    assert session.transcript[-1][1][-1].code == 221
+    assert session.closed_after is not None, "the box closes the session after its 221"
+
+
 @pytest.mark.parametrize("then", [b"REIN", b"ABOR"])
 def test_a_queued_upload_given_up_leaves_nothing_in_tmp(fuzz_box: FuzzBox, then: bytes) -> None:
     """STOR waiting for its data connection, then the camera starts over (REIN) or aborts."""
@@ -982,7 +994,8 @@ def test_resending_a_frame_under_its_name_leaves_nothing_in_tmp(fuzz_box: FuzzBo
     cmds=[Command(b"EPRT |1|127.0.0.1|{eport}|"), Command(b"NLST", "read"), Command(b"STOU", "junk", b"x")]
 )
 @example(cmds=[Command(b"NLST")])
+@example(cmds=[Command(b"PORT {port}", "junk", b"x"), Command(b"QUIT")])
 def test_bugs_found_replay_cleanly(fuzz_box: FuzzBox, cmds: list[Command]) -> None:
-    """The fuzzer's own findings (FIXED_BUGS 1-7) as whole sessions, data connections in clear
+    """The fuzzer's own findings (FIXED_BUGS 1-8) as whole sessions, data connections in clear
     under PROT P."""
     fuzz_once(fuzz_box, cmds, tls_data=False, timeout=4)

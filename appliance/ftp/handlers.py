@@ -437,7 +437,19 @@ class BoxHandler(TLS_FTPHandler):  # type: ignore[misc]
     def ftp_QUIT(self, line: str) -> None:
         """A camera that quits frees its place under ``ftp.max_sessions_per_key`` before the 221:
         one that reconnects at once is not refused because the close that frees it comes after
-        (CI saw a 421 so). With an upload still in flight the place is held until it ends."""
+        (CI saw a 421 so). With an upload still in flight the place is held until it ends.
+
+        A data connection that is open but carries nothing (PORT or PASV, then QUIT) is closed
+        first: pyftpdlib counted it as a transfer in progress, held the 221 back and kept the
+        session until the data connection timed out (the fuzzer found it, FIXED_BUGS 8)."""
+        channel = self.data_channel
+        if (
+            channel is not None
+            and not channel.receive
+            and channel.file_obj is None
+            and not channel.producer_fifo
+        ):
+            channel.close()  # _on_dtp_close forgets it
         if not self.data_channel and getattr(self, "username", None):
             self.sessions.remove(self.username, self)
         super().ftp_QUIT(line)
