@@ -8,7 +8,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from appliance import credentials
 from appliance.store.records import MODERATIONS, Moderation, OriginalsPolicy
@@ -47,7 +47,7 @@ class EventEditIn(_Body):
     face_search: bool | None = None
     date: str | None = Field(None, description="the event's day, yyyy-mm-dd")
     accent: str | None = Field(None, pattern=ACCENT_PATTERN, description="the guest pages' colour, #rrggbb")
-    cover_photo_id: int | None = Field(None, ge=1, le=2**63 - 1, description="a photo of the event")
+    cover_photo_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="a photo of the event")
     add_functions: list[str] | None = Field(
         None,
         max_length=50,
@@ -86,7 +86,7 @@ class ModerateIn(_Body):
     """The host's decision on photos of one event, as the operator makes it."""
 
     action: ModerateAction
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[StrictInt] = Field(min_length=1, max_length=10_000)  # lax mode took true as photo 1
 
     @field_validator("ids")
     @classmethod
