@@ -305,6 +305,10 @@ class FacesSettings(_Section):
     """Detector upsampling: each step finds faces half as small at four times the CPU cost."""
     nice: int = Field(10, ge=0, le=19)
     """CPU niceness of indexing processes, so FTP and guest pages keep priority."""
+    photo_timeout: float = Field(120.0, ge=5)
+    """Seconds one photo may take in the indexing process (a 24 MP frame takes under 1 s on a
+    core). Past it the process is taken as hung: it is killed and replaced, and the photo is
+    tried again alone; one that hangs it twice is recorded as not indexed."""
 
 
 class GuestSettings(_Section):

@@ -3,6 +3,7 @@ does when that process dies under it (kill -9 mid-index: every photo is still in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -167,3 +168,30 @@ def test_first_start_converts_the_face_model_once_and_a_restart_reuses_it(tmp_pa
         assert reply.status_code == 200 and len(reply.json()["matches"]) == 1, reply.text
     finally:
         assert box.stop() == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"public-domain face photos not found at {FACES}")
+def test_a_hung_face_process_is_replaced_and_its_photos_indexed(tmp_path: Path) -> None:
+    """A face process that stops answering (SIGSTOP: alive, holding its photos, doing nothing)
+    was waited on for ever: nothing more became searchable until the box restarted."""
+    box = make_box(tmp_path / "data", faces__workers="2", faces__photo_timeout="5").start(timeout=90)
+    try:
+        event = box.new_event("Hung mid-index")
+        victim = box.status()["faces"]["index_pid"]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            ids = upload(box, event, {n: face(n) for n in ["obama-1.jpg", "biden-1.jpg"]})
+            wait_indexed(box)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        after = box.status()["faces"]
+        assert after["index_pid"] not in (None, victim), "the box started a new face process"
+        assert after["photos_indexed"] == 2 and after["photos_failed"] == 0, after
+        assert "taken as hung, restarting it" in box.log
+        web = f"http://127.0.0.1:{box.info['web_port']}"
+        found = {m["photo_id"] for m in search(web, event, face("obama-3.jpg")).json()["matches"]}
+        assert found == {ids["obama-1.jpg"]}
+    finally:
+        box.stop()

@@ -306,24 +306,30 @@ class FaceService:
         proxy = self.layout.proxies / todo.event / f"{todo.sha256}.jpg"
         alone = todo.photo_id in self._crashes
         try:
-            result = await asyncio.wrap_future(
-                pool.submit(
-                    worker.index_photo,
-                    todo.stored_path,
-                    str(proxy),
-                    self.proxy_long_edge,
-                    todo.proxy_path is not None,
-                )
-            )
-        except BrokenProcessPool:
+            async with asyncio.timeout(self.settings.photo_timeout):
+                call = (todo.stored_path, str(proxy), self.proxy_long_edge, todo.proxy_path is not None)
+                result = await asyncio.wrap_future(pool.submit(worker.index_photo, *call))
+        except (BrokenProcessPool, TimeoutError) as exc:
+            hung = isinstance(exc, TimeoutError)
             crashes = self._crashes.get(todo.photo_id, 0) + (1 if alone else 0)
             self._crashes[todo.photo_id] = crashes
             if pool is self._index_pool:  # the first of the photos in flight to notice restarts it
-                logger.error("the face process died indexing photo %d; restarting it", todo.photo_id)
+                if hung:
+                    logger.error(
+                        "the face process has not finished photo %d in %g s: taken as hung, restarting it",
+                        todo.photo_id,
+                        self.settings.photo_timeout,
+                    )
+                    pool.kill()  # the other photos in flight fail over as in a crash
+                else:
+                    logger.error("the face process died indexing photo %d; restarting it", todo.photo_id)
                 self._restart_index_pool()
             if crashes >= MAX_CRASHES:
-                logger.error("photo %d killed the face process %d times: not indexed", todo.photo_id, crashes)
-                await self.index_db.record(todo, [], proxy=None, failed="worker crashed")
+                verb, state = ("hung", "hung") if hung else ("killed", "crashed")
+                logger.error(
+                    "photo %d %s the face process %d times: not indexed", todo.photo_id, verb, crashes
+                )
+                await self.index_db.record(todo, [], proxy=None, failed=f"worker {state}")
             return
         found = [
             FoundFace(

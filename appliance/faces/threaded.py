@@ -147,6 +147,10 @@ class ThreadedProcess:
                 future.set_exception(BrokenProcessPool(self._broken))
         self._conn.close()
 
+    def kill(self) -> None:
+        """End a hung process at once: the calls in flight fail with BrokenProcessPool."""
+        self._process.kill()
+
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop taking calls, let the process finish what it runs, and end it."""
         with self._lock:
