@@ -44,10 +44,6 @@ class Sessions:
                 if not handlers:
                     del self._by_key[username]
 
-    def count(self, username: str) -> int:
-        with self._lock:
-            return len(self._by_key.get(username, ()))
-
     def transferring(self) -> int:
         """Sessions with a data channel open right now (an upload in flight)."""
         with self._lock:
