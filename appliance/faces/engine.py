@@ -24,6 +24,7 @@ import dlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from appliance.faces.regions import Proposer, RegionHog, parts_for
 from appliance.proxy import draft_size
 
 if TYPE_CHECKING:
@@ -87,10 +88,16 @@ class FaceModel:
         onnx_model: Path | None = None,
         threads: int = 1,
         fast: bool = False,
+        proposer: Path | None = None,
     ) -> None:
         folder = models_dir()
         self.min_face_px = min_face_px
         self.upsample = upsample
+        # With a proposal model, faces() scans HOG only around proposed faces (same boxes there);
+        # largest() (selfies) always scans the whole picture.
+        self._proposer: Proposer | None = None
+        if proposer is not None and upsample == 0:
+            self._proposer = Proposer(proposer)
         # dlib's object_detector keeps its feature pyramid inside itself while it scans: not safe
         # to share between threads (a shared one mixed two photos' boxes). One per thread, ~1 MB.
         self._detectors = threading.local()
@@ -114,6 +121,16 @@ class FaceModel:
     def _detect(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         rects, scores, _ = self._detector().run(image, self.upsample, 0.0)
         return list(zip(rects, scores, strict=True))
+
+    def _detect_proposed(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """``_detect``, scanning only around the faces the proposal model sees (regions.py)."""
+        if self._proposer is None:
+            return self._detect(image)
+        scanner: RegionHog | None = getattr(self._detectors, "regions", None)
+        if scanner is None:
+            scanner = self._detectors.regions = RegionHog()
+        proposals = self._proposer.propose(image)
+        return scanner.detect(image, parts_for(proposals, scanner.config.window[0]))
 
     def _box(self, image: np.ndarray, rect: dlib.rectangle) -> tuple[int, int, int, int] | None:
         """A detection's box clipped to the picture (dlib's right/bottom are inclusive)."""
@@ -153,7 +170,7 @@ class FaceModel:
         same picture at a higher resolution (the decoder's output the proxy was shrunk from);
         a small face's 150 px chip is then cut from its pixels rather than enlarged from the
         proxy's (docs/faces.md measures what it changes). Called only if a face is small."""
-        found = self._faces(image, [rect for rect, _ in self._detect(image)], detail)
+        found = self._faces(image, [rect for rect, _ in self._detect_proposed(image)], detail)
         found.sort(key=lambda f: f.width * f.height, reverse=True)
         return found
 

@@ -40,6 +40,7 @@ from appliance.bridge import cancel_and_wait
 from appliance.faces import worker
 from appliance.faces.engine import RESNET_DAT, models_dir
 from appliance.faces.netspec import model_path
+from appliance.faces.regions import RegionsUnavailable, proposer_path
 from appliance.faces.threaded import ThreadedProcess
 from appliance.store.faces import EventVectors, FaceStore, FaceTodo, FoundFace
 
@@ -162,11 +163,14 @@ class FaceService:
         self.selfie_pid: int | None = None
         self.indexed = 0
         self.onnx_model: Path | None = None
+        self.proposer: Path | None = None  # the indexer scans HOG around proposals (regions.py)
         self.listeners: list[NewFaces] = []  # told of every face added to a gallery in memory
 
     # --- life cycle
 
-    def _initargs(self, nice: int, *, fast: bool = False) -> tuple[int, int, int, str | None, int, bool]:
+    def _initargs(
+        self, nice: int, *, fast: bool = False
+    ) -> tuple[int, int, int, str | None, int, bool, str | None]:
         return (
             self.settings.min_face_px,
             self.settings.upsample,
@@ -174,6 +178,7 @@ class FaceService:
             str(self.onnx_model) if self.onnx_model else None,
             1,
             fast,
+            str(self.proposer) if fast and self.proposer else None,
         )
 
     def _selfie_process(self) -> ThreadedProcess:
@@ -197,15 +202,7 @@ class FaceService:
             logger.info("face embedding: onnxruntime, model %s", path.name)
             return path
         started = time.monotonic()
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            path = Path(
-                await asyncio.get_running_loop().run_in_executor(
-                    pool, worker.convert_model, str(dat), str(self.layout.models)
-                )
-            )
-        finally:
-            await asyncio.to_thread(pool.shutdown, wait=True)
+        path = Path(await _in_converter(worker.convert_model, str(dat), str(self.layout.models)))
         logger.info(
             "face embedding: onnxruntime, model %s (converted from the .dat in %.1f s)",
             path.name,
@@ -213,8 +210,26 @@ class FaceService:
         )
         return path
 
+    async def _proposer_model(self) -> Path | None:
+        """The face proposal model the indexer scans HOG around (``faces.scan = "regions"``),
+        derived once from the packaged CenterFace as ``_onnx_model`` does; None for a full scan,
+        or when the model is missing (said in the log: indexing works on, at full-scan cost)."""
+        if self.settings.scan != "regions" or self.settings.upsample:
+            logger.info("face detection: HOG over every photo's whole picture (faces.scan full)")
+            return None
+        try:
+            path = await asyncio.to_thread(proposer_path, self.layout.models)
+            if not path.is_file():
+                path = Path(await _in_converter(worker.convert_proposer, str(self.layout.models)))
+        except (RegionsUnavailable, OSError, ValueError) as exc:
+            logger.warning("face detection: HOG over whole pictures, since %s", exc)
+            return None
+        logger.info("face detection: HOG around the faces %s proposes", path.name)
+        return path
+
     async def __aenter__(self) -> Self:
         self.onnx_model = await self._onnx_model()
+        self.proposer = await self._proposer_model()
         # The selfie process always runs: it also reads and normalises selfies for a cloud search.
         # Both processes start at once (each takes ~0.5 s to import and load the models).
         self._selfie_pool = self._selfie_process()
@@ -448,3 +463,13 @@ class FaceService:
 
 def _epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
+
+
+async def _in_converter(function: Callable[..., str], *args: str) -> str:
+    """``function(*args)`` in a short-lived process of its own: onnx and a conversion's memory
+    never stay in the box's process."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+    finally:
+        await asyncio.to_thread(pool.shutdown, wait=True)

@@ -30,6 +30,7 @@ def init(
     onnx_model: str | None = None,
     threads: int = 1,
     fast: bool = False,
+    proposer: str | None = None,
 ) -> None:
     global _model
     if nice:
@@ -37,7 +38,12 @@ def init(
     process.release_memory_promptly()  # a 20 MB selfie's buffers go back when it is done
     model = Path(onnx_model) if onnx_model else None
     _model = FaceModel(
-        min_face_px=min_face_px, upsample=upsample, onnx_model=model, threads=threads, fast=fast
+        min_face_px=min_face_px,
+        upsample=upsample,
+        onnx_model=model,
+        threads=threads,
+        fast=fast,
+        proposer=Path(proposer) if proposer else None,
     )
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
@@ -139,6 +145,14 @@ def convert_model(dat: str, cache: str) -> str:
     from appliance.faces.dlibnet import ensure_model
 
     return str(ensure_model(Path(dat), Path(cache)))
+
+
+def convert_proposer(cache: str) -> str:
+    """The face proposal model derived from the packaged CenterFace (at most once), as
+    ``convert_model``. Raises RegionsUnavailable when it is not installed."""
+    from appliance.faces.regions import ensure_proposer
+
+    return str(ensure_proposer(Path(cache)))
 
 
 def warm() -> int:
