@@ -70,6 +70,7 @@ from appliance.faces.engine import (
     load_rgb,
     models_dir,
 )
+from appliance.faces.regions import ensure_proposer
 from appliance.proxy import decode, make_proxy
 
 SIZES = (150, 200, 240, 300, 450, 700)  # face width in the 6000 px original
@@ -149,13 +150,19 @@ _workdir: Path | None = None
 _detail = True
 
 
-def _init(workdir: str, onnx_model: str | None, detail: bool) -> None:
+def _init(workdir: str, onnx_model: str | None, detail: bool, proposer: str | None) -> None:
     global _workdir, _detail, _selfie_model  # per-process state: models loaded once
     _workdir = Path(workdir)
     _detail = detail
     model = Path(onnx_model) if onnx_model else None
-    for upsample in PASSES:
-        _models[upsample] = FaceModel(min_face_px=1, upsample=upsample, onnx_model=model, fast=True)
+    for upsample in PASSES:  # the proposals serve upsample 0 only, as in the box
+        _models[upsample] = FaceModel(
+            min_face_px=1,
+            upsample=upsample,
+            onnx_model=model,
+            fast=True,
+            proposer=Path(proposer) if proposer else None,
+        )
     _selfie_model = FaceModel(min_face_px=1, upsample=0, onnx_model=model)
 
 
@@ -308,7 +315,11 @@ def run(args: argparse.Namespace) -> tuple[list[IndexedPhoto], list[Selfie], flo
     ctx = mp.get_context("spawn")
     with (
         tempfile.TemporaryDirectory(prefix="faces-accuracy-") as tmp,
-        ctx.Pool(args.workers, initializer=_init, initargs=(tmp, _model(args, tmp), args.detail)) as pool,
+        ctx.Pool(
+            args.workers,
+            initializer=_init,
+            initargs=(tmp, _model(args, tmp), args.detail, _proposer(args, tmp)),
+        ) as pool,
     ):
         frame_results = pool.starmap_async(index_frame, frames, chunksize=1)
         real_results = pool.map_async(index_real, REAL_PHOTOS, chunksize=1)
@@ -325,6 +336,12 @@ def run(args: argparse.Namespace) -> tuple[list[IndexedPhoto], list[Selfie], flo
 def _model(args: argparse.Namespace, folder: str) -> str | None:
     """The ONNX form of dlib's ResNet, converted as the box does (None: dlib's own embedder)."""
     return None if args.dlib else str(ensure_model(models_dir() / RESNET_DAT, Path(folder) / "models"))
+
+
+def _proposer(args: argparse.Namespace, folder: str) -> str | None:
+    """The face proposal model the indexer scans HOG around (``faces.scan``, the box's default
+    ``regions``), derived as the box does; None for ``--scan full``."""
+    return str(ensure_proposer(Path(folder) / "models")) if args.scan == "regions" else None
 
 
 def _progress(text: str) -> None:
@@ -649,7 +666,8 @@ def report(
     out = [
         "Face-search accuracy: shutterbox local engine (dlib HOG + 5-point + ResNet 128-d)",
         f"  run: {'--quick' if args.quick else 'full'}, reps {args.reps}, {args.workers} workers, "
-        f"{seconds:.0f} s wall; embedder {'dlib' if args.dlib else 'onnxruntime'}; "
+        f"{seconds:.0f} s wall; embedder {'dlib' if args.dlib else 'onnxruntime'}; HOG scan "
+        f"{'around proposals' if args.scan == 'regions' else 'full'} (upsample 0); "
         f"small faces (< {DETAIL_BELOW} px) cut from "
         + ("the 1/2-scale decode of the original" if args.detail else "the proxy"),
         f"  indexed: {len(synthetic)} synthetic 6000x4000 frames "
@@ -720,6 +738,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="cut every chip from the proxy (before 2026-12-06)",
     )
     parser.add_argument("--dlib", action="store_true", help="dlib's own embedder instead of onnxruntime")
+    parser.add_argument(
+        "--scan",
+        choices=("regions", "full"),
+        default="regions",
+        help="where HOG looks in an indexed photo (faces.scan; selfies always whole): default regions",
+    )
     args = parser.parse_args(argv)
 
     if args.reps is None:
