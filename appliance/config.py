@@ -304,10 +304,10 @@ class FacesSettings(_Section):
     upsample: int = Field(0, ge=0, le=2)
     """Detector upsampling: each step finds faces half as small at four times the CPU cost."""
     scan: Literal["regions", "full"] = "regions"
-    """Where HOG looks in a photo being indexed. ``regions``: only around the faces a small
-    proposal network (CenterFace, at 512 px) sees, with the very boxes the full scan gives
-    there, 40% less CPU a photo; ``full``: the whole picture, as selfies always are. With
-    ``upsample`` above 0 the scan is full (docs/faces.md)."""
+    """Where HOG looks in a photo being indexed and in a selfie. ``regions``: only around the
+    faces a small proposal network (CenterFace, at 512 px, 320 for a selfie) sees, with the
+    very boxes the full scan gives there: about half the detection time. ``full``: the whole
+    picture. With ``upsample`` above 0 the scan is full (docs/faces.md)."""
     nice: int = Field(10, ge=0, le=19)
     """CPU niceness of indexing processes, so FTP and guest pages keep priority."""
     photo_timeout: float = Field(120.0, ge=5)

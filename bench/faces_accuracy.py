@@ -163,7 +163,9 @@ def _init(workdir: str, onnx_model: str | None, detail: bool, proposer: str | No
             fast=True,
             proposer=Path(proposer) if proposer else None,
         )
-    _selfie_model = FaceModel(min_face_px=1, upsample=0, onnx_model=model)
+    _selfie_model = FaceModel(
+        min_face_px=1, upsample=0, onnx_model=model, proposer=Path(proposer) if proposer else None
+    )
 
 
 def _decoded(original: Path) -> Image.Image | None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from appliance.faces.engine import FaceModel, load_rgb
+from appliance.faces.engine import FaceModel, decode_selfie, load_rgb
 from appliance.faces.regions import (
     Proposer,
     RegionHog,
@@ -143,6 +143,29 @@ def test_the_indexer_finds_what_the_full_scan_finds(tmp_path: Path, pictures: di
             assert a.embedding is not None and b.embedding is not None
             assert np.array_equal(a.embedding, b.embedding)
         assert ours, name
+
+
+@needs_photos
+def test_a_selfie_gives_the_full_scans_face(tmp_path: Path) -> None:
+    """Selfies are scanned around the proposals of a 320 px copy: for every photo of
+    shared/faces read as a selfie, the same largest face, face count and embedding."""
+    regions, full = FaceModel(proposer=ensure_proposer(tmp_path)), FaceModel()
+    compared = 0
+    for photo in sorted(p for p in FACES.iterdir() if p.suffix.lower() in (".jpg", ".png")):
+        image, _ = decode_selfie(photo.read_bytes())
+        (ours, count), (theirs, expected) = regions.largest(image), full.largest(image)
+        if theirs is None or not theirs.searchable:
+            continue  # the group photo: no face as large as a selfie's
+        assert ours is not None and (ours.left, ours.top, ours.width) == (
+            theirs.left,
+            theirs.top,
+            theirs.width,
+        )
+        assert ours.embedding is not None and theirs.embedding is not None
+        assert np.array_equal(ours.embedding, theirs.embedding), photo.name
+        assert count <= expected, photo.name  # a false detection elsewhere may not be proposed
+        compared += 1
+    assert compared >= 8
 
 
 def test_a_picture_without_faces_proposes_nothing(proposer: Proposer, scanner: RegionHog) -> None:

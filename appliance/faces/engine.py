@@ -24,7 +24,13 @@ import dlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from appliance.faces.regions import Proposer, RegionHog, parts_for
+from appliance.faces.regions import (
+    PROPOSER_EDGE,
+    SELFIE_PROPOSER_EDGE,
+    Proposer,
+    RegionHog,
+    parts_for,
+)
 from appliance.proxy import draft_size
 
 if TYPE_CHECKING:
@@ -93,8 +99,7 @@ class FaceModel:
         folder = models_dir()
         self.min_face_px = min_face_px
         self.upsample = upsample
-        # With a proposal model, faces() scans HOG only around proposed faces (same boxes there);
-        # largest() (selfies) always scans the whole picture.
+        # With a proposal model HOG scans only around proposed faces (the same boxes there).
         self._proposer: Proposer | None = None
         if proposer is not None and upsample == 0:
             self._proposer = Proposer(proposer)
@@ -122,14 +127,17 @@ class FaceModel:
         rects, scores, _ = self._detector().run(image, self.upsample, 0.0)
         return list(zip(rects, scores, strict=True))
 
-    def _detect_proposed(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        """``_detect``, scanning only around the faces the proposal model sees (regions.py)."""
+    def _detect_proposed(
+        self, image: np.ndarray, edge: int = PROPOSER_EDGE
+    ) -> list[tuple[dlib.rectangle, float]]:
+        """``_detect``, scanning only around the faces the proposal model sees at ``edge`` px
+        (regions.py): the full scan's boxes and scores there."""
         if self._proposer is None:
             return self._detect(image)
         scanner: RegionHog | None = getattr(self._detectors, "regions", None)
         if scanner is None:
             scanner = self._detectors.regions = RegionHog()
-        proposals = self._proposer.propose(image)
+        proposals = self._proposer.propose(image, edge)
         return scanner.detect(image, parts_for(proposals, scanner.config.window[0]))
 
     def _box(self, image: np.ndarray, rect: dlib.rectangle) -> tuple[int, int, int, int] | None:
@@ -178,7 +186,7 @@ class FaceModel:
         """The largest face (as Rekognition does with a selfie) and how many faces there were.
         Only the largest is embedded. Confident detections are preferred: a badge or a patch
         on a shirt can make a weak detection larger than the face."""
-        detections = self._detect(image)
+        detections = self._detect_proposed(image, SELFIE_PROPOSER_EDGE)
         if not detections:
             return None, 0
         confident = [d for d in detections if d[1] >= CONFIDENT_SCORE] or detections

@@ -42,6 +42,7 @@ from PIL import Image
 CELL = 8  # dlib's fHOG cell
 MARGIN = 40  # px beyond the kept area in every cut: > the 18 px a window's features reach, 8-aligned
 PROPOSER_EDGE = 512  # CenterFace's input (long edge): every face HOG finds at 60 px+ is proposed
+SELFIE_PROPOSER_EDGE = 320  # a selfie's face is large: a smaller copy proposes it
 PROPOSER_THRESHOLD = 0.05  # heatmap peak: low, since HOG decides (0.1 missed 51 px faces HOG finds)
 BOX_PER_PROPOSAL = 1 / 1.17  # HOG's box over CenterFace's size, median on shared/faces + frames
 LEVEL_SPAN = 1.6  # levels scanned for a proposal: window within this factor of its expected box
@@ -360,14 +361,15 @@ class Proposer:
         self._input = self._session.get_inputs()[0].name
         self._outputs = [out.name for out in self._session.get_outputs()[:3]]
 
-    def propose(self, image: npt.NDArray[np.uint8]) -> list[Proposal]:
-        """Where faces may be in ``image`` (RGB uint8): heatmap peaks above the threshold."""
+    def propose(self, image: npt.NDArray[np.uint8], edge: int = PROPOSER_EDGE) -> list[Proposal]:
+        """Where faces may be in ``image`` (RGB uint8), looked for at ``edge`` px on the long
+        side: heatmap peaks above the threshold."""
         height, width = image.shape[:2]
-        scale = min(1.0, PROPOSER_EDGE / max(height, width))
+        scale = min(1.0, edge / max(height, width))
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
         picture = Image.fromarray(image)
-        if scale < 1.0:
-            picture = picture.resize((small_w, small_h), Image.Resampling.BILINEAR)
+        if scale < 1.0:  # reduce() by whole factors first: 2048 -> 512 is a 4x4 box average
+            picture = picture.resize((small_w, small_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
         pad_w, pad_h = -(-small_w // 32) * 32, -(-small_h // 32) * 32  # the network's stride
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
         blob[0, :, :small_h, :small_w] = np.asarray(picture, dtype=np.float32).transpose(2, 0, 1)

@@ -163,7 +163,7 @@ class FaceService:
         self.selfie_pid: int | None = None
         self.indexed = 0
         self.onnx_model: Path | None = None
-        self.proposer: Path | None = None  # the indexer scans HOG around proposals (regions.py)
+        self.proposer: Path | None = None  # both processes scan HOG around proposals (regions.py)
         self.listeners: list[NewFaces] = []  # told of every face added to a gallery in memory
 
     # --- life cycle
@@ -178,7 +178,7 @@ class FaceService:
             str(self.onnx_model) if self.onnx_model else None,
             1,
             fast,
-            str(self.proposer) if fast and self.proposer else None,
+            str(self.proposer) if self.proposer else None,
         )
 
     def _selfie_process(self) -> ThreadedProcess:
@@ -211,7 +211,7 @@ class FaceService:
         return path
 
     async def _proposer_model(self) -> Path | None:
-        """The face proposal model the indexer scans HOG around (``faces.scan = "regions"``),
+        """The face proposal model HOG scans around (``faces.scan = "regions"``; photos and selfies),
         derived once from the packaged CenterFace as ``_onnx_model`` does; None for a full scan,
         or when the model is missing (said in the log: indexing works on, at full-scan cost)."""
         if self.settings.scan != "regions" or self.settings.upsample:
