@@ -23,7 +23,6 @@ proxy. The decode is the floor: entropy decoding a 24 MP JPEG costs ~57 ms even 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 from collections.abc import Iterator
@@ -209,18 +208,30 @@ def make_proxy_image(
     ``keep_decoded``, the picture they were shrunk from. ``source`` is any searchable photo
     (JPEG, RAW, HEIF, PNG, TIFF, WebP)."""
     image, comment, decoded = _open(source, long_edge, keep=keep_decoded)
-    data = b""
     extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
-    for q in (quality, 75, 65, 50):
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=q, optimize=True, **extra)
-        data = out.getvalue()
-        if len(data) <= MAX_BYTES:
-            break
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(dest)
+    try:
+        with tmp.open("w+b") as handle:
+            for q in (quality, 75, 65, 50):
+                handle.seek(0)
+                handle.truncate()
+                # Into a real file Pillow encodes without holding the GIL (into a BytesIO it holds
+                # it ~13 ms a proxy, and the face worker's other threads wait): the same bytes.
+                image.save(handle, "JPEG", quality=q, optimize=True, **extra)
+                if handle.tell() <= MAX_BYTES:
+                    break
+            if handle.tell() > MAX_BYTES:
+                raise ProxyError(f"proxy of {source.name} stays over 5 MB")
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.seek(0)
+            data = handle.read()
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     width, height = image.size
-    if len(data) > MAX_BYTES:
-        raise ProxyError(f"proxy of {source.name} stays over 5 MB")
-    write_atomically(dest, data)
     return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image, decoded
 
 
@@ -228,9 +239,15 @@ def write_atomically(dest: Path, data: bytes) -> None:
     """``data`` at ``dest``, whole or not at all, fsynced. The temporary name is unique per
     writer: the face worker and the sync service may both make the same proxy at once."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = _temporary(dest)
     with tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, dest)
+
+
+def _temporary(dest: Path) -> Path:
+    """A temporary name beside ``dest``, unique per writer: the face worker and the sync
+    service may both make the same proxy at once."""
+    return dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")

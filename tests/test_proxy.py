@@ -214,3 +214,36 @@ def test_a_jpeg_proxy_is_the_same_whoever_makes_it_and_its_decode_is_upright(tmp
     shrunk = upright.resize(pixels.size, Image.Resampling.BILINEAR)
     gap = np.abs(np.asarray(shrunk, np.int16) - np.asarray(pixels, np.int16)).mean()
     assert gap < 4, f"the decoded picture is not the proxy's picture (mean gap {gap:.1f})"
+
+
+def _noise(path: Path, width: int, height: int) -> Path:
+    """A picture of pure noise: JPEG compresses it least, so its proxy is the largest."""
+    pixels = np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=100)
+    return path
+
+
+def test_a_proxy_over_5_mb_is_encoded_again_at_a_lower_quality(tmp_path: Path) -> None:
+    """The proxy is encoded straight into its file (Pillow then frees the GIL); a picture too
+    busy for 5 MB at quality 85 is encoded again into the same file at 75, 65, 50."""
+    source = _noise(tmp_path / "noise.jpg", 4096, 3072)
+    dest = tmp_path / "proxies" / "noise.jpg"
+    proxy = make_proxy(source, dest, long_edge=4096)
+    data = dest.read_bytes()
+    assert len(data) == proxy.size <= 5 * 1024 * 1024
+    assert proxy.sha256 == hashlib.sha256(data).hexdigest()
+    at_85 = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(at_85, "JPEG", quality=85)
+    with Image.open(dest) as written, Image.open(at_85) as reference:
+        assert written.size == (4096, 3072)
+        assert written.quantization != reference.quantization  # a lower quality than 85
+    assert make_proxy(source, tmp_path / "again.jpg", long_edge=4096).sha256 == proxy.sha256
+    assert [p.name for p in dest.parent.iterdir()] == ["noise.jpg"]  # no temporary file left
+
+
+def test_a_proxy_that_stays_over_5_mb_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    source = _noise(tmp_path / "noise.jpg", 4096, 4096)
+    dest = tmp_path / "proxies" / "noise.jpg"
+    with pytest.raises(ProxyError, match="stays over 5 MB"):
+        make_proxy(source, dest, long_edge=4096)
+    assert list(dest.parent.iterdir()) == []

@@ -12,7 +12,7 @@ overlapping detections. At 2048 px that is ~240 ms a photo, the largest cost of 
   each level scans only the parts around proposals of a size that level finds, with a copy of
   dlib's detector limited to one level and with its overlap test turned off; it then applies
   dlib's own overlap test (read from the detector) to all levels at once, as dlib does. A part
-  is cut at a multiple of the 8 px cell and 40 px beyond where detections are kept, more than
+  is cut at a multiple of the 8 px cell and 24 px beyond where detections are kept, more than
   the 18 px of pixels an fHOG window's features depend on beyond its edges, so the features,
   the scores and the boxes are those of the full scan. ``tests/test_faces_regions.py`` proves it:
   scanned in overlapping tiles, every box and score equals dlib's full scan.
@@ -40,7 +40,7 @@ import numpy.typing as npt
 from PIL import Image
 
 CELL = 8  # dlib's fHOG cell
-MARGIN = 40  # px beyond the kept area in every cut: > the 18 px a window's features reach, 8-aligned
+MARGIN = 24  # px beyond the kept area in every cut: > the 18 px a window's features reach
 PROPOSER_EDGE = 512  # CenterFace's input (long edge): every face HOG finds at 60 px+ is proposed
 SELFIE_PROPOSER_EDGE = 320  # a selfie's face is large: a smaller copy proposes it
 PROPOSER_THRESHOLD = 0.05  # heatmap peak: low, since HOG decides (0.1 missed 51 px faces HOG finds)
