@@ -23,6 +23,7 @@ proxy. The decode is the floor: entropy decoding a 24 MP JPEG costs ~57 ms even 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -158,12 +159,23 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
     try:
         with _picture(source) as (opened, orientation, comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
-            if keep:
+            if keep and opened.mode == "RGB":
+                # The decoded picture is kept as it is and the proxy shrunk into a new one, as
+                # thumbnail() would shrink it (same size, same filter: the same pixels), so the
+                # 18 MB decode of a 24 MP JPEG is never copied.
                 opened.load()
                 exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
-                decoded = Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
-            # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
-            opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
+                decoded = Decoded(opened, _UPRIGHT.get(exif, ()))
+                size = thumbnail_size(opened.size, long_edge)
+                if size is not None and size != opened.size:
+                    opened = opened.resize(size, Image.Resampling.BILINEAR)
+            else:
+                if keep:
+                    opened.load()
+                    exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
+                    decoded = Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
+                # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
+                opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
             if orientation is None:
                 image = ImageOps.exif_transpose(opened).convert("RGB")
                 orientation = 1
@@ -174,6 +186,29 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
     for step in _UPRIGHT.get(orientation, ()):
         image = image.transpose(step)
     return image, comment, decoded
+
+
+def thumbnail_size(size: tuple[int, int], long_edge: int) -> tuple[int, int] | None:
+    """The size ``Image.thumbnail((long_edge, long_edge))`` shrinks a picture of ``size`` to
+    (None: it would leave it as it is): the aspect ratio kept, each side rounded to whichever
+    integer keeps it best, at least 1 (Pillow's own rule; a test holds them equal)."""
+    width, height = size
+    if long_edge >= width and long_edge >= height:
+        return None
+    aspect = width / height
+    x = y = long_edge
+    if x / y >= aspect:
+        x = max(min(math.floor(y * aspect), math.ceil(y * aspect), key=lambda n: abs(aspect - n / y)), 1)
+    else:
+        y = max(
+            min(
+                math.floor(x / aspect),
+                math.ceil(x / aspect),
+                key=lambda n: 0 if n == 0 else abs(aspect - x / n),
+            ),
+            1,
+        )
+    return x, y
 
 
 def decode(source: Path, long_edge: int) -> Decoded:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from appliance.guest.thumbs import make_thumbnail
 from appliance.ingest.previews import find_preview
-from appliance.proxy import ProxyError, decode, make_proxy, make_proxy_image
+from appliance.proxy import ProxyError, decode, make_proxy, make_proxy_image, thumbnail_size
 from appliance.rawpreview import raw_picture
 from tests import camerafiles as cf
 from tests.conftest import FACES, jpeg_bytes
@@ -247,3 +247,17 @@ def test_a_proxy_that_stays_over_5_mb_is_refused_and_leaves_nothing(tmp_path: Pa
     with pytest.raises(ProxyError, match="stays over 5 MB"):
         make_proxy(source, dest, long_edge=4096)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_the_proxy_size_is_the_one_thumbnail_gives() -> None:
+    """The face worker shrinks into a new picture (keeping the decode without a copy) to the
+    size Pillow's thumbnail() gives, so its proxy is the sync's, byte for byte."""
+    rng = np.random.default_rng(3)
+    sizes = [(6000, 4000), (4000, 6000), (3000, 2000), (2049, 1), (1, 2049), (2048, 2048), (5, 3000)]
+    sizes += [(int(w), int(h)) for w, h in rng.integers(1, 7000, (60, 2))]
+    for size in sizes:
+        for edge in (2048, 333):
+            image = Image.new("1", size)
+            image.thumbnail((edge, edge))
+            expected = None if image.size == size else image.size
+            assert thumbnail_size(size, edge) == expected, (size, edge)
