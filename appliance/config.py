@@ -291,8 +291,9 @@ class FacesSettings(_Section):
     enabled: bool = True
     """Find and embed faces on the box. Off: guest search uses Rekognition only."""
     workers: int | None = Field(None, ge=1, le=8)
-    """Photos indexed at once, each on a thread of the one indexing process (low priority, one
-    copy of the models: ~50 MB more per photo in flight). Unset: one per CPU core, at most 4."""
+    """Photos indexed at once (low priority, ~50 MB more per photo in flight): one on a
+    background thread of the selfie process, the others on threads of one indexing process.
+    Unset: one per CPU core, at most 4."""
     match_threshold: float = Field(0.5, gt=0, lt=1.2)
     """Largest embedding distance counted as the same person. Lower: fewer wrong photos,
     more missed ones (docs/faces.md has the measurements)."""

@@ -56,6 +56,32 @@ def test_calls_run_at_once_in_one_process() -> None:
         process.submit(_pid)
 
 
+def _priority() -> tuple[str, int]:
+    """This thread's name and nice value (Linux keeps one per thread)."""
+    return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_background_calls_run_on_their_own_low_priority_thread() -> None:
+    """The selfie process indexes photos on a background thread niced 10; selfies keep the
+    main threads at the process's priority."""
+    process = ThreadedProcess(2, _init, (1,), background=(1, 10))
+    try:
+        front = [process.submit(_priority).result(timeout=30) for _ in range(3)]
+        back = [process.submit(_priority, background=True).result(timeout=30) for _ in range(3)]
+        assert {nice for _, nice in front} == {os.getpriority(os.PRIO_PROCESS, 0)}
+        assert {nice for _, nice in back} == {10}
+        assert all(name.startswith("faces-bg") for name, _ in back)
+        assert not any(name.startswith("faces-bg") for name, _ in front)
+    finally:
+        process.shutdown()
+    plain = ThreadedProcess(1, _init, (1,))  # without a background pool: on the main one
+    try:
+        name, nice = plain.submit(_priority, background=True).result(timeout=30)
+        assert not name.startswith("faces-bg") and nice == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        plain.shutdown()
+
+
 def test_calls_in_flight_fail_when_the_process_dies() -> None:
     process = ThreadedProcess(2, _init, (3,))  # a barrier of 3 with 2 threads: the calls hang
     try:
@@ -106,6 +132,8 @@ def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
     try:
         status = box.status()["faces"]
         assert status["workers"] == 2 and status["index_pid"] not in (None, status["selfie_pid"])
+        # one photo at a time beside the selfies, the other in the indexing process
+        assert sorted(status["index_pids"]) == sorted([status["index_pid"], status["selfie_pid"]])
         event = box.new_event("Killed mid-index")
         names = ["obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "hopper-1.jpg", "curie-couple.jpg"]
         ids = upload(box, event, {n: face(n) for n in names})

@@ -2,13 +2,18 @@
 
 Runs on the asyncio thread; the work happens in two process pools started with ``spawn``:
 
-- indexing: one process at low CPU priority running ``faces.workers`` photos at once, each on a
-  thread of its own (``threaded.ThreadedProcess``: one copy of the models, not one per photo).
-  Each slot takes the newest photo not yet indexed (so after a burst the frame just taken is
-  searchable first), makes or reads its proxy, finds and embeds its faces; the result is
-  committed with the photo's "done" mark.
 - selfies: one process at normal priority, always ready, embedding ``SELFIE_THREADS`` selfies at
   once on threads, so a guest never waits behind a burst nor, for long, behind other guests.
+  It also indexes one photo at a time on a thread of its own at low CPU priority (Linux keeps
+  a nice value per thread).
+- indexing: the other ``faces.workers - 1`` photos at once, in a second process at low CPU
+  priority, each on a thread of its own (``threaded.ThreadedProcess``: one copy of the models,
+  not one per photo); none when ``faces.workers`` is 1. Two processes of one indexing thread
+  each wait less on each other than two threads of one process, since dlib's pyramid and
+  the shape predictor hold the GIL (docs/faces.md), and the selfie process is there anyway.
+Each indexing slot takes the newest photo not yet indexed (so after a burst the frame just
+taken is searchable first), makes or reads its proxy, finds and embeds its faces; the result
+is committed with the photo's "done" mark.
 
 Search is exact: the event's embeddings sit in memory as one NumPy matrix per event
 (``EventGallery``), loaded on the first search and topped up as photos are indexed. A search is
@@ -146,7 +151,8 @@ class FaceService:
         self.index_db = FaceStore(store)  # the faces table and the photos' index marks
         self.proxy_long_edge = proxy_long_edge
         self.workers = settings.workers or default_workers()
-        self._index_pool: ThreadedProcess | None = None
+        self._index_pool: ThreadedProcess | None = None  # faces.workers - 1 indexing threads
+        self._indexing = False
         self._selfie_pool: ThreadedProcess | None = None
         self._galleries: dict[str, EventGallery] = {}
         self._gallery_locks: dict[str, asyncio.Lock] = {}
@@ -183,13 +189,24 @@ class FaceService:
 
     def _selfie_process(self) -> ThreadedProcess:
         """Normal priority, ``SELFIE_THREADS`` selfies at once: guests searching together share
-        the cores instead of queueing one behind another."""
-        return ThreadedProcess(min(SELFIE_THREADS, os.cpu_count() or 1), worker.init, self._initargs(0))
+        the cores instead of queueing one behind another. With indexing on, it also indexes
+        one photo at a time on a background thread at ``faces.nice``: two processes of one
+        indexing thread wait less on each other's GIL than one of two threads, and this one
+        runs anyway (no third process's memory). The indexer's full graph optimisation then
+        serves selfies too (3.8 against 7.3 ms a face)."""
+        background = (1, self.settings.nice) if self.settings.enabled else None
+        return ThreadedProcess(
+            min(SELFIE_THREADS, os.cpu_count() or 1),
+            worker.init,
+            self._initargs(0, fast=background is not None),
+            background=background,
+        )
 
     def _indexing_process(self) -> ThreadedProcess:
         # The indexer embeds ~8 faces a photo, all day: onnxruntime's full graph optimisation
-        # halves that (7.3 -> 3.8 ms a face on x86_64) for ~24 MB. A selfie is one face: not there.
-        return ThreadedProcess(self.workers, worker.init, self._initargs(self.settings.nice, fast=True))
+        # halves that (7.3 -> 3.8 ms a face on x86_64) for ~24 MB. One photo of the
+        # ``faces.workers`` is indexed beside the selfies: the others here.
+        return ThreadedProcess(self.workers - 1, worker.init, self._initargs(self.settings.nice, fast=True))
 
     async def _onnx_model(self) -> Path:
         """dlib's ResNet as ONNX, converted once from the packaged ``.dat`` (keyed by its SHA-256),
@@ -233,7 +250,8 @@ class FaceService:
         # The selfie process always runs: it also reads and normalises selfies for a cloud search.
         # Both processes start at once (each takes ~0.5 s to import and load the models).
         self._selfie_pool = self._selfie_process()
-        if self.settings.enabled:
+        self._indexing = self.settings.enabled
+        if self._indexing and self.workers > 1:
             self._index_pool = self._indexing_process()
         pids = await asyncio.gather(
             *(
@@ -243,12 +261,19 @@ class FaceService:
             )
         )
         self.selfie_pid = pids[0]
-        if self._index_pool is None:
+        if not self._indexing:
             logger.info("local face indexing off (faces.enabled = false)")
             return self
         self.store.listeners.append(self._wake.set)
-        self._tasks = [asyncio.create_task(self._indexer(), name=f"faces-{i}") for i in range(self.workers)]
-        logger.info("local face index: %d photos at once in one indexing process", self.workers)
+        # slot 0 indexes in the selfie process, the others in the indexing process
+        self._tasks = [
+            asyncio.create_task(self._indexer(i == 0), name=f"faces-{i}") for i in range(self.workers)
+        ]
+        logger.info(
+            "local face index: %d photos at once (one beside the selfies, %d in the indexing process)",
+            self.workers,
+            self.workers - 1,
+        )
         return self
 
     async def __aexit__(
@@ -262,7 +287,7 @@ class FaceService:
 
     @property
     def enabled(self) -> bool:
-        return self._index_pool is not None
+        return self._indexing
 
     # --- indexing
 
@@ -274,7 +299,7 @@ class FaceService:
             self._inflight.add(todo[0].photo_id)
             return todo[0]
 
-    async def _indexer(self) -> None:
+    async def _indexer(self, beside_selfies: bool) -> None:
         while True:
             todo = await self._claim()
             if todo is None:
@@ -285,7 +310,7 @@ class FaceService:
                 continue
             try:
                 async with self._slot(solo=todo.photo_id in self._crashes):
-                    await self._index(todo)
+                    await self._index(todo, beside_selfies)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -315,30 +340,38 @@ class FaceService:
                 self._solo = False if solo else self._solo
                 self._slots.notify_all()
 
-    async def _index(self, todo: FaceTodo) -> None:
-        pool = self._index_pool
+    async def _index(self, todo: FaceTodo, beside_selfies: bool) -> None:
+        pool = self._selfie_pool if beside_selfies else self._index_pool
         assert pool is not None
         proxy = self.layout.proxies / todo.event / f"{todo.sha256}.jpg"
         alone = todo.photo_id in self._crashes
         try:
             async with asyncio.timeout(self.settings.photo_timeout):
                 call = (todo.stored_path, str(proxy), self.proxy_long_edge, todo.proxy_path is not None)
-                result = await asyncio.wrap_future(pool.submit(worker.index_photo, *call))
+                result = await asyncio.wrap_future(
+                    pool.submit(worker.index_photo, *call, background=beside_selfies)
+                )
         except (BrokenProcessPool, TimeoutError) as exc:
             hung = isinstance(exc, TimeoutError)
             crashes = self._crashes.get(todo.photo_id, 0) + (1 if alone else 0)
             self._crashes[todo.photo_id] = crashes
-            if pool is self._index_pool:  # the first of the photos in flight to notice restarts it
+            # the first of the photos in flight to notice restarts the process
+            if pool is self._index_pool or pool is self._selfie_pool:
+                which = "selfie" if pool is self._selfie_pool else "face"
                 if hung:
                     logger.error(
-                        "the face process has not finished photo %d in %g s: taken as hung, restarting it",
+                        "the %s process has not finished photo %d in %g s: taken as hung, restarting it",
+                        which,
                         todo.photo_id,
                         self.settings.photo_timeout,
                     )
                     pool.kill()  # the other photos in flight fail over as in a crash
                 else:
-                    logger.error("the face process died indexing photo %d; restarting it", todo.photo_id)
-                self._restart_index_pool()
+                    logger.error("the %s process died indexing photo %d; restarting it", which, todo.photo_id)
+                if pool is self._index_pool:
+                    self._restart_index_pool()
+                else:
+                    self._restart_selfie_process(pool)
             if crashes >= MAX_CRASHES:
                 verb, state = ("hung", "hung") if hung else ("killed", "crashed")
                 logger.error(
@@ -453,7 +486,13 @@ class FaceService:
             "workers": self.workers,
             "in_flight": len(self._inflight),
             "selfie_pid": self.selfie_pid,
-            "index_pid": self._index_pool.pid if self._index_pool is not None else None,
+            "index_pid": self._index_pool.pid if self._index_pool is not None else self.selfie_pid,
+            # every process that indexes: the indexing process and the selfie process
+            "index_pids": [
+                pool.pid
+                for pool in (self._index_pool, self._selfie_pool)
+                if pool is not None and self._indexing
+            ],
             **counts,
             "searchable_p50_s": round(lat[len(lat) // 2], 2) if lat else None,
             "searchable_p95_s": round(lat[int(len(lat) * 0.95)], 2) if lat else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import threading
@@ -36,9 +37,16 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def _serve(conn: Connection, threads: int, initializer: Callable[..., None], initargs: Sequence[Any]) -> None:
+def _serve(
+    conn: Connection,
+    threads: int,
+    initializer: Callable[..., None],
+    initargs: Sequence[Any],
+    background: tuple[int, int] | None = None,
+) -> None:
     """The process's main: initialise once, then run each call on the thread pool (threads
-    inherit the initializer's CPU priority, since Linux keeps a nice value per thread)."""
+    inherit the initializer's CPU priority, since Linux keeps a nice value per thread), or on
+    the ``background`` pool, ``(threads, nice)``, whose threads lower their own priority."""
     initializer(*initargs)
     send = threading.Lock()
 
@@ -53,7 +61,15 @@ def _serve(conn: Connection, threads: int, initializer: Callable[..., None], ini
             except (pickle.PicklingError, TypeError, AttributeError) as exc:  # unpicklable: say so
                 conn.send((call, False, RuntimeError(f"{fn.__name__} returned what cannot be sent: {exc}")))
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="faces") as pool:
+    pools = {False: ThreadPoolExecutor(threads, thread_name_prefix="faces")}
+    if background is not None:
+        pools[True] = ThreadPoolExecutor(
+            background[0],
+            thread_name_prefix="faces-bg",
+            initializer=_lower_priority,
+            initargs=(background[1],),
+        )
+    try:
         while True:
             try:
                 message = conn.recv()
@@ -61,18 +77,37 @@ def _serve(conn: Connection, threads: int, initializer: Callable[..., None], ini
                 break  # the box is gone
             if message is None:
                 break
-            pool.submit(run, *message)
+            call, fn, args, behind = message
+            pools[behind and background is not None].submit(run, call, fn, args)
+    finally:
+        for pool in pools.values():
+            pool.shutdown(wait=True)
+
+
+def _lower_priority(nice: int) -> None:
+    """This thread's CPU priority only (Linux keeps a nice value per thread)."""
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 class ThreadedProcess:
     """A process running up to ``threads`` calls at once; ``submit`` returns a Future."""
 
-    def __init__(self, threads: int, initializer: Callable[..., None], initargs: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        threads: int,
+        initializer: Callable[..., None],
+        initargs: Sequence[Any] = (),
+        *,
+        background: tuple[int, int] | None = None,
+    ) -> None:
+        """``background``: ``(threads, nice)`` of a second pool for calls submitted with
+        ``background=True`` (the selfie process indexes photos there at low priority)."""
         context = multiprocessing.get_context("spawn")  # the box has threads: never fork
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(child, threads, initializer, tuple(initargs)),
+            args=(child, threads, initializer, tuple(initargs), background),
             name="shutterbox-faces",
             daemon=True,
         )
@@ -82,7 +117,7 @@ class ThreadedProcess:
         self._pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         self._broken: str | None = None
-        self._outbox: queue.SimpleQueue[tuple[int, Callable[..., Any], tuple[Any, ...]] | None] = (
+        self._outbox: queue.SimpleQueue[tuple[int, Callable[..., Any], tuple[Any, ...], bool] | None] = (
             queue.SimpleQueue()
         )
         self._sender = threading.Thread(target=self._send, name="faces-calls", daemon=True)
@@ -94,15 +129,16 @@ class ThreadedProcess:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue one call (never waits for the process); its Future."""
+    def submit(self, fn: Callable[..., Any], *args: Any, background: bool = False) -> Future[Any]:
+        """Queue one call (never waits for the process); its Future. ``background``: on the
+        background pool (the main one when the process has none)."""
         future: Future[Any] = Future()
         with self._lock:
             if self._broken is not None:
                 raise BrokenProcessPool(self._broken)
             call = next(self._ids)
             self._pending[call] = future
-            self._outbox.put((call, fn, args))
+            self._outbox.put((call, fn, args, background))
         return future
 
     def _send(self) -> None:
