@@ -21,20 +21,20 @@ What the full scan would find and no proposal covers is not found: a face Center
 found every face HOG finds at 60 px and more in ``shared/faces`` and the benchmark frames, see
 docs/faces.md) or a false detection on a patch or a pattern (fewer of those is no loss).
 
-Runs in the face worker processes only (dlib and onnxruntime), like ``engine``."""
+Detection runs in the face worker processes only, like ``engine``; the box's process only
+looks for the derived proposal model (``proposer_path``) and never imports onnxruntime."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-import dlib  # noqa: TID251 -- a face worker module: never imported by the box's process
+import dlib  # noqa: TID251 -- HOG level by level, beside the engine that owns dlib
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -144,13 +144,9 @@ class RegionHog:
     def __init__(self) -> None:
         full = dlib.get_frontal_face_detector()
         self.config = read_detector(full.__getstate__()[0])
-        handle, name = tempfile.mkstemp(suffix=".svm")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(self.config.one_level)
-            self._one = dlib.fhog_object_detector(name)
-        finally:
-            os.unlink(name)
+        # built from the edited bytes as unpickling builds a detector (no file needed)
+        self._one = dlib.fhog_object_detector.__new__(dlib.fhog_object_detector)
+        self._one.__setstate__((self.config.one_level,))
         self._pyramid = dlib.pyramid_down(6)
 
     def levels(self, height: int, width: int) -> int:
