@@ -232,7 +232,8 @@ class FaceService:
         derived once from the packaged CenterFace as ``_onnx_model`` does; None for a full scan,
         or when the model is missing (said in the log: indexing works on, at full-scan cost)."""
         if self.settings.scan != "regions" or self.settings.upsample:
-            logger.info("face detection: HOG over every photo's whole picture (faces.scan full)")
+            why = "faces.upsample above 0" if self.settings.upsample else "faces.scan full"
+            logger.info("face detection: HOG over every photo's whole picture (%s)", why)
             return None
         try:
             path = await asyncio.to_thread(proposer_path, self.layout.models)
