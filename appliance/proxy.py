@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -159,21 +160,19 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
     try:
         with _picture(source) as (opened, orientation, comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
-            if keep and opened.mode == "RGB":
-                # The decoded picture is kept as it is and the proxy shrunk into a new one, as
-                # thumbnail() would shrink it (same size, same filter: the same pixels), so the
-                # 18 MB decode of a 24 MP JPEG is never copied.
+            if keep:
                 opened.load()
                 exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
-                decoded = Decoded(opened, _UPRIGHT.get(exif, ()))
+                # an RGB decode is kept as it is: the 18 MB of a 24 MP JPEG is never copied
+                kept = opened if opened.mode == "RGB" else opened.convert("RGB")
+                decoded = Decoded(kept, _UPRIGHT.get(exif, ()))
+            if decoded is not None and decoded.image is opened:
+                # shrunk into a new picture as thumbnail() would shrink it (same size, same
+                # filter: the same pixels), leaving the kept decode whole
                 size = thumbnail_size(opened.size, long_edge)
                 if size is not None and size != opened.size:
                     opened = opened.resize(size, Image.Resampling.BILINEAR)
             else:
-                if keep:
-                    opened.load()
-                    exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
-                    decoded = Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
                 # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
                 opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
             if orientation is None:
@@ -244,45 +243,42 @@ def make_proxy_image(
     (JPEG, RAW, HEIF, PNG, TIFF, WebP)."""
     image, comment, decoded = _open(source, long_edge, keep=keep_decoded)
     extra = {"comment": comment} if isinstance(comment, bytes | str) and comment else {}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(dest)
-    try:
-        with tmp.open("w+b") as handle:
-            for q in (quality, 75, 65, 50):
-                handle.seek(0)
-                handle.truncate()
-                # Into a real file Pillow encodes without holding the GIL (into a BytesIO it holds
-                # it ~13 ms a proxy, and the face worker's other threads wait): the same bytes.
-                image.save(handle, "JPEG", quality=q, optimize=True, **extra)
-                if handle.tell() <= MAX_BYTES:
-                    break
-            if handle.tell() > MAX_BYTES:
-                raise ProxyError(f"proxy of {source.name} stays over 5 MB")
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _atomic_file(dest) as handle:
+        for q in (quality, 75, 65, 50):
             handle.seek(0)
-            data = handle.read()
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            handle.truncate()
+            # Into a real file Pillow encodes without holding the GIL (into a BytesIO it holds
+            # it ~13 ms a proxy, and the face worker's other threads wait): the same bytes.
+            image.save(handle, "JPEG", quality=q, optimize=True, **extra)
+            if handle.tell() <= MAX_BYTES:
+                break
+        if handle.tell() > MAX_BYTES:
+            raise ProxyError(f"proxy of {source.name} stays over 5 MB")
+        handle.seek(0)
+        data = handle.read()
     width, height = image.size
     return Proxy(dest, hashlib.sha256(data).hexdigest(), len(data), width, height), image, decoded
 
 
 def write_atomically(dest: Path, data: bytes) -> None:
-    """``data`` at ``dest``, whole or not at all, fsynced. The temporary name is unique per
-    writer: the face worker and the sync service may both make the same proxy at once."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(dest)
-    with tmp.open("wb") as handle:
+    """``data`` at ``dest``, whole or not at all, fsynced."""
+    with _atomic_file(dest) as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, dest)
 
 
-def _temporary(dest: Path) -> Path:
-    """A temporary name beside ``dest``, unique per writer: the face worker and the sync
-    service may both make the same proxy at once."""
-    return dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+@contextmanager
+def _atomic_file(dest: Path) -> Iterator[BinaryIO]:
+    """A new file that becomes ``dest`` when the block ends (fsynced, then renamed over it), or
+    is removed if the block raises. The temporary name is unique per writer: the face worker
+    and the sync service may both make the same proxy at once."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("w+b") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
