@@ -26,9 +26,8 @@ looks for the derived proposal model (``proposer_path``) and never imports onnxr
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -39,6 +38,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from appliance.faces.netspec import sha256_of
+from appliance.proxy import write_atomically
+
 CELL = 8  # dlib's fHOG cell
 MARGIN = 24  # px beyond the kept area in every cut: > the 18 px a window's features reach
 PROPOSER_EDGE = 512  # CenterFace's input (long edge): every face HOG finds at 60 px+ is proposed
@@ -46,6 +48,7 @@ SELFIE_PROPOSER_EDGE = 320  # a selfie's face is large: a smaller copy proposes 
 PROPOSER_THRESHOLD = 0.05  # heatmap peak: low, since HOG decides (0.1 missed 51 px faces HOG finds)
 BOX_PER_PROPOSAL = 1 / 1.17  # HOG's box over CenterFace's size, median on shared/faces + frames
 LEVEL_SPAN = 1.6  # levels scanned for a proposal: window within this factor of its expected box
+SLACK = 24  # px around a face's expected box at a level (CenterFace's centre is that far off)
 WHOLE_LEVEL = 0.6  # parts covering more of a level than this: the whole level is scanned
 CONVERTER_VERSION = 1
 
@@ -138,13 +141,19 @@ def read_detector(data: bytes) -> DetectorConfig:
     )
 
 
+@functools.cache
+def frontal_config() -> DetectorConfig:
+    """``get_frontal_face_detector()``'s configuration, read once a process."""
+    return read_detector(dlib.get_frontal_face_detector().__getstate__()[0])
+
+
 class RegionHog:
     """dlib's frontal face detector, level by level, over chosen parts of each level."""
 
     def __init__(self) -> None:
-        full = dlib.get_frontal_face_detector()
-        self.config = read_detector(full.__getstate__()[0])
-        # built from the edited bytes as unpickling builds a detector (no file needed)
+        self.config = frontal_config()
+        # one per thread (a detector holds its feature pyramid while it scans), built from the
+        # edited bytes as unpickling builds a detector (no file needed)
         self._one = dlib.fhog_object_detector.__new__(dlib.fhog_object_detector)
         self._one.__setstate__((self.config.one_level,))
         self._pyramid = dlib.pyramid_down(6)
@@ -253,7 +262,7 @@ def parts_for(proposals: list[Proposal], window: int) -> Callable[[int, int, int
             expected = max(p.size * BOX_PER_PROPOSAL, window)  # level 0 finds the smallest
             if not found / LEVEL_SPAN <= expected <= found * LEVEL_SPAN:
                 continue
-            half = max(expected * scale, window) / 2 + 24
+            half = max(expected * scale, window) / 2 + SLACK
             x, y = p.x * scale, p.y * scale
             boxes.append((int(x - half), int(y - half), math.ceil(x + half), math.ceil(y + half)))
         merged = _merge(boxes)
@@ -308,9 +317,7 @@ def packaged_proposer() -> Path:
 
 def proposer_path(cache_dir: Path) -> Path:
     """Where the proposal model derived from the packaged one is, keyed by the source's SHA-256."""
-    source = packaged_proposer()
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    return cache_dir / f"centerface-{digest}-v{CONVERTER_VERSION}.onnx"
+    return cache_dir / f"centerface-{sha256_of(packaged_proposer())}-v{CONVERTER_VERSION}.onnx"
 
 
 def ensure_proposer(cache_dir: Path) -> Path:
@@ -332,10 +339,7 @@ def ensure_proposer(cache_dir: Path) -> Path:
         node.name: ["B", dims, "h", "w"] for node, dims in zip(model.graph.output, (1, 2, 2, 10), strict=True)
     }
     model = update_inputs_outputs_dims(model, {inputs[0].name: ["B", 3, "H", "W"]}, outputs)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(model.SerializeToString())
-    os.replace(tmp, target)
+    write_atomically(target, model.SerializeToString())
     return target
 
 
