@@ -155,17 +155,12 @@ def _init(workdir: str, onnx_model: str | None, detail: bool, proposer: str | No
     _workdir = Path(workdir)
     _detail = detail
     model = Path(onnx_model) if onnx_model else None
-    for upsample in PASSES:  # the proposals serve upsample 0 only, as in the box
+    proposals = Path(proposer) if proposer else None  # used at upsample 0 only, as in the box
+    for upsample in PASSES:
         _models[upsample] = FaceModel(
-            min_face_px=1,
-            upsample=upsample,
-            onnx_model=model,
-            fast=True,
-            proposer=Path(proposer) if proposer else None,
+            min_face_px=1, upsample=upsample, onnx_model=model, fast=True, proposer=proposals
         )
-    _selfie_model = FaceModel(
-        min_face_px=1, upsample=0, onnx_model=model, proposer=Path(proposer) if proposer else None
-    )
+    _selfie_model = FaceModel(min_face_px=1, upsample=0, onnx_model=model, proposer=proposals)
 
 
 def _decoded(original: Path) -> Image.Image | None:
@@ -341,8 +336,8 @@ def _model(args: argparse.Namespace, folder: str) -> str | None:
 
 
 def _proposer(args: argparse.Namespace, folder: str) -> str | None:
-    """The face proposal model the indexer scans HOG around (``faces.scan``, the box's default
-    ``regions``), derived as the box does; None for ``--scan full``."""
+    """The face proposal model HOG scans around (``faces.scan``, the box's default ``regions``;
+    photos and selfies), derived as the box does; None for ``--scan full``."""
     return str(ensure_proposer(Path(folder) / "models")) if args.scan == "regions" else None
 
 
@@ -744,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scan",
         choices=("regions", "full"),
         default="regions",
-        help="where HOG looks in an indexed photo (faces.scan; selfies always whole): default regions",
+        help="where HOG looks in photos and selfies (faces.scan): default regions, as the box",
     )
     args = parser.parse_args(argv)
 
