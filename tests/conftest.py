@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -19,7 +23,20 @@ from tests.boxproc import BoxProcess, make_box
 from tests.fakes.rekognition import FakeRekognition
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+SYNTHETIC = Path(__file__).resolve().parents[1] / "bench" / "_synthetic.py"
 S3_BUCKET = "venue-photos"
+
+
+@functools.cache
+def bench_synthetic() -> ModuleType:
+    """bench/_synthetic.py, the benchmarks' event frames with real faces pasted (the bench
+    folder is not a package)."""
+    spec = importlib.util.spec_from_file_location("shutterbox_bench_synthetic", SYNTHETIC)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 BOX_FIXTURES = {"box", "fresh_box"}

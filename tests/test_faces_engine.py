@@ -10,7 +10,6 @@ whole module.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import random
 import struct
@@ -26,9 +25,9 @@ from PIL import Image
 
 from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
 from appliance.proxy import make_proxy, make_proxy_image
+from tests.conftest import bench_synthetic
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
-SYNTHETIC = Path(__file__).resolve().parents[1] / "bench" / "_synthetic.py"
 SAME_PERSON = 0.5  # the same person lies below this ...
 OTHER_PERSON = 0.6  # ... and a different one above this
 
@@ -83,13 +82,7 @@ def obama_selfie(model: FaceModel) -> np.ndarray:
 @pytest.fixture(scope="module")
 def synth() -> ModuleType:
     """bench/_synthetic.py (the bench folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("shutterbox_bench_synthetic", SYNTHETIC)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return bench_synthetic()
 
 
 # --------------------------------------------------------------------------------------------

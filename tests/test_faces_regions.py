@@ -7,10 +7,7 @@ A dlib upgrade that changes the detector's serialised layout or its pyramid fail
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import dlib
 import numpy as np
@@ -27,9 +24,8 @@ from appliance.faces.regions import (
     read_detector,
 )
 from appliance.proxy import make_proxy_image
+from tests.conftest import FACES, bench_synthetic
 
-FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
-SYNTHETIC = Path(__file__).resolve().parents[1] / "bench" / "_synthetic.py"
 MIN_FACE_PX = 60  # the box's faces.min_face_px: smaller boxes are never searched
 
 needs_photos = pytest.mark.skipif(
@@ -65,7 +61,7 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     as the face worker detects in them: the 2048 px proxy's pixels."""
     folder = tmp_path_factory.mktemp("proxies")
     sources = sorted(p for p in FACES.iterdir() if p.suffix.lower() in (".jpg", ".png"))
-    synth = _synthetic()
+    synth = bench_synthetic()
     for seed in (3, 11):
         frame = synth.compose(
             seed, [(name, width) for name in ("obama-3", "biden-1", "hopper-1") for width in (150, 300, 450)]
@@ -78,15 +74,6 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
         _, pixels, _ = make_proxy_image(source, folder / f"{source.stem}-proxy.jpg")
         out[source.name] = np.asarray(pixels)
     return out
-
-
-def _synthetic() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("shutterbox_bench_synthetic", SYNTHETIC)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @needs_photos
