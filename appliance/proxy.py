@@ -6,7 +6,8 @@ and settings always give the same bytes (no time, randomness or thread in the en
 Every searchable kind (``formats.SEARCHABLE_KINDS``) has a picture, told by content, not name:
 
 - JPEG, PNG, WebP, plain TIFF (kind "raw" without sensor data): Pillow; EXIF orientation applied
-  (``ImageOps.exif_transpose``, as before: the same bytes as earlier versions for a JPEG).
+  (the orientation ``ImageOps.exif_transpose`` reads, applied with its transposes but without its
+  copy: the same bytes as earlier versions for a JPEG).
 - HEIF/HIF: libheif through ``pillow-heif`` (``open_heif``, no opener registered in Pillow: only
   this module decodes HEIF); libheif applies the file's own rotation and mirroring. AVIF (same
   container, AV1 inside): Pillow's own plugin.
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from appliance.ingest.formats import RAW_KINDS, SEARCHABLE_KINDS, InvalidFile, inspect
 from appliance.rawpreview import NoPreview, raw_picture
@@ -160,8 +161,8 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
     try:
         with _picture(source) as (opened, orientation, comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
+            opened.load()  # decoded before the file closes (a small picture is never resized)
             if keep:
-                opened.load()
                 exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
                 # an RGB decode is kept as it is: the 18 MB of a 24 MP JPEG is never copied
                 kept = opened if opened.mode == "RGB" else opened.convert("RGB")
@@ -176,10 +177,9 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
                 # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
                 opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
             if orientation is None:
-                image = ImageOps.exif_transpose(opened).convert("RGB")
-                orientation = 1
-            else:
-                image = opened.convert("RGB")
+                orientation = opened.getexif().get(0x0112, 1)  # what ImageOps.exif_transpose reads
+            # converted only when it is not RGB already: a copy of 8 MB would change no pixel
+            image = opened if opened.mode == "RGB" else opened.convert("RGB")
     except _UNREADABLE as exc:
         raise ProxyError(f"cannot make a proxy of {source.name}: {exc}") from exc
     for step in _UPRIGHT.get(orientation, ()):

@@ -190,3 +190,15 @@ def test_the_proxy_on_disk_and_its_pixels_give_the_same_faces(tmp_path: Path) ->
         assert found <= {k[:4] for k in full_scan(image)}
     with Image.open(proxy.path) as written:
         assert written.size == pixels.size
+
+
+@needs_photos
+def test_a_picture_proposes_what_its_array_proposes(proposer: Proposer) -> None:
+    """The worker hands the proxy to the proposal model as the Pillow picture it encoded (no
+    copy into an array and back): the same proposals as from its pixels as an array."""
+    for name in ("solvay-1927-group.jpg", "obama-1.jpg"):
+        with Image.open(FACES / name) as opened:
+            picture = opened.convert("RGB")
+        proposals = proposer.propose(picture)
+        assert proposals, name
+        assert proposals == proposer.propose(np.asarray(picture)), name

@@ -128,16 +128,17 @@ class FaceModel:
         return list(zip(rects, scores, strict=True))
 
     def _detect_proposed(
-        self, image: np.ndarray, edge: int = PROPOSER_EDGE
+        self, image: np.ndarray, edge: int = PROPOSER_EDGE, picture: Image.Image | None = None
     ) -> list[tuple[dlib.rectangle, float]]:
         """``_detect``, scanning only around the faces the proposal model sees at ``edge`` px
-        (regions.py): the full scan's boxes and scores there."""
+        (regions.py): the full scan's boxes and scores there. ``picture``: the same pixels as a
+        Pillow image, when there is one (the proposal model shrinks it without a copy)."""
         if self._proposer is None:
             return self._detect(image)
         scanner: RegionHog | None = getattr(self._detectors, "regions", None)
         if scanner is None:
             scanner = self._detectors.regions = RegionHog()
-        proposals = self._proposer.propose(image, edge)
+        proposals = self._proposer.propose(image if picture is None else picture, edge)
         return scanner.detect(image, parts_for(proposals, scanner.config.window[0]))
 
     def _box(self, image: np.ndarray, rect: dlib.rectangle) -> tuple[int, int, int, int] | None:
@@ -171,14 +172,19 @@ class FaceModel:
             for i, (_, box) in enumerate(boxes)
         ]
 
-    def faces(self, image: np.ndarray, detail: Detail | None = None) -> list[Face]:
+    def faces(
+        self, image: np.ndarray, detail: Detail | None = None, picture: Image.Image | None = None
+    ) -> list[Face]:
         """Every face in an RGB ``uint8`` image, largest first; boxes in ``image``'s pixels.
         Faces smaller than ``min_face_px`` are returned as unsearchable, without an embedding:
         the measured impostor margin shrinks with size (docs/faces.md). ``detail``: gives the
         same picture at a higher resolution (the decoder's output the proxy was shrunk from);
         a small face's 150 px chip is then cut from its pixels rather than enlarged from the
-        proxy's (docs/faces.md measures what it changes). Called only if a face is small."""
-        found = self._faces(image, [rect for rect, _ in self._detect_proposed(image)], detail)
+        proxy's (docs/faces.md measures what it changes). Called only if a face is small.
+        ``picture``: ``image`` as a Pillow image, when the caller has one (saves a copy)."""
+        found = self._faces(
+            image, [rect for rect, _ in self._detect_proposed(image, picture=picture)], detail
+        )
         found.sort(key=lambda f: f.width * f.height, reverse=True)
         return found
 

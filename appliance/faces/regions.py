@@ -361,13 +361,15 @@ class Proposer:
         self._input = self._session.get_inputs()[0].name
         self._outputs = [out.name for out in self._session.get_outputs()[:3]]
 
-    def propose(self, image: npt.NDArray[np.uint8], edge: int = PROPOSER_EDGE) -> list[Proposal]:
-        """Where faces may be in ``image`` (RGB uint8), looked for at ``edge`` px on the long
-        side: heatmap peaks above the threshold."""
-        height, width = image.shape[:2]
+    def propose(
+        self, image: npt.NDArray[np.uint8] | Image.Image, edge: int = PROPOSER_EDGE
+    ) -> list[Proposal]:
+        """Where faces may be in ``image`` (RGB uint8, as an array or a picture: a picture is not
+        copied), looked for at ``edge`` px on the long side: heatmap peaks above the threshold."""
+        picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        width, height = picture.size
         scale = min(1.0, edge / max(height, width))
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-        picture = Image.fromarray(image)
         if scale < 1.0:  # reduce() by whole factors first: 2048 -> 512 is a 4x4 box average
             picture = picture.resize((small_w, small_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
         pad_w, pad_h = -(-small_w // 32) * 32, -(-small_h // 32) * 32  # the network's stride

@@ -77,6 +77,7 @@ def index_photo(source: str, proxy_path: str, long_edge: int, proxy_exists: bool
     made = None
     dest = Path(proxy_path)
     decoded: Decoded | None = None
+    pixels: Image.Image | None = None
     try:
         if not proxy_exists or not dest.exists():
             made, pixels, decoded = make_proxy_image(
@@ -94,7 +95,7 @@ def index_photo(source: str, proxy_path: str, long_edge: int, proxy_exists: bool
         except (ProxyError, OSError):
             return None  # the chips come from the proxy, as for any photo without a larger copy
 
-    return Indexed(made, _the_model().faces(image, detail))
+    return Indexed(made, _the_model().faces(image, detail, picture=pixels))
 
 
 @dataclass(frozen=True, slots=True)
