@@ -370,7 +370,7 @@ class Proposer:
         width, height = picture.size
         scale = min(1.0, edge / max(height, width))
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-        if scale < 1.0:  # reduce() by whole factors first: 2048 -> 512 is a 4x4 box average
+        if scale < 1.0:  # 2048 -> 512: reduce(2), then BILINEAR (reduce(4) lost two weak 72 px faces)
             picture = picture.resize((small_w, small_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
         pad_w, pad_h = -(-small_w // 32) * 32, -(-small_h // 32) * 32  # the network's stride
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
