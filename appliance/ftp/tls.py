@@ -41,7 +41,11 @@ def make_context(cert_file: Path, key_file: Path) -> SSL.Context:
 RECORD_HEADER = 5  # content type, version, length
 READ_CHUNK = 256 << 10  # kernel bytes per read into the connection's own buffer
 RECORD_PLAINTEXT = 16 << 10  # SSL_read hands out at most one record (16 KiB) per call
-READS_PER_EVENT = 8
+# One read a readiness event: the plaintext handed to pyftpdlib then stays under this process's
+# mmap threshold (512 KiB, process.release_memory_promptly) and comes from the reused heap; at 8
+# (2 MiB) every read mapped, zeroed and unmapped a block: 28 against 20 ms of kernel time an 8 MB
+# frame (docs/benchmarks-addendum.md). More data waits in the kernel and wakes the loop again.
+READS_PER_EVENT = 1
 
 
 class DataChannelTLS(SSL.Connection):
