@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL import _imaging as pil_core  # Pillow's block cache (PILLOW_BLOCKS_MAX, set per process)
 
 from appliance import process
 from appliance.faces.engine import Face, FaceModel, ImageRejected, decode_selfie, load_rgb
 from appliance.proxy import Decoded, Proxy, ProxyError, decode, make_proxy_image
 
 _model: FaceModel | None = None
+PILLOW_BLOCKS = 4
 
 
 def init(
@@ -36,6 +38,9 @@ def init(
     if nice:
         os.nice(nice)
     process.release_memory_promptly()  # a 20 MB selfie's buffers go back when it is done
+    # ... but Pillow keeps a few freed image blocks (up to 16 MB each) for the next photo: each
+    # new block mapped and zeroed by the kernel cost ~20 ms of a 24 MP photo (docs/faces.md)
+    pil_core.set_blocks_max(PILLOW_BLOCKS)
     model = Path(onnx_model) if onnx_model else None
     _model = FaceModel(
         min_face_px=min_face_px,
@@ -113,7 +118,8 @@ _selfies_running = 0
 def embed_selfie(data: bytes) -> Selfie:
     """The selfie's largest face and its embedding. Several run at once on the selfie process's
     threads, each in a malloc arena of its own: the last one of a burst hands the freed memory
-    back (a 20 MB selfie decodes to ~100 MB of buffers), or each thread's arena would keep it."""
+    back (a 20 MB selfie decodes to ~100 MB of buffers), or each thread's arena would keep it,
+    and so do Pillow's kept blocks (the photo indexed beside makes its own again)."""
     global _selfies_running
     with _selfies_lock:
         _selfies_running += 1
@@ -124,6 +130,7 @@ def embed_selfie(data: bytes) -> Selfie:
             _selfies_running -= 1
             last = _selfies_running == 0
         if last:
+            pil_core.clear_cache()  # the image blocks Pillow kept: a PNG selfie's reach 64 MB
             process.trim()
 
 
