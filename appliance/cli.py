@@ -24,7 +24,7 @@ from typing import Any
 
 import segno
 
-from appliance import __version__
+from appliance import __version__, process
 from appliance.config import load_settings
 from appliance.control.client import ApiError, ControlClient
 from appliance.errors import ConfigError, NotFoundError, NotRunningError
@@ -296,6 +296,7 @@ def _up(args: argparse.Namespace) -> int:
 
     data: Path = args.data
     settings = load_settings(data)
+    process.huge_pages_for_children()  # before any thread: the face workers inherit it
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

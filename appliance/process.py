@@ -17,13 +17,16 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import resource
+from collections.abc import MutableMapping
 
 logger = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 512 * 1024
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
 
 
 def raise_file_limit() -> int:
@@ -62,6 +65,21 @@ def release_memory_promptly() -> bool:
     mmap_ok: int = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     trim_ok: int = libc.mallopt(M_TRIM_THRESHOLD, 4 * MMAP_THRESHOLD)
     return mmap_ok == 1 and trim_ok == 1
+
+
+def huge_pages_for_children(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Processes started from now on (the face workers) back malloc's blocks with transparent
+    huge pages: glibc's ``glibc.malloc.hugetlb=1``, read when a process starts, asks the kernel
+    for them (with THP at ``madvise`` or ``always``; elsewhere nothing changes). A 24 MP photo
+    maps ~160 MB of fresh blocks: with 4 KiB pages ~40,000 faults, 60 ms of a 360 ms photo in
+    the kernel; with 2 MiB pages half that (docs/faces.md), at the same RSS. Call it before
+    any thread starts (it changes the environment); a choice already in ``GLIBC_TUNABLES`` is
+    kept. False when it was."""
+    current = environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" in current:
+        return False
+    environ["GLIBC_TUNABLES"] = f"{current}:{HUGE_PAGES}" if current else HUGE_PAGES
+    return True
 
 
 def trim() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.faces.threaded import ThreadedProcess
+from appliance.process import HUGE_PAGES, huge_pages_for_children
 from tests.boxproc import make_box
 from tests.test_guest_api import FACES, face, search, upload, wait_indexed
 
@@ -134,6 +135,9 @@ def test_box_reindexes_after_its_face_process_is_killed(tmp_path: Path) -> None:
         assert status["workers"] == 2 and status["index_pid"] not in (None, status["selfie_pid"])
         # one photo at a time beside the selfies, the other in the indexing process
         assert sorted(status["index_pids"]) == sorted([status["index_pid"], status["selfie_pid"]])
+        for pid in status["index_pids"]:  # malloc's large blocks on huge pages in both
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert any(b"glibc.malloc.hugetlb=1" in v for v in environ if v.startswith(b"GLIBC_TUNABLES="))
         event = box.new_event("Killed mid-index")
         names = ["obama-1.jpg", "obama-2.jpg", "biden-1.jpg", "hopper-1.jpg", "curie-couple.jpg"]
         ids = upload(box, event, {n: face(n) for n in names})
@@ -259,3 +263,15 @@ def test_without_the_proposal_model_the_box_says_so_and_scans_whole_pictures(tmp
         assert found == {ids["obama-1.jpg"]}
     finally:
         assert box.stop() == 0
+
+
+def test_huge_pages_join_the_tunables_an_operator_set_and_never_override_theirs() -> None:
+    environ: dict[str, str] = {}
+    assert huge_pages_for_children(environ) and environ["GLIBC_TUNABLES"] == HUGE_PAGES
+    assert not huge_pages_for_children(environ)  # a second call adds nothing
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert huge_pages_for_children(environ)
+    assert environ["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGES}"
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}  # the operator turned them off
+    assert not huge_pages_for_children(environ)
+    assert environ["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
