@@ -183,6 +183,10 @@ def test_the_proxy_on_disk_and_its_pixels_give_the_same_faces(tmp_path: Path) ->
     source = FACES / "obama-2.jpg"
     proxy, pixels, _ = make_proxy_image(source, tmp_path / "proxy.jpg")
     model = FaceModel(proposer=ensure_proposer(tmp_path))
+    as_worker = model.faces(np.asarray(pixels), proposals=model.propose(pixels))  # index_photo's way
+    assert [(f.left, f.top, f.width, f.height) for f in as_worker] == [
+        (f.left, f.top, f.width, f.height) for f in model.faces(np.asarray(pixels))
+    ]
     for image in (np.asarray(pixels), load_rgb(proxy.path)):
         faces = [f for f in model.faces(image) if f.searchable]
         assert len(faces) == 1

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from appliance.faces.regions import (
     PROPOSER_EDGE,
     SELFIE_PROPOSER_EDGE,
+    Proposal,
     Proposer,
     RegionHog,
     parts_for,
@@ -127,18 +128,24 @@ class FaceModel:
         rects, scores, _ = self._detector().run(image, self.upsample, 0.0)
         return list(zip(rects, scores, strict=True))
 
+    def propose(self, picture: Image.Image) -> list[Proposal] | None:
+        """Where the proposal model sees faces in a photo (``faces``' ``proposals``), from the
+        Pillow picture of its pixels (shrunk without a copy); None without a proposal model."""
+        return None if self._proposer is None else self._proposer.propose(picture, PROPOSER_EDGE)
+
     def _detect_proposed(
-        self, image: np.ndarray, edge: int = PROPOSER_EDGE, picture: Image.Image | None = None
+        self, image: np.ndarray, edge: int = PROPOSER_EDGE, proposals: list[Proposal] | None = None
     ) -> list[tuple[dlib.rectangle, float]]:
         """``_detect``, scanning only around the faces the proposal model sees at ``edge`` px
-        (regions.py): the full scan's boxes and scores there. ``picture``: the same pixels as a
-        Pillow image, when there is one (the proposal model shrinks it without a copy)."""
+        (regions.py), or around ``proposals`` when given: the full scan's boxes and scores
+        there."""
         if self._proposer is None:
             return self._detect(image)
         scanner: RegionHog | None = getattr(self._detectors, "regions", None)
         if scanner is None:
             scanner = self._detectors.regions = RegionHog()
-        proposals = self._proposer.propose(image if picture is None else picture, edge)
+        if proposals is None:
+            proposals = self._proposer.propose(image, edge)
         return scanner.detect(image, parts_for(proposals, scanner.config.window[0]))
 
     def _box(self, image: np.ndarray, rect: dlib.rectangle) -> tuple[int, int, int, int] | None:
@@ -173,7 +180,7 @@ class FaceModel:
         ]
 
     def faces(
-        self, image: np.ndarray, detail: Detail | None = None, picture: Image.Image | None = None
+        self, image: np.ndarray, detail: Detail | None = None, proposals: list[Proposal] | None = None
     ) -> list[Face]:
         """Every face in an RGB ``uint8`` image, largest first; boxes in ``image``'s pixels.
         Faces smaller than ``min_face_px`` are returned as unsearchable, without an embedding:
@@ -181,9 +188,10 @@ class FaceModel:
         same picture at a higher resolution (the decoder's output the proxy was shrunk from);
         a small face's 150 px chip is then cut from its pixels rather than enlarged from the
         proxy's (docs/faces.md measures what it changes). Called only if a face is small.
-        ``picture``: ``image`` as a Pillow image, when the caller has one (saves a copy)."""
+        ``proposals``: ``propose``'s, when the caller has a Pillow picture of ``image`` (its own
+        array copy is then made once, and the picture need not be kept while faces are found)."""
         found = self._faces(
-            image, [rect for rect, _ in self._detect_proposed(image, picture=picture)], detail
+            image, [rect for rect, _ in self._detect_proposed(image, proposals=proposals)], detail
         )
         found.sort(key=lambda f: f.width * f.height, reverse=True)
         return found
