@@ -71,8 +71,8 @@ def huge_pages_for_children(environ: MutableMapping[str, str] = os.environ) -> b
     """Processes started from now on (the face workers) back malloc's blocks with transparent
     huge pages: glibc's ``glibc.malloc.hugetlb=1``, read when a process starts, asks the kernel
     for them (with THP at ``madvise`` or ``always``; elsewhere nothing changes). A 24 MP photo
-    maps ~160 MB of fresh blocks: with 4 KiB pages ~40,000 faults, 60 ms of a 360 ms photo in
-    the kernel; with 2 MiB pages half that (docs/faces.md), at the same RSS. Call it before
+    maps ~160 MB of fresh blocks: with 4 KiB pages 62 of its 358 ms went to the kernel, with
+    2 MiB pages 31 of 321-330 ms (docs/faces.md), at the same RSS. Call it before
     any thread starts (it changes the environment); a choice already in ``GLIBC_TUNABLES`` is
     kept. False when it was."""
     current = environ.get("GLIBC_TUNABLES", "")
