@@ -162,11 +162,11 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
         with _picture(source) as (opened, orientation, comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))  # a no-op but for JPEG (and MPO)
             opened.load()  # decoded before the file closes (a small picture is never resized)
+            orientation = _orientation(opened, orientation)
             if keep:
-                exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
                 # an RGB decode is kept as it is: the 18 MB of a 24 MP JPEG is never copied
                 kept = opened if opened.mode == "RGB" else opened.convert("RGB")
-                decoded = Decoded(kept, _UPRIGHT.get(exif, ()))
+                decoded = Decoded(kept, _UPRIGHT.get(orientation, ()))
             if decoded is not None and decoded.image is opened:
                 # shrunk into a new picture as thumbnail() would shrink it (same size, same
                 # filter: the same pixels), leaving the kept decode whole
@@ -176,8 +176,6 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
             else:
                 # Shrink in place before any copy: a 24 MP frame is 72 MB decoded, the proxy a tenth.
                 opened.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR, reducing_gap=None)
-            if orientation is None:
-                orientation = opened.getexif().get(0x0112, 1)  # what ImageOps.exif_transpose reads
             # converted only when it is not RGB already: a copy of 8 MB would change no pixel
             image = opened if opened.mode == "RGB" else opened.convert("RGB")
     except _UNREADABLE as exc:
@@ -185,6 +183,15 @@ def _open(source: Path, long_edge: int, *, keep: bool) -> tuple[Image.Image, obj
     for step in _UPRIGHT.get(orientation, ()):
         image = image.transpose(step)
     return image, comment, decoded
+
+
+def _orientation(opened: Image.Image, given: int | None) -> int:
+    """The orientation to apply: ``given`` (a RAW's own; 1 where libheif applied it), else the
+    EXIF tag ``ImageOps.exif_transpose`` reads."""
+    if given is not None:
+        return given
+    tag: int = opened.getexif().get(0x0112, 1)
+    return tag
 
 
 def thumbnail_size(size: tuple[int, int], long_edge: int) -> tuple[int, int] | None:
@@ -216,8 +223,7 @@ def decode(source: Path, long_edge: int) -> Decoded:
     try:
         with _picture(source) as (opened, orientation, _comment):
             opened.draft("RGB", draft_size(opened.size, long_edge))
-            exif = opened.getexif().get(0x0112, 1) if orientation is None else orientation
-            return Decoded(opened.convert("RGB"), _UPRIGHT.get(exif, ()))
+            return Decoded(opened.convert("RGB"), _UPRIGHT.get(_orientation(opened, orientation), ()))
     except _UNREADABLE as exc:
         raise ProxyError(f"cannot decode {source.name}: {exc}") from exc
 
