@@ -41,11 +41,6 @@ def make_context(cert_file: Path, key_file: Path) -> SSL.Context:
 RECORD_HEADER = 5  # content type, version, length
 READ_CHUNK = 256 << 10  # kernel bytes per read into the connection's own buffer
 RECORD_PLAINTEXT = 16 << 10  # SSL_read hands out at most one record (16 KiB) per call
-# One read a readiness event: the plaintext handed to pyftpdlib then stays under this process's
-# mmap threshold (512 KiB, process.release_memory_promptly) and comes from the reused heap; at 8
-# (2 MiB) every read mapped, zeroed and unmapped a block: 28 against 20 ms of kernel time an 8 MB
-# frame (docs/benchmarks-addendum.md). More data waits in the kernel and wakes the loop again.
-READS_PER_EVENT = 1
 
 
 class DataChannelTLS(SSL.Connection):
@@ -157,18 +152,20 @@ class DataChannelTLS(SSL.Connection):
                 self._header.clear()
         return True
 
-    def _feed_all(self) -> None:
-        for _ in range(READS_PER_EVENT):
-            data = self._recv_raw(READ_CHUNK)
-            if data is None:
-                return
-            if not data:
-                self._eof = True
-                self.bio_shutdown()
-                return
-            self.bio_write(data)
-            if len(data) < READ_CHUNK:
-                return
+    def _feed(self) -> None:
+        """Give OpenSSL one read of the kernel's bytes, a readiness event's worth: the plaintext
+        handed to pyftpdlib then stays under this process's mmap threshold (512 KiB,
+        process.release_memory_promptly) and comes from the reused heap; at 8 reads (2 MiB) every
+        read mapped, zeroed and unmapped a block: 28 against 20 ms of kernel time an 8 MB frame
+        (docs/benchmarks-addendum.md). More data waits in the kernel and wakes the loop again."""
+        data = self._recv_raw(READ_CHUNK)
+        if data is None:
+            return
+        if not data:
+            self._eof = True
+            self.bio_shutdown()
+            return
+        self.bio_write(data)
 
     # --- what pyftpdlib calls
 
@@ -198,7 +195,7 @@ class DataChannelTLS(SSL.Connection):
         if self._end is not None:
             kind, args = self._end
             raise kind(*args)
-        self._feed_all()
+        self._feed()
         out = []
         try:
             while True:
